@@ -1,4 +1,4 @@
-"""The `seqrep` command: `seqrep data`, `seqrep run-notebooks`."""
+"""The `seqrep` command: data, train, show-latest-epoch, run-notebooks."""
 
 from __future__ import annotations
 
@@ -39,6 +39,43 @@ def _describe(args: argparse.Namespace) -> None:
         print(f"  counts ({split}): {counts}")
 
 
+def _train_data(args: argparse.Namespace):
+    """(train, val) for `seqrep train`: the synthetic scenario split 80/20 (stratified), or a
+    real dataset's train split with its test split as validation."""
+    from .data import load_dataset, make_sequences
+
+    if args.dataset.lower() == "synthetic":
+        ds = make_sequences(args.classes, args.samples, args.length, seed=args.data_seed)
+        return ds.split(0.2, seed=args.data_seed)
+    return load_dataset(args.dataset, "train"), load_dataset(args.dataset, "test")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .train import TrainConfig, build_model, fit, new_run_dir
+
+    overrides = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
+    if args.broken:
+        overrides["extraction"] = "broken"
+    config = TrainConfig().replace(**overrides)
+    train, val = _train_data(args)
+    run_dir = args.run_dir or new_run_dir("runs", args.dataset)
+    model = build_model(config, train.channels, train.n_classes, train.length)
+    print(f"run directory: {run_dir}  (watch it with: seqrep show-latest-epoch {run_dir} --follow)")
+    result = fit(model, train, val, config, run_dir, resume=args.resume, device=args.device)
+    if result.final:
+        from .runlog import format_record
+
+        print(format_record(result.final))
+    if result.stopped:
+        print(f"stopped: {result.stopped}")
+
+
+def _show_latest(args: argparse.Namespace) -> None:
+    from .runlog import show_latest_epoch
+
+    show_latest_epoch(args.run_dir, follow=args.follow, interval=args.interval)
+
+
 def _run_notebooks(args: argparse.Namespace) -> None:
     from .notebooks import parse_params, run_notebooks
 
@@ -50,6 +87,17 @@ def _run_notebooks(args: argparse.Namespace) -> None:
     run_notebooks(args.notebooks or None, params, force=args.force)
 
 
+def _kernel_list(text: str) -> tuple[int, ...]:
+    return tuple(int(k) for k in text.split(",") if k.strip())
+
+
+_CONFIG_FLAGS = {
+    "epochs": int, "batch_size": int, "lr": float, "weight_decay": float, "width": int,
+    "kernel_sizes": _kernel_list, "blocks": int, "dropout": float, "seed": int, "pool": int,
+    "schedule": str, "label_smoothing": float,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqrep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--list", action="store_true", help="list the datasets found by name")
     p.set_defaults(func=_describe)
+
+    p = sub.add_parser("train", help="train the fixed (or --broken) model, logging to a run dir")
+    p.add_argument("dataset", nargs="?", default="synthetic",
+                   help="'synthetic' (default), a dataset name, a folder or a file")
+    p.add_argument("--run-dir", help="where the log and checkpoint go (default: runs/<time>-<dataset>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--broken", action="store_true", help="train the broken legacy model instead")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--classes", type=int, default=60, help="synthetic: number of classes")
+    p.add_argument("--samples", type=int, default=500, help="synthetic: number of samples")
+    p.add_argument("--length", type=int, default=128, help="synthetic: series length")
+    p.add_argument("--data-seed", type=int, default=0, help="synthetic: generator and split seed")
+    for name, kind in _CONFIG_FLAGS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
+                       help=f"TrainConfig.{name}")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("show-latest-epoch", help="print a run's latest epoch (tail of its log)")
+    p.add_argument("run_dir", help="a run directory (or its run.jsonl)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new epochs")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between checks")
+    p.set_defaults(func=_show_latest)
 
     p = sub.add_parser("run-notebooks", help="execute notebooks into executed/ (.ipynb + .html)")
     p.add_argument("notebooks", nargs="*", help="names (default: all, in order)")

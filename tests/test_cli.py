@@ -41,3 +41,32 @@ def test_console_script_is_installed():
     out = subprocess.run([str(script), "data", "GunPoint", "--json"],
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["test"]["samples"] == 150
+
+
+def test_train_then_show_latest_epoch_end_to_end(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "synthetic", "--classes", "4", "--samples", "40", "--length", "80",
+            "--epochs", "2", "--width", "8", "--kernel-sizes", "3,5,7", "--batch-size", "8",
+            "--run-dir", str(run)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "run directory:" in out and "epoch 1/2" in out
+    assert main(["show-latest-epoch", str(run)]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("epoch 1/2 | train loss") and "val acc" in shown
+    assert main(args) == 2  # the run directory is taken: a clear error, nothing overwritten
+    assert "already holds a run; pass resume=True" in capsys.readouterr().err
+    assert main(args[:-2] + ["--run-dir", str(run), "--resume", "--epochs", "2"]) == 0
+
+
+def test_train_broken_on_a_real_dataset(tmp_path, capsys):
+    args = ["train", "ItalyPowerDemand", "--broken", "--epochs", "1", "--width", "8",
+            "--run-dir", str(tmp_path / "r")]
+    assert main(args) == 0
+    records = [r for r in __import__("seqrep").read_log(tmp_path / "r") if "epoch" in r]
+    assert records[0]["grad_norm"]["representation"] is None
+
+
+def test_train_bad_hyperparameter_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--lr", "-1", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "lr must be > 0" in capsys.readouterr().err

@@ -1,0 +1,59 @@
+"""THE BUG. The original classifier of the post-mortem, kept for notebook 01. Do not copy.
+
+Its `extract_features()` always switches the representation to eval(), runs it under
+torch.no_grad() and converts the features to numpy; `forward()` turns them back into a tensor
+for the readout. Every representation parameter is still in the optimizer, so the parameter
+count looks right, but no gradient can reach them: only the linear readout ever learns, on top
+of frozen random features. `seqrep.SequenceClassifier` is the fixed version.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .model import Representation
+
+
+class LegacyClassifier(nn.Module):
+    """The broken original (same representation and readout as the fixed model).
+
+    x: (batch, channels, time), mask: (batch, time) or None -> logits (batch, n_classes).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_classes: int,
+        length: int,
+        *,
+        width: int = 64,
+        kernel_sizes=(9, 19, 39),
+        blocks: int = 2,
+        bottleneck: int = 32,
+        attention: bool = True,
+        pool: int = 1,
+        dropout: float = 0.1,
+        readout_hidden: int = 0,
+    ):
+        super().__init__()
+        del length, readout_hidden  # the original computed its sizes by formula
+        self.representation = Representation(
+            in_channels, width, kernel_sizes, blocks, bottleneck, attention, pool
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.readout = nn.Linear(2 * width, n_classes)
+
+    def extract_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
+        self.representation.eval()  # BUG 1: always eval(), even while training
+        with torch.no_grad():  # BUG 2: no autograd graph, so no gradient can flow back
+            features = self.representation(x, mask)
+        return features.cpu().numpy()  # BUG 3: numpy round-trip breaks the graph for good
+
+    def forward(
+        self, x: torch.Tensor, training: bool | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        features = self.extract_features(x, mask)
+        features = torch.from_numpy(features).to(x.device)
+        return self.readout(self.dropout(features))

@@ -1,0 +1,106 @@
+"""seqrep.model (the fixed classifier) and seqrep.legacy (the bug)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import seqrep
+from seqrep.model import AttentionPooling, MultiScaleBlock
+
+
+def _model(cls=seqrep.SequenceClassifier, channels=2, classes=5, length=40, **kw):
+    torch.manual_seed(0)
+    kw.setdefault("width", 16)
+    kw.setdefault("kernel_sizes", (3, 7, 11))
+    return cls(channels, classes, length, **kw)
+
+
+def test_shapes_and_probed_feature_size():
+    model = _model(pool=2)
+    x = torch.randn(4, 2, 40)
+    assert model(x, training=False).shape == (4, 5)
+    assert model.feature_dim == 2 * 16  # attention-pooled + averaged features
+    assert model.extract_features(x, training=False).shape == (4, model.feature_dim)
+    assert model(torch.randn(3, 2, 17), training=False).shape == (3, 5)  # any length
+
+
+def test_training_flag_keeps_autograd_and_train_mode():
+    model = _model()
+    model.eval()
+    feats = model.extract_features(torch.randn(3, 2, 40), training=True)
+    assert isinstance(feats, torch.Tensor) and feats.requires_grad
+    assert model.representation.training
+    feats = model.extract_features(torch.randn(3, 2, 40), training=False)
+    assert not feats.requires_grad and not model.representation.training
+
+
+def test_forward_without_flag_follows_module_mode():
+    model = _model()
+    model.train()
+    assert model(torch.randn(3, 2, 40)).requires_grad
+    model.eval()
+    assert not model(torch.randn(3, 2, 40)).requires_grad
+
+
+def test_fixed_model_gradients_reach_every_parameter():
+    model = _model()
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(6, 2, 40), training=True), torch.arange(6) % 5)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_legacy_model_representation_gets_no_gradient():
+    model = _model(seqrep.LegacyClassifier)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(6, 2, 40), training=True), torch.arange(6) % 5)
+    loss.backward()
+    rep = [p.grad for p in model.representation.parameters()]
+    assert all(g is None for g in rep) and len(rep) > 10
+    assert all(p.grad is not None for p in model.readout.parameters())
+    assert not model.representation.training  # the bug: eval() even while training
+
+
+def test_parameter_counts_look_right_for_the_broken_model_too():
+    model = _model(seqrep.LegacyClassifier)
+    opt = torch.optim.AdamW(model.parameters())
+    counts = seqrep.parameter_counts(model, opt)
+    rep = counts["representation"]
+    assert rep["total"] == rep["trainable"] == rep["in_optimizer"] > 1000
+    assert counts["all"]["total"] == sum(p.numel() for p in model.parameters())
+    frozen = _model()
+    frozen.representation.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in frozen.parameters() if p.requires_grad])
+    assert seqrep.parameter_counts(frozen, opt)["representation"]["in_optimizer"] == 0
+
+
+def test_padding_values_do_not_matter_and_get_no_attention():
+    model = _model(pool=3)
+    x = torch.randn(2, 2, 40)
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    mask[1, 25:] = False
+    noisy = x.clone()
+    noisy[1, :, 25:] = 1e3
+    torch.testing.assert_close(model(x, training=False, mask=mask), model(noisy, training=False, mask=mask))
+    weights = model.attention(x, mask)
+    assert weights.shape == (2, 40)
+    torch.testing.assert_close(weights.sum(1), torch.ones(2))
+    assert weights[1, 27:].abs().max() == 0  # pooled windows wholly inside the padding
+
+
+def test_attention_off_means_average_pooling():
+    pool = AttentionPooling(4, attention=False)
+    h = torch.randn(2, 4, 6)
+    features, weights = pool(h)
+    torch.testing.assert_close(features[:, :4], h.mean(-1))
+    torch.testing.assert_close(weights, torch.full((2, 6), 1 / 6))
+
+
+def test_width_must_divide_over_branches():
+    with pytest.raises(seqrep.SeqrepError, match="multiple of 4"):
+        MultiScaleBlock(8, 30, (3, 5, 7))
+
+
+def test_legacy_and_fixed_share_the_architecture():
+    fixed, legacy = _model(), _model(seqrep.LegacyClassifier)
+    assert fixed.state_dict().keys() == legacy.state_dict().keys()

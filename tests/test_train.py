@@ -1,0 +1,231 @@
+"""seqrep.train: fit, its run log and checkpoints, resume, stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import seqrep
+from seqrep.train import CHECKPOINT_NAME, TrainConfig, model_kwargs
+
+TINY = TrainConfig(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4, epochs=4, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def data():
+    ds = seqrep.make_sequences(n_classes=4, n_samples=48, length=40, motif_widths=(5, 9), seed=1)
+    return ds.split(0.25, seed=0)
+
+
+def _fit(data, run_dir, config=TINY, extraction="fixed", **kw):
+    train, val = data
+    config = config.replace(extraction=extraction)
+    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    return model, seqrep.fit(model, train, val, config, run_dir, progress=False, verbose=False, **kw)
+
+
+class StopAt(seqrep.Callback):
+    def __init__(self, epoch, step=None):
+        self.epoch, self.step = epoch, step
+
+    def on_step_end(self, state):
+        if self.step is not None and (state.epoch, state.step) == (self.epoch, self.step):
+            state.request_stop("test stop")
+
+    def on_epoch_end(self, state, record):
+        if self.step is None and state.epoch == self.epoch:
+            state.request_stop("test stop")
+
+
+METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_balanced_accuracy")
+
+
+def _metrics(record):
+    return [record[k] for k in METRICS]
+
+
+# ---------------------------------------------------------------------- config
+
+
+def test_config_round_trips_through_json():
+    config = TrainConfig(kernel_sizes=(3, 5), lr=3e-3, schedule="cosine")
+    assert TrainConfig.from_json(config.to_json()) == config
+    assert config.diff(TrainConfig()) == {"kernel_sizes": ((3, 5), ()), "lr": (3e-3, 1e-2), "schedule": ("cosine", "onecycle")}
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"lr": 0}, "lr must be > 0"),
+        ({"schedule": "step"}, "schedule must be"),
+        ({"extraction": "half"}, "extraction must be 'fixed' or 'broken'"),
+        ({"dropout": 1.5}, "dropout must be in [0, 1)"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"learning_rate": 0.1}, "no field(s) ['learning_rate']"),
+    ],
+)
+def test_config_rejects_bad_values(changes, fragment):
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
+        TrainConfig().replace(**changes)
+
+
+def test_automatic_pool_and_kernels_follow_the_length():
+    assert model_kwargs(TrainConfig(), 2000)["pool"] == 4
+    assert model_kwargs(TrainConfig(), 128) | {} == model_kwargs(TrainConfig(), 128)
+    short = model_kwargs(TrainConfig(), 24)
+    assert short["pool"] == 1 and max(short["kernel_sizes"]) <= 24
+    with pytest.raises(seqrep.SeqrepError, match=r"kernel sizes \[39\] are longer than the series \(24 steps\)"):
+        model_kwargs(TrainConfig(kernel_sizes=(9, 39)), 24)
+
+
+# ---------------------------------------------------------------------- fit
+
+
+def test_fit_logs_every_epoch_and_checkpoints(data, tmp_path):
+    model, result = _fit(data, tmp_path)
+    lines = (tmp_path / "run.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records[0]["event"] == "start" and records[0]["parameter_counts"]["representation"]["in_optimizer"] > 0
+    epochs = [r for r in records if "epoch" in r]
+    assert [r["epoch"] for r in epochs] == [0, 1, 2, 3] == [r["epoch"] for r in result.history]
+    for key in (*METRICS, "val_macro_f1", "lr", "seconds", "samples_per_s"):
+        assert all(np.isfinite(r[key]) for r in epochs), key
+    assert set(epochs[-1]["grad_norm"]) == {"representation", "readout"}
+    assert all(v is not None and v > 0 for v in epochs[-1]["grad_norm"].values())
+    ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert ckpt["epoch"] == 3 and ckpt["complete"]
+    assert TrainConfig.from_json(ckpt["config"]) == TINY
+    reloaded = seqrep.load_model(tmp_path)
+    x = torch.from_numpy(data[1].X)
+    torch.testing.assert_close(reloaded(x, training=False), model(x, training=False))
+
+
+def test_fit_is_deterministic(data, tmp_path):
+    _, a = _fit(data, tmp_path / "a")
+    _, b = _fit(data, tmp_path / "b")
+    assert [_metrics(r) for r in a.history] == [_metrics(r) for r in b.history]
+
+
+def test_refuses_to_overwrite_a_run(data, tmp_path):
+    _fit(data, tmp_path, TINY.replace(epochs=1))
+    with pytest.raises(seqrep.SeqrepError, match="already holds a run; pass resume=True"):
+        _fit(data, tmp_path, TINY.replace(epochs=1))
+
+
+def test_broken_model_trains_only_its_readout(data, tmp_path):
+    train, val = data
+    config = TINY.replace(extraction="broken")
+    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = seqrep.fit(model, train, val, config, tmp_path, progress=False, verbose=False)
+    after = model.state_dict()
+    rep_params = [n for n, _ in model.representation.named_parameters()]
+    assert all(torch.equal(before[f"representation.{n}"], after[f"representation.{n}"]) for n in rep_params)
+    assert not torch.equal(before["readout.weight"], after["readout.weight"])
+    assert result.final["grad_norm"]["representation"] is None
+    assert result.final["update_ratio"]["representation"] == float("-inf")
+    assert result.parameter_counts["representation"]["in_optimizer"] > 0  # looks right, is not
+
+
+def test_fixed_model_changes_its_representation(data, tmp_path):
+    train, val = data
+    model = seqrep.build_model(TINY, train.channels, train.n_classes, train.length)
+    before = [p.clone() for p in model.representation.parameters()]
+    seqrep.fit(model, train, val, TINY, tmp_path, progress=False, verbose=False)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.representation.parameters()))
+
+
+@pytest.mark.parametrize("stop", [StopAt(1), StopAt(1, step=2)], ids=["after-epoch", "mid-epoch"])
+def test_resume_equals_uninterrupted(data, tmp_path, stop):
+    _, straight = _fit(data, tmp_path / "straight")
+    _, first = _fit(data, tmp_path / "resumed", callbacks=[stop])
+    assert first.stopped == "test stop" and len(first.history) == 2
+    _, second = _fit(data, tmp_path / "resumed", resume=True)
+    assert _metrics(second.final) == _metrics(straight.final)
+    log = [r for r in seqrep.read_log(tmp_path / "resumed") if "epoch" in r]
+    assert [r["epoch"] for r in log] == [0, 1, 2, 3]  # one record per epoch
+    assert [_metrics(r) for r in log] == [_metrics(r) for r in straight.history]
+
+
+def test_stop_event_from_another_thread(data, tmp_path):
+    event = threading.Event()
+
+    class SetAfterFirstEpoch(seqrep.Callback):
+        def on_epoch_end(self, state, record):
+            threading.Thread(target=event.set).start()
+
+    _, result = _fit(data, tmp_path, callbacks=[SetAfterFirstEpoch()], stop_event=event)
+    assert result.stopped == "stop requested" and len(result.history) < 4
+    assert seqrep.read_log(tmp_path)[-1]["event"] == "stopped"
+
+
+def test_ctrl_c_ends_cleanly_with_log_and_checkpoint(data, tmp_path):
+    class PressCtrlC(seqrep.Callback):
+        def on_step_end(self, state):
+            if (state.epoch, state.step) == (1, 1):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt, match="log and checkpoint in"):
+        _fit(data, tmp_path, callbacks=[PressCtrlC()])
+    assert signal.getsignal(signal.SIGINT) is previous  # handler restored
+    last = seqrep.latest_epoch(tmp_path)
+    assert last["epoch"] == 1 and last["partial"]
+    ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert (ckpt["epoch"], ckpt["complete"], ckpt["next_step"]) == (1, False, 2)
+    _, resumed = _fit(data, tmp_path, resume=True)
+    assert resumed.final["epoch"] == 3
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(data, tmp_path):
+    class Poison(seqrep.Callback):
+        def on_step_end(self, state):
+            if (state.epoch, state.step) == (1, 0):
+                with torch.no_grad():
+                    state.model.readout.weight.fill_(float("nan"))
+
+    with pytest.raises(seqrep.NonFiniteLossError, match=r"at epoch 1, step 1; training stopped"):
+        _fit(data, tmp_path, callbacks=[Poison()])
+    ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert ckpt["epoch"] == 0 and ckpt["complete"]
+    assert torch.isfinite(ckpt["model"]["readout.weight"]).all()
+    assert seqrep.read_log(tmp_path)[-1]["reason"].startswith("non-finite loss")
+
+
+def test_checkpoint_of_another_config_or_architecture_is_refused(data, tmp_path):
+    _fit(data, tmp_path, TINY.replace(epochs=1))
+    with pytest.raises(seqrep.SeqrepError, match=r"different config \(lr: 0.01 in the checkpoint vs 0.001 now\)"):
+        _fit(data, tmp_path, TINY.replace(epochs=1, lr=1e-3), resume=True)
+    train, val = data
+    wider = seqrep.build_model(TINY.replace(epochs=1), train.channels, 7, train.length)
+    with pytest.raises(seqrep.SeqrepError, match="does not fit this model's architecture"):
+        seqrep.fit(wider, train, val, TINY.replace(epochs=1), tmp_path, resume=True, progress=False, verbose=False)
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
+    with pytest.raises(seqrep.SeqrepError, match="not a readable seqrep checkpoint"):
+        _fit(data, tmp_path, TINY.replace(epochs=1), resume=True)
+
+
+def test_fit_rejects_bad_inputs(data, tmp_path):
+    train, val = data
+    with pytest.raises(seqrep.SeqrepError, match=r"batch_size 64 is larger than the training set \(35 samples\)"):
+        _fit(data, tmp_path, TINY.replace(batch_size=64))
+    other = seqrep.make_sequences(n_classes=3, n_samples=30, length=40, motif_widths=(5, 9))
+    with pytest.raises(seqrep.SeqrepError, match="val has 3 classes"):
+        seqrep.fit(seqrep.build_model(TINY, 1, 4, 40), train, other, TINY, tmp_path, progress=False)
+    with pytest.raises(seqrep.SeqrepError, match="must be a seqrep.SequenceDataset"):
+        seqrep.fit(seqrep.build_model(TINY, 1, 4, 40), (train.X, train.y), val, TINY, tmp_path)
+
+
+def test_variable_length_data_trains(tmp_path):
+    train = seqrep.load_dataset("JapaneseVowels", "train").subset(np.arange(0, 270, 9))
+    config = TINY.replace(epochs=1)
+    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    result = seqrep.fit(model, train, None, config, tmp_path, progress=False, verbose=False)
+    assert np.isfinite(result.final["train_loss"])
