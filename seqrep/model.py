@@ -93,6 +93,7 @@ class MultiScaleBlock(nn.Module):
             nn.MaxPool1d(3, stride=1, padding=1), nn.Conv1d(in_channels, branch, 1, bias=False)
         )
         self.norm = nn.BatchNorm1d(out_channels)
+        self.act = nn.ReLU()
         self.shortcut = (
             nn.Identity()
             if in_channels == out_channels
@@ -102,7 +103,7 @@ class MultiScaleBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.bottleneck(x)
         out = torch.cat([conv(z) for conv in self.branches] + [self.pool_branch(x)], dim=1)
-        return F.relu(self.norm(out) + self.shortcut(x))
+        return self.act(self.norm(out) + self.shortcut(x))
 
 
 class AttentionPooling(nn.Module):
@@ -117,7 +118,8 @@ class AttentionPooling(nn.Module):
     def __init__(self, channels: int, attention: bool = True, hidden: int = 32):
         super().__init__()
         self.score = (
-            nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.Tanh(), nn.Conv1d(hidden, 1, 1))
+            # No bias on the last layer: softmax ignores a constant shift, so it could not learn.
+            nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.Tanh(), nn.Conv1d(hidden, 1, 1, bias=False))
             if attention
             else None
         )

@@ -57,6 +57,8 @@ class TrainConfig:
     dropout, readout_hidden.
     Optimisation: AdamW(lr, weight_decay) with a "onecycle", "cosine" or "constant" schedule
     stepped every batch, batch_size, epochs, label_smoothing, grad_clip (0 = off), seed.
+    Checks: check_gradients runs `check_gradient_flow` on the first batch and refuses to train
+    when a parameter cannot learn or a module would train in eval mode.
     """
 
     extraction: str = "fixed"
@@ -76,6 +78,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
+    check_gradients: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kernel_sizes", tuple(int(k) for k in self.kernel_sizes))
@@ -232,6 +235,10 @@ class Callback:
     def on_epoch_end(self, state: FitState, record: dict) -> None: ...
 
     def on_fit_end(self, state: FitState, result: FitResult) -> None: ...
+
+    def epoch_metrics(self, state: FitState) -> dict:
+        """Extra fields for this epoch's run-log record (called before it is written)."""
+        return {}
 
 
 @dataclass
@@ -405,6 +412,30 @@ class _SigintToStop:
         return False
 
 
+def _guard(model, x_all, y_all, m_all, config, loss_fn, optimizer, device, log) -> None:
+    """Run the gradient-flow check on the first batch; refuse to start when the optimizer
+    holds a parameter that cannot learn or a module would train in eval mode."""
+    from .gradients import BLOCKING, GradientFlowError, check_gradient_flow
+
+    n = min(config.batch_size, len(y_all))
+    x, y = x_all[:n].to(device), y_all[:n].to(device)
+    m = None if m_all is None else m_all[:n].to(device)
+    report = check_gradient_flow(
+        model, (x, y), loss_fn=loss_fn, optimizer=optimizer,
+        forward=lambda model_, inputs: model_(inputs, training=True, mask=m),
+    )
+    if any(f.kind in BLOCKING for f in report.findings):
+        log.append({"event": "refused", "time": time.time(), "findings": [
+            {"kind": f.kind, "names": list(f.names), "message": f.message} for f in report.findings]})
+        raise GradientFlowError(
+            f"fit refused to start: the gradient-flow check found problems that would waste the "
+            f"run.\n{report.verdict()}\nFix them, or pass a config with check_gradients=False to "
+            "train anyway."
+        )
+    if report.findings:
+        warnings.warn(f"gradient-flow check: {report.verdict()}", stacklevel=3)
+
+
 def fit(
     model: nn.Module,
     train: SequenceDataset,
@@ -443,7 +474,8 @@ def fit(
         )
     device = torch.device(device)
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     scheduler = _scheduler(optimizer, config, steps_per_epoch * config.epochs)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -485,14 +517,16 @@ def fit(
     for cb in callbacks:
         getattr(cb, "on_fit_start", lambda s: None)(state)
 
+    x_all = torch.from_numpy(train.X)
+    y_all = torch.from_numpy(train.y)
+    m_all = None if train.mask is None else torch.from_numpy(train.mask)
+    if config.check_gradients and start_epoch == 0 and start_step == 0:
+        _guard(model, x_all, y_all, m_all, config, loss_fn, optimizer, device, log)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.epochs, initial=start_epoch, desc="epochs", leave=False)
-    x_all = torch.from_numpy(train.X)
-    y_all = torch.from_numpy(train.y)
-    m_all = None if train.mask is None else torch.from_numpy(train.mask)
     interrupted = False
     try:
         with _SigintToStop(state) as sigint:
@@ -573,6 +607,8 @@ def fit(
                     record.update({f"val_{k}": v for k, v in metrics.items()})
                 if not complete:
                     record.update(partial=True, steps=steps_done)
+                for cb in callbacks:
+                    record.update(getattr(cb, "epoch_metrics", lambda s: {})(state))
                 log.append(record)
                 _save_checkpoint(ckpt_path, {
                     "format": _CHECKPOINT_FORMAT,

@@ -219,7 +219,7 @@ def test_fit_rejects_bad_inputs(data, tmp_path):
     other = seqrep.make_sequences(n_classes=3, n_samples=30, length=40, motif_widths=(5, 9))
     with pytest.raises(seqrep.SeqrepError, match="val has 3 classes"):
         seqrep.fit(seqrep.build_model(TINY, 1, 4, 40), train, other, TINY, tmp_path, progress=False)
-    with pytest.raises(seqrep.SeqrepError, match="must be a seqrep.SequenceDataset"):
+    with pytest.raises(seqrep.SeqrepError, match=r"must be a seqrep\.SequenceDataset"):
         seqrep.fit(seqrep.build_model(TINY, 1, 4, 40), (train.X, train.y), val, TINY, tmp_path)
 
 
