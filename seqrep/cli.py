@@ -54,8 +54,10 @@ def _train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, build_model, fit, new_run_dir
 
     overrides = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
-    if args.broken:
-        overrides["extraction"] = "broken"
+    if args.broken:  # reproducing the bug on purpose: the gradient-flow guard would refuse
+        overrides.update(extraction="broken", check_gradients=False)
+    if args.no_check_gradients:
+        overrides["check_gradients"] = False
     config = TrainConfig().replace(**overrides)
     train, val = _train_data(args)
     run_dir = args.run_dir or new_run_dir("runs", args.dataset)
@@ -113,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'synthetic' (default), a dataset name, a folder or a file")
     p.add_argument("--run-dir", help="where the log and checkpoint go (default: runs/<time>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    p.add_argument("--broken", action="store_true", help="train the broken legacy model instead")
+    p.add_argument("--broken", action="store_true",
+                   help="train the broken legacy model instead (skips the gradient-flow guard)")
+    p.add_argument("--no-check-gradients", action="store_true",
+                   help="skip the gradient-flow check before the first epoch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--classes", type=int, default=60, help="synthetic: number of classes")
     p.add_argument("--samples", type=int, default=500, help="synthetic: number of samples")

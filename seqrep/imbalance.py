@@ -1,14 +1,17 @@
-"""Class statistics: how scarce and how imbalanced a labelled dataset is."""
+"""Class imbalance: statistics that separate scarcity from imbalance, and the remedies fit
+can use (loss, class weights, batch order)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import nn
 
 from .errors import SeqrepError
 
-__all__ = ["ClassStats", "class_stats"]
+__all__ = ["ClassStats", "batch_order", "class_stats", "make_loss"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +99,22 @@ def class_stats(y: np.ndarray, n_classes: int | None = None, beta: float = 0.999
     thirds = np.array_split(order, 3)
     groups = dict(zip(("head", "medium", "tail"), thirds))
     return ClassStats(counts=counts, effective=effective, beta=beta, groups=groups)
+
+
+def make_loss(config, y_train: np.ndarray, n_classes: int) -> nn.Module:
+    """The training loss `config` asks for, given the training labels y_train (n,).
+    Returns a module: loss(logits (batch, K), y (batch,)) -> scalar."""
+    if config.class_weights != "none" or config.loss != "cross_entropy":
+        raise SeqrepError(
+            f"class_weights={config.class_weights!r}, loss={config.loss!r}: not available yet."
+        )
+    return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+
+def batch_order(config, y_train: np.ndarray, epoch: int) -> torch.Tensor:
+    """(n,) indices of the training samples in the order this epoch visits them; fit cuts it
+    into batches. Deterministic in (config.seed, epoch), so a resumed run repeats it."""
+    generator = torch.Generator().manual_seed(config.seed * 7919 + epoch)
+    if config.sampler != "shuffle":
+        raise SeqrepError(f"sampler={config.sampler!r}: not available yet.")
+    return torch.randperm(len(y_train), generator=generator)

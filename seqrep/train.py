@@ -26,6 +26,7 @@ from torch import nn
 
 from .data import SequenceDataset
 from .errors import SeqrepError
+from .imbalance import batch_order, make_loss
 from .legacy import LegacyClassifier
 from .model import SequenceClassifier, parameter_counts, stem_pool
 from .runlog import LOG_NAME, RunLog, read_log
@@ -57,6 +58,9 @@ class TrainConfig:
     dropout, readout_hidden.
     Optimisation: AdamW(lr, weight_decay) with a "onecycle", "cosine" or "constant" schedule
     stepped every batch, batch_size, epochs, label_smoothing, grad_clip (0 = off), seed.
+    Class imbalance (see seqrep.imbalance): class_weights "none", "inverse", "sqrt_inverse" or
+    "effective" (with effective_beta) weight the loss; loss "cross_entropy", "focal" (with
+    focal_gamma) or "logit_adjusted" (with logit_tau); sampler "shuffle" or "balanced".
     Checks: check_gradients runs `check_gradient_flow` on the first batch and refuses to train
     when a parameter cannot learn or a module would train in eval mode.
     """
@@ -78,6 +82,12 @@ class TrainConfig:
     label_smoothing: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
+    class_weights: str = "none"
+    effective_beta: float = 0.999
+    loss: str = "cross_entropy"
+    focal_gamma: float = 2.0
+    logit_tau: float = 1.0
+    sampler: str = "shuffle"
     check_gradients: bool = True
 
     def __post_init__(self) -> None:
@@ -96,6 +106,13 @@ class TrainConfig:
              "schedule must be 'onecycle', 'cosine' or 'constant'"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.grad_clip >= 0, "grad_clip must be >= 0 (0 = off)"),
+            (self.class_weights in ("none", "inverse", "sqrt_inverse", "effective"),
+             "class_weights must be 'none', 'inverse', 'sqrt_inverse' or 'effective'"),
+            (0 <= self.effective_beta < 1, "effective_beta must be in [0, 1)"),
+            (self.loss in ("cross_entropy", "focal", "logit_adjusted"),
+             "loss must be 'cross_entropy', 'focal' or 'logit_adjusted'"),
+            (self.focal_gamma >= 0 and self.logit_tau >= 0, "focal_gamma and logit_tau must be >= 0"),
+            (self.sampler in ("shuffle", "balanced"), "sampler must be 'shuffle' or 'balanced'"),
         ]
         for ok, message in checks:
             if not ok:
@@ -478,7 +495,7 @@ def fit(
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     scheduler = _scheduler(optimizer, config, steps_per_epoch * config.epochs)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    loss_fn = make_loss(config, train.y, train.n_classes).to(device)
     state = FitState(model, optimizer, config, run_dir, steps_per_epoch=steps_per_epoch)
     components = _components(model)
     callbacks = list(callbacks)
@@ -535,7 +552,7 @@ def fit(
                 first_step = start_step if epoch == start_epoch else 0
                 if first_step == 0:
                     torch.manual_seed(config.seed * 100_003 + epoch)
-                order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed * 7919 + epoch))
+                order = batch_order(config, train.y, epoch)
                 sums = carried or {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0,
                                    "grad": {k: 0.0 for k in components}, "grad_steps": 0}
                 carried = None
