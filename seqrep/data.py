@@ -320,33 +320,59 @@ def _class_targets(weights: np.ndarray, n_samples: int, floor: int) -> np.ndarra
         fixed |= low
 
 
-def _smooth_shape(rng: np.random.Generator, channels: int, width: int) -> np.ndarray:
-    """(channels, width) a random smooth bump: smoothed noise under a Hann window, peak 1."""
-    sigma = max(width / 8, 1.0)
+def _smooth_shapes(rng: np.random.Generator, count: int, channels: int, width: int) -> np.ndarray:
+    """(count, channels, width) random smooth bumps: smoothed noise under a Hann window,
+    zero mean, peak 1."""
+    sigma = max(width / 12, 0.7)
     half = int(3 * sigma)
     kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
-    raw = rng.normal(size=(channels, width + 2 * half))
-    smooth = np.stack([np.convolve(r, kernel, mode="valid") for r in raw])[:, :width]
-    shape = smooth * np.hanning(width + 2)[1:-1]
-    shape -= shape.mean(axis=1, keepdims=True)
-    return shape / np.abs(shape).max(axis=1, keepdims=True)
+    raw = rng.normal(size=(count, channels, width + 2 * half))
+    smooth = np.lib.stride_tricks.sliding_window_view(raw, len(kernel), axis=-1) @ kernel
+    shape = smooth[..., :width] * np.hanning(width + 2)[1:-1]
+    shape -= shape.mean(axis=-1, keepdims=True)
+    return shape / np.abs(shape).max(axis=-1, keepdims=True)
 
 
-def _place(rng: np.random.Generator, length: int, widths: list[int]) -> list[int] | None:
-    """Random non-overlapping starts for windows of `widths` in [0, length), or None."""
-    slack = length - sum(widths)
-    if slack < 0:
-        return None
-    # Split the slack into len(widths)+1 random gaps, then lay windows out in a random order.
-    cuts = np.sort(rng.integers(0, slack + 1, size=len(widths)))
-    gaps = np.diff(np.concatenate([[0], cuts]))
-    order = rng.permutation(len(widths))
-    starts = [0] * len(widths)
-    pos = 0
-    for gap, j in zip(gaps, order):
-        pos += gap
-        starts[j] = int(pos)
-        pos += widths[j]
+def _distinct_shapes(rng, n: int, channels: int, width: int, chosen: list, max_similarity: float) -> np.ndarray:
+    """n random smooth (channels, width) shapes, each at most `max_similarity` alike to every
+    shape chosen before, alike meaning the largest normalised cross-correlation over all
+    shifts (a ReLU detector tells a shape from its negative, so the sign counts). Appends them
+    to `chosen`; if none of 128 candidates qualifies, the least alike one is kept."""
+    size = 2 * max([width, *(c.shape[1] for c in chosen)]) + 1  # no wrap-around in the FFT
+
+    def spectra(shapes):  # (..., channels, width) -> (..., channels, frequencies)
+        norms = np.linalg.norm(shapes.reshape(*shapes.shape[:-2], -1), axis=-1)[..., None, None]
+        return np.fft.rfft(shapes / norms, n=size, axis=-1)
+
+    bank = np.stack([spectra(c) for c in chosen]) if chosen else None
+    out = []
+    for _ in range(n):
+        candidates = _smooth_shapes(rng, 128, channels, width)
+        pick = 0
+        if bank is not None:
+            cross = np.einsum("acf,kcf->akf", spectra(candidates), bank.conj())
+            worst = np.fft.irfft(cross, n=size, axis=-1).max(axis=(1, 2))  # (256,)
+            ok = np.flatnonzero(worst <= max_similarity)
+            pick = int(ok[0]) if ok.size else int(np.argmin(worst))
+        shape = candidates[pick]
+        chosen.append(shape)
+        out.append(shape)
+        new = spectra(shape)[None]
+        bank = new if bank is None else np.concatenate([bank, new])
+    return np.stack(out)
+
+
+def _place(rng: np.random.Generator, n: int, length: int, widths: list[int]) -> np.ndarray:
+    """(n, len(widths)) random starts of non-overlapping windows of `widths` in [0, length):
+    the free steps are split into random gaps and the windows laid out in a random order."""
+    k = len(widths)
+    cuts = np.sort(rng.integers(0, length - sum(widths) + 1, size=(n, k)), axis=1)
+    gaps = np.diff(cuts, axis=1, prepend=0)  # (n, k) gap before each laid-out window
+    order = np.argsort(rng.random((n, k)), axis=1)  # which window is laid out j-th
+    laid_widths = np.asarray(widths)[order]
+    laid_starts = np.cumsum(gaps, axis=1) + np.cumsum(laid_widths, axis=1) - laid_widths
+    starts = np.empty((n, k), dtype=np.int64)
+    np.put_along_axis(starts, order, laid_starts, axis=1)
     return starts
 
 
@@ -361,8 +387,9 @@ def make_sequences(
     min_per_class: int = 2,
     motif_widths: tuple[int, int] = (9, 27),
     n_distractors: int = 2,
-    noise: float = 0.6,
+    noise: float = 0.1,
     amplitude: float = 1.0,
+    max_similarity: float = 0.7,
     seed: int = 0,
 ) -> SequenceDataset:
     """The seed scenario: many classes, few and unequal samples, class identity in motifs.
@@ -374,7 +401,9 @@ def make_sequences(
     2. Motif banks: for each scale in `motif_widths` (default a short 9-step and a long
        27-step scale) a bank of B = ceil(sqrt(n_classes)) + 2 random smooth shapes (smoothed
        noise under a Hann window, zero mean, peak 1, one shape per channel), plus a bank of
-       distractor shapes at the mid-scale widths drawn the same way.
+       distractor shapes at the mid-scale width drawn the same way. Every shape is at most
+       `max_similarity` alike to all others (largest normalised cross-correlation over shifts),
+       so no motif is a near-copy of another or of a distractor.
     3. Class signatures: every class gets a distinct combination of one motif per scale; each
        motif is shared by about n_classes / B classes, so only the combination identifies the
        class and a classifier must detect shapes at every scale.
@@ -410,8 +439,9 @@ def make_sequences(
     rng = np.random.default_rng(seed)
 
     bank = int(np.ceil(np.sqrt(n_classes))) + 2
-    banks = [np.stack([_smooth_shape(rng, channels, w) for _ in range(bank)]) for w in widths]
-    distractors = np.stack([_smooth_shape(rng, channels, distractor_w) for _ in range(bank)])
+    chosen: list[np.ndarray] = []
+    banks = [_distinct_shapes(rng, bank, channels, w, chosen, max_similarity) for w in widths]
+    distractors = _distinct_shapes(rng, bank, channels, distractor_w, chosen, max_similarity)
     combos = bank ** len(widths)
     if combos < n_classes:
         raise SeqrepError(
@@ -424,23 +454,21 @@ def make_sequences(
     y = np.repeat(np.arange(n_classes), sizes)
     y = y[rng.permutation(len(y))]
     n = len(y)
-    X = np.empty((n, channels, length), dtype=np.float64)
-    motif_windows = np.empty((n, len(widths), 2), dtype=np.int64)
-    distractor_windows = np.empty((n, n_distractors, 2), dtype=np.int64)
     all_widths = widths + [distractor_w] * n_distractors
+    drift = np.cumsum(rng.normal(scale=0.05, size=(n, channels, length)), axis=2)
+    X = noise * (rng.normal(size=(n, channels, length)) + drift)
+    starts = _place(rng, n, length, all_widths)
+    gains = amplitude * rng.uniform(0.8, 1.2, size=(n, len(all_widths)))
+    picked_distractors = rng.integers(0, bank, size=(n, n_distractors))
     for i in range(n):
-        drift = np.cumsum(rng.normal(scale=0.05, size=(channels, length)), axis=1)
-        x = noise * rng.normal(size=(channels, length)) + noise * drift
-        starts = _place(rng, length, all_widths)
-        gains = amplitude * rng.uniform(0.8, 1.2, size=len(all_widths))
         shapes = [banks[j][signatures[y[i], j]] for j in range(len(widths))]
-        shapes += [distractors[k] for k in rng.integers(0, bank, size=n_distractors)]
-        for j, (s, w, g, shape) in enumerate(zip(starts, all_widths, gains, shapes)):
-            x[:, s : s + w] += g * shape
-            window = motif_windows[i, j] if j < len(widths) else distractor_windows[i, j - len(widths)]
-            window[:] = (s, s + w)
-        std = x.std(axis=1, keepdims=True)
-        X[i] = (x - x.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1)
+        shapes += [distractors[k] for k in picked_distractors[i]]
+        for s, w, g, shape in zip(starts[i], all_widths, gains[i], shapes):
+            X[i, :, s : s + w] += g * shape
+    std = X.std(axis=2, keepdims=True)
+    X = (X - X.mean(axis=2, keepdims=True)) / np.where(std > 0, std, 1)
+    windows = np.stack([starts, starts + np.asarray(all_widths)], axis=2)  # (n, motifs, 2)
+    motif_windows, distractor_windows = windows[:, : len(widths)], windows[:, len(widths):]
 
     return SequenceDataset(
         X=X.astype(np.float32),
