@@ -337,7 +337,7 @@ def _distinct_shapes(rng, n: int, channels: int, width: int, chosen: list, max_s
     """n random smooth (channels, width) shapes, each at most `max_similarity` alike to every
     shape chosen before, alike meaning the largest normalised cross-correlation over all
     shifts (a ReLU detector tells a shape from its negative, so the sign counts). Appends them
-    to `chosen`; if none of 128 candidates qualifies, the least alike one is kept."""
+    to `chosen`; if none of 64 candidates qualifies, the least alike one is kept."""
     size = 2 * max([width, *(c.shape[1] for c in chosen)]) + 1  # no wrap-around in the FFT
 
     def spectra(shapes):  # (..., channels, width) -> (..., channels, frequencies)
@@ -347,13 +347,17 @@ def _distinct_shapes(rng, n: int, channels: int, width: int, chosen: list, max_s
     bank = np.stack([spectra(c) for c in chosen]) if chosen else None
     out = []
     for _ in range(n):
-        candidates = _smooth_shapes(rng, 128, channels, width)
-        pick = 0
-        if bank is not None:
+        for tries in (8, 56):  # most shapes qualify among the first few candidates
+            candidates = _smooth_shapes(rng, tries, channels, width)
+            pick = 0
+            if bank is None:
+                break
             cross = np.einsum("acf,kcf->akf", spectra(candidates), bank.conj())
-            worst = np.fft.irfft(cross, n=size, axis=-1).max(axis=(1, 2))  # (256,)
+            worst = np.fft.irfft(cross, n=size, axis=-1).max(axis=(1, 2))  # (tries,)
             ok = np.flatnonzero(worst <= max_similarity)
             pick = int(ok[0]) if ok.size else int(np.argmin(worst))
+            if ok.size:
+                break
         shape = candidates[pick]
         chosen.append(shape)
         out.append(shape)
@@ -385,8 +389,9 @@ def make_sequences(
     imbalance: float = 12.0,
     zipf: float | None = None,
     min_per_class: int = 2,
-    motif_widths: tuple[int, int] = (9, 27),
+    motif_widths: tuple[int, ...] = (9, 27),
     n_distractors: int = 2,
+    n_distractor_shapes: int = 8,
     noise: float = 0.1,
     amplitude: float = 1.0,
     max_similarity: float = 0.7,
@@ -398,15 +403,17 @@ def make_sequences(
 
     1. Class sizes: `class_sizes(n_classes, n_samples, imbalance, zipf, min_per_class)`; class 0
        is the largest. Default: 60 classes, 500 samples, 22 down to 2 per class.
-    2. Motif banks: for each scale in `motif_widths` (default a short 9-step and a long
-       27-step scale) a bank of B = ceil(sqrt(n_classes)) + 2 random smooth shapes (smoothed
-       noise under a Hann window, zero mean, peak 1, one shape per channel), plus a bank of
-       distractor shapes at the mid-scale width drawn the same way. Every shape is at most
-       `max_similarity` alike to all others (largest normalised cross-correlation over shifts),
-       so no motif is a near-copy of another or of a distractor.
-    3. Class signatures: every class gets a distinct combination of one motif per scale; each
-       motif is shared by about n_classes / B classes, so only the combination identifies the
-       class and a classifier must detect shapes at every scale.
+    2. Class motifs: for each scale in `motif_widths` (default a short 9-step and a long
+       27-step scale) every class gets its own random smooth shape (smoothed noise under a
+       Hann window, zero mean, peak 1, one shape per channel). Either of a class's motifs
+       identifies it, at its own time scale. A bank of `n_distractor_shapes` distractor
+       shapes at the mid-scale width is drawn the same way. Every shape is at most
+       `max_similarity` alike to all shapes drawn before it (largest normalised
+       cross-correlation over shifts; a least-alike candidate is kept when none qualifies),
+       so no motif is a near-copy of another class's motif or of a distractor.
+    3. Why it separates learned from frozen features: a learned convolution can become a
+       template for each class's motif and attention can pick out where it sits; a frozen
+       random network pooled over time mostly sees shape statistics that every class shares.
     4. Each sample: background noise (white Gaussian with std `noise` plus a slow random-walk
        drift), its class's motifs added at random non-overlapping positions with amplitude
        `amplitude` times a jitter in [0.8, 1.2], and `n_distractors` shapes from the distractor
@@ -414,16 +421,17 @@ def make_sequences(
        Each series is then z-normalised.
 
     Returns a `SequenceDataset` whose `motifs` holds the [start, stop) window of every planted
-    class motif, shape (n, len(motif_widths), 2); `meta` holds the sizes, signatures,
-    distractor windows and all arguments. The same arguments give bitwise-identical arrays.
+    class motif, shape (n, len(motif_widths), 2); `meta` holds the sizes, the motif shapes
+    (one (n_classes, channels, width) array per scale), distractor windows and all arguments. The same arguments give bitwise-identical arrays.
     """
     args = dict(locals())
     if length < 1 or channels < 1:
         raise SeqrepError(f"length and channels must be >= 1, got {length} and {channels}.")
-    if noise < 0 or amplitude <= 0 or n_distractors < 0:
+    if noise < 0 or amplitude <= 0 or n_distractors < 0 or n_distractor_shapes < 1:
         raise SeqrepError(
-            f"noise >= 0, amplitude > 0 and n_distractors >= 0 are required, got noise={noise}, "
-            f"amplitude={amplitude}, n_distractors={n_distractors}."
+            f"noise >= 0, amplitude > 0, n_distractors >= 0 and n_distractor_shapes >= 1 are "
+            f"required, got noise={noise}, amplitude={amplitude}, n_distractors={n_distractors}, "
+            f"n_distractor_shapes={n_distractor_shapes}."
         )
     widths = [int(w) for w in motif_widths]
     if not widths or min(widths) < 2:
@@ -438,18 +446,10 @@ def make_sequences(
     sizes = class_sizes(n_classes, n_samples, imbalance, zipf, min_per_class)
     rng = np.random.default_rng(seed)
 
-    bank = int(np.ceil(np.sqrt(n_classes))) + 2
     chosen: list[np.ndarray] = []
-    banks = [_distinct_shapes(rng, bank, channels, w, chosen, max_similarity) for w in widths]
+    motifs = [_distinct_shapes(rng, n_classes, channels, w, chosen, max_similarity) for w in widths]
+    bank = n_distractor_shapes
     distractors = _distinct_shapes(rng, bank, channels, distractor_w, chosen, max_similarity)
-    combos = bank ** len(widths)
-    if combos < n_classes:
-        raise SeqrepError(
-            f"{n_classes} classes need more motif combinations than {combos}; "
-            "add a scale to motif_widths."
-        )
-    picks = rng.choice(combos, size=n_classes, replace=False)
-    signatures = np.stack([(picks // bank**j) % bank for j in range(len(widths))], axis=1)
 
     y = np.repeat(np.arange(n_classes), sizes)
     y = y[rng.permutation(len(y))]
@@ -461,7 +461,7 @@ def make_sequences(
     gains = amplitude * rng.uniform(0.8, 1.2, size=(n, len(all_widths)))
     picked_distractors = rng.integers(0, bank, size=(n, n_distractors))
     for i in range(n):
-        shapes = [banks[j][signatures[y[i], j]] for j in range(len(widths))]
+        shapes = [motifs[j][y[i]] for j in range(len(widths))]
         shapes += [distractors[k] for k in picked_distractors[i]]
         for s, w, g, shape in zip(starts[i], all_widths, gains[i], shapes):
             X[i, :, s : s + w] += g * shape
@@ -479,7 +479,7 @@ def make_sequences(
         meta={
             "args": args,
             "sizes": sizes.tolist(),
-            "signatures": signatures.tolist(),
+            "motif_shapes": motifs,
             "distractor_windows": distractor_windows,
         },
     )
