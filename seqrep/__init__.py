@@ -2,16 +2,29 @@
 
 Every helper the notebooks use is importable from here; each lives in the module of its idea:
 data (datasets), model (the fixed classifier), legacy (the broken original), train (fit),
-runlog (run log, show-latest-epoch), imbalance (class statistics), notebooks (headless runs),
+runlog (run log, show-latest-epoch), gradients (gradient-flow checks), imbalance (class
+imbalance), live (live curves, widget panel), plots (static figures), notebooks (headless runs),
 cli (the `seqrep` command).
 """
 
 from .data import SequenceDataset, check_arrays, list_datasets, load_dataset, make_sequences
 from .errors import SeqrepError
-from .imbalance import ClassStats, class_stats
+from .gradients import GradientFlowError, GradientMonitor, GradientReport, check_gradient_flow
+from .imbalance import (
+    ClassReport,
+    ClassStats,
+    FocalLoss,
+    LogitAdjustedLoss,
+    adjust_logits,
+    class_stats,
+    class_weights,
+    per_class_report,
+    split_per_class,
+)
 from .legacy import LegacyClassifier
 from .model import SequenceClassifier, parameter_counts
 from .notebooks import key_numbers
+from .plots import plot_runs
 from .runlog import latest_epoch, read_log, show_latest_epoch
 from .train import (
     Callback,
@@ -23,23 +36,33 @@ from .train import (
     fit,
     load_model,
     new_run_dir,
+    predict_logits,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Callback",
+    "ClassReport",
     "ClassStats",
     "FitResult",
+    "FocalLoss",
+    "GradientFlowError",
+    "GradientMonitor",
+    "GradientReport",
     "LegacyClassifier",
+    "LogitAdjustedLoss",
     "NonFiniteLossError",
     "SeqrepError",
     "SequenceClassifier",
     "SequenceDataset",
     "TrainConfig",
+    "adjust_logits",
     "build_model",
     "check_arrays",
+    "check_gradient_flow",
     "class_stats",
+    "class_weights",
     "evaluate",
     "fit",
     "key_numbers",
@@ -50,6 +73,10 @@ __all__ = [
     "make_sequences",
     "new_run_dir",
     "parameter_counts",
+    "per_class_report",
+    "plot_runs",
+    "predict_logits",
     "read_log",
     "show_latest_epoch",
+    "split_per_class",
 ]

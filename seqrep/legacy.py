@@ -34,13 +34,14 @@ class LegacyClassifier(nn.Module):
         bottleneck: int = 32,
         attention: bool = True,
         pool: int = 1,
+        dilations=None,
         dropout: float = 0.1,
         readout_hidden: int = 0,
     ):
         super().__init__()
         del length, readout_hidden  # the original computed its sizes by formula
         self.representation = Representation(
-            in_channels, width, kernel_sizes, blocks, bottleneck, attention, pool
+            in_channels, width, kernel_sizes, blocks, bottleneck, attention, pool, dilations
         )
         self.dropout = nn.Dropout(dropout)
         self.readout = nn.Linear(2 * width, n_classes)

@@ -63,15 +63,22 @@ class Stem(nn.Module):
 
 
 class MultiScaleBlock(nn.Module):
-    """Parallel convolutions at several kernel sizes plus a max-pool branch (Inception-style),
+    """Parallel convolutions at several time scales plus a max-pool branch (Inception-style),
     after a 1x1 bottleneck; BatchNorm, ReLU and a residual connection.
 
     x: (batch, in_channels, time) -> (batch, out_channels, time).
-    `out_channels` is split evenly over len(kernel_sizes) + 1 branches.
+    Branch i convolves with kernel_sizes[i] taps spaced dilations[i] apart (default 1), so it
+    spans (kernel_sizes[i] - 1) * dilations[i] + 1 steps. `out_channels` is split evenly over
+    len(kernel_sizes) + 1 branches.
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_sizes=(9, 19, 39), bottleneck: int = 32
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_sizes=(9, 19, 39),
+        bottleneck: int = 32,
+        dilations=None,
     ):
         super().__init__()
         n_branches = len(kernel_sizes) + 1
@@ -80,14 +87,19 @@ class MultiScaleBlock(nn.Module):
                 f"width {out_channels} must divide evenly over {n_branches} branches "
                 f"({len(kernel_sizes)} kernel sizes + max-pool); use a multiple of {n_branches}."
             )
-        if any(k < 1 for k in kernel_sizes):
-            raise SeqrepError(f"kernel sizes must be >= 1, got {tuple(kernel_sizes)}.")
+        dilations = tuple(dilations or (1,) * len(kernel_sizes))
+        if any(k < 1 for k in kernel_sizes) or len(dilations) != len(kernel_sizes) or min(dilations) < 1:
+            raise SeqrepError(
+                f"kernel sizes must be >= 1 with one dilation >= 1 each, got kernel_sizes="
+                f"{tuple(kernel_sizes)}, dilations={dilations}."
+            )
         branch = out_channels // n_branches
         use_bottleneck = bottleneck > 0 and in_channels > bottleneck
         mid = bottleneck if use_bottleneck else in_channels
         self.bottleneck = nn.Conv1d(in_channels, mid, 1, bias=False) if use_bottleneck else nn.Identity()
         self.branches = nn.ModuleList(
-            nn.Conv1d(mid, branch, k, padding="same", bias=False) for k in kernel_sizes
+            nn.Conv1d(mid, branch, k, padding="same", dilation=d, bias=False)
+            for k, d in zip(kernel_sizes, dilations)
         )
         self.pool_branch = nn.Sequential(
             nn.MaxPool1d(3, stride=1, padding=1), nn.Conv1d(in_channels, branch, 1, bias=False)
@@ -153,13 +165,15 @@ class Representation(nn.Module):
         bottleneck: int = 32,
         attention: bool = True,
         pool: int = 1,
+        dilations=None,
     ):
         super().__init__()
         self.stem = Stem(in_channels, pool)
         channels = [self.stem.out_channels] + [width] * blocks
-        self.blocks = nn.Sequential(
-            *(MultiScaleBlock(channels[i], width, kernel_sizes, bottleneck) for i in range(blocks))
-        )
+        self.blocks = nn.Sequential(*(
+            MultiScaleBlock(channels[i], width, kernel_sizes, bottleneck, dilations)
+            for i in range(blocks)
+        ))
         self.pooling = AttentionPooling(width, attention)
 
     def forward(
@@ -195,6 +209,7 @@ class SequenceClassifier(nn.Module):
         bottleneck: int = 32,
         attention: bool = True,
         pool: int = 1,
+        dilations=None,
         dropout: float = 0.1,
         readout_hidden: int = 0,
     ):
@@ -205,7 +220,7 @@ class SequenceClassifier(nn.Module):
                 f"{n_classes}, {length}."
             )
         self.representation = Representation(
-            in_channels, width, kernel_sizes, blocks, bottleneck, attention, pool
+            in_channels, width, kernel_sizes, blocks, bottleneck, attention, pool, dilations
         )
         self.feature_dim = self._probe_feature_dim(in_channels, length)
         self.dropout = nn.Dropout(dropout)

@@ -80,3 +80,117 @@ def plot_runs(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Class imbalance (notebook 04)
+# --------------------------------------------------------------------------------------------
+
+GROUP_COLORS = {"head": "#4c72b0", "medium": "#8c8c8c", "tail": "#c44e52"}
+
+
+def plot_class_sizes(y, n_classes: int | None = None, title: str | None = None, ax=None):
+    """Bar chart of samples per class, sorted largest first and coloured by head / medium /
+    tail third, with the group boundaries and the mean marked. y: (n,) integer labels.
+    Returns the figure."""
+    import seaborn as sns
+
+    from .imbalance import class_stats
+
+    stats = class_stats(y, n_classes)
+    order = np.concatenate(list(stats.groups.values()))
+    group = np.concatenate([[g] * len(idx) for g, idx in stats.groups.items()])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(2 + 0.14 * stats.n_classes, 11), 3.4))
+    sns.barplot(x=np.arange(stats.n_classes), y=stats.counts[order], hue=group,
+                palette=GROUP_COLORS, dodge=False, width=0.85, ax=ax)
+    edge = 0
+    for idx in list(stats.groups.values())[:-1]:
+        edge += len(idx)
+        ax.axvline(edge - 0.5, color="black", linestyle=":", linewidth=1)
+    mean = stats.counts.mean()
+    ax.axhline(mean, color="black", linestyle="--", linewidth=1, label=f"mean {mean:.1f}")
+    step = max(1, stats.n_classes // 12)
+    ax.set_xticks(np.arange(0, stats.n_classes, step))
+    ax.set_xlabel("class rank by size (largest first)")
+    ax.set_ylabel("samples per class")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title or f"{stats.n_classes} classes, {stats.n_samples} samples, "
+                 f"largest/smallest = {stats.ratio:.1f}")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_confusion(report, top_k: int = 0, title: str | None = None, ax=None):
+    """Heatmap of a `ClassReport`'s confusion matrix (fraction of each true class), classes
+    sorted by training size (largest first) so head and tail form bands; group boundaries
+    drawn, tick labels thinned to stay legible at 60 classes; the top_k confused pairs circled.
+    Returns the figure."""
+    import seaborn as sns
+
+    table = report.table
+    order = np.argsort(-table["train"].to_numpy(), kind="stable")
+    matrix = report.confusion[np.ix_(order, order)]
+    k = len(order)
+    if ax is None:
+        side = min(3.5 + 0.11 * k, 10)
+        _, ax = plt.subplots(figsize=(side + 1.2, side))
+    step = max(1, k // 15)
+    labels = [f"{table['name'].iloc[c]} ({table['train'].iloc[c]})" for c in order]
+    sns.heatmap(matrix, vmin=0, vmax=1, cmap="viridis", square=True, ax=ax,
+                xticklabels=False, yticklabels=False,
+                cbar_kws={"label": "fraction of the true class's test samples"})
+    ticks = np.arange(0, k, step)
+    ax.set_xticks(ticks + 0.5, [labels[i] for i in ticks], rotation=90, fontsize=7)
+    ax.set_yticks(ticks + 0.5, [labels[i] for i in ticks], rotation=0, fontsize=7)
+    edges = np.cumsum(table.groupby("group", sort=False).size().reindex(["head", "medium"]).fillna(0))
+    for edge in edges:
+        ax.axhline(edge, color="white", linewidth=1)
+        ax.axvline(edge, color="white", linewidth=1)
+    position = {c: i for i, c in enumerate(order)}
+    names = table["name"].tolist()
+    for _, pair in report.top_confusions(top_k).iterrows() if top_k else ():
+        r, c = position[names.index(pair["true"])], position[names.index(pair["predicted"])]
+        ax.scatter(c + 0.5, r + 0.5, s=120, facecolors="none", edgecolors="red", linewidths=1.5)
+    ax.set_xlabel("predicted class (training samples)")
+    ax.set_ylabel("true class (training samples)")
+    ax.set_title(title or f"balanced accuracy {report.balanced_accuracy:.2f}")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_grid(
+    df,
+    x: str,
+    metrics: Sequence[str],
+    hue: str | None = None,
+    hue_order: Sequence[str] | None = None,
+    chance: float | None = None,
+    title: str | None = None,
+    xlabel: str | None = None,
+):
+    """One panel per metric: its mean over runs (points) +/- one standard deviation (bars)
+    against the categories of column `x`, one line per value of `hue` (in `hue_order`).
+
+    df: one row per run (a pandas DataFrame with columns x, hue and metrics). chance: a dashed
+    line at chance level. Returns the figure.
+    """
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
+    for i, (ax, metric) in enumerate(zip(axes[0], metrics)):
+        sns.pointplot(data=df, x=x, y=metric, hue=hue, hue_order=hue_order, errorbar="sd",
+                      dodge=0.45 if hue else False, markersize=4, linewidth=1.4, capsize=0.08,
+                      err_kws={"linewidth": 1}, legend=i == 0, ax=ax)
+        if chance is not None:
+            ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_xlabel(xlabel or x.replace("_", " "))
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(loc="lower left", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

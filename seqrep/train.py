@@ -68,6 +68,7 @@ class TrainConfig:
     extraction: str = "fixed"
     width: int = 64
     kernel_sizes: tuple[int, ...] = ()
+    dilations: tuple[int, ...] = ()
     blocks: int = 2
     bottleneck: int = 32
     attention: bool = True
@@ -92,10 +93,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kernel_sizes", tuple(int(k) for k in self.kernel_sizes))
+        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
         checks = [
             (self.extraction in ("fixed", "broken"), "extraction must be 'fixed' or 'broken'"),
             (self.width >= 4, "width must be >= 4"),
             (all(k >= 1 for k in self.kernel_sizes), "kernel_sizes must be >= 1"),
+            (all(d >= 1 for d in self.dilations), "dilations must be >= 1"),
+            (not self.dilations or len(self.dilations) == len(self.kernel_sizes),
+             "dilations need one entry per kernel size (and explicit kernel_sizes)"),
             (self.blocks >= 1, "blocks must be >= 1"),
             (self.bottleneck >= 0 and self.pool >= 0, "bottleneck and pool must be >= 0"),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
@@ -113,6 +118,8 @@ class TrainConfig:
              "loss must be 'cross_entropy', 'focal' or 'logit_adjusted'"),
             (self.focal_gamma >= 0 and self.logit_tau >= 0, "focal_gamma and logit_tau must be >= 0"),
             (self.sampler in ("shuffle", "balanced"), "sampler must be 'shuffle' or 'balanced'"),
+            (not (self.loss == "focal" and self.label_smoothing),
+             "label_smoothing is not defined for loss='focal'; set it to 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -152,12 +159,14 @@ def model_kwargs(config: TrainConfig, length: int) -> dict:
     rules applied: pool = ceil(length / 512) when 0, kernel sizes capped to the pooled length."""
     pool = config.pool or stem_pool(length)
     pooled = math.ceil(length / pool)
+    dilations = config.dilations or None
     if config.kernel_sizes:
         kernels = config.kernel_sizes
-        too_long = [k for k in kernels if k > pooled]
+        spans = [(k - 1) * d + 1 for k, d in zip(kernels, dilations or [1] * len(kernels))]
+        too_long = [s for s in spans if s > pooled]
         if too_long:
             raise SeqrepError(
-                f"kernel sizes {too_long} are longer than the series ({pooled} steps"
+                f"kernels spanning {too_long} steps are longer than the series ({pooled} steps"
                 f"{f' after the stem pools by {pool}' if pool > 1 else ''}); use kernel_sizes "
                 f"<= {pooled}, or kernel_sizes=() to derive them from the length."
             )
@@ -169,7 +178,8 @@ def model_kwargs(config: TrainConfig, length: int) -> dict:
     if width % n_branches:
         width = n_branches * math.ceil(width / n_branches)
     return dict(
-        width=width, kernel_sizes=kernels, blocks=config.blocks, bottleneck=config.bottleneck,
+        width=width, kernel_sizes=kernels, dilations=dilations, blocks=config.blocks,
+        bottleneck=config.bottleneck,
         attention=config.attention, pool=pool, dropout=config.dropout,
         readout_hidden=config.readout_hidden,
     )

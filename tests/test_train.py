@@ -81,7 +81,7 @@ def test_automatic_pool_and_kernels_follow_the_length():
     assert model_kwargs(TrainConfig(), 128) | {} == model_kwargs(TrainConfig(), 128)
     short = model_kwargs(TrainConfig(), 24)
     assert short["pool"] == 1 and max(short["kernel_sizes"]) <= 24
-    with pytest.raises(seqrep.SeqrepError, match=r"kernel sizes \[39\] are longer than the series \(24 steps\)"):
+    with pytest.raises(seqrep.SeqrepError, match=r"kernels spanning \[39\] steps are longer than the series \(24 steps\)"):
         model_kwargs(TrainConfig(kernel_sizes=(9, 39)), 24)
 
 
