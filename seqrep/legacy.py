@@ -35,16 +35,17 @@ class LegacyClassifier(nn.Module):
         attention: bool = True,
         pool: int = 1,
         dilations=None,
+        ppv: bool = False,
         dropout: float = 0.1,
         readout_hidden: int = 0,
     ):
         super().__init__()
         del length, readout_hidden  # the original computed its sizes by formula
         self.representation = Representation(
-            in_channels, width, kernel_sizes, blocks, bottleneck, attention, pool, dilations
+            in_channels, width, kernel_sizes, blocks, bottleneck, attention, pool, dilations, ppv
         )
         self.dropout = nn.Dropout(dropout)
-        self.readout = nn.Linear(2 * width, n_classes)
+        self.readout = nn.Linear((3 if ppv else 2) * width, n_classes)
 
     def extract_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
         self.representation.eval()  # BUG 1: always eval(), even while training

@@ -112,23 +112,31 @@ class MultiScaleBlock(nn.Module):
             else nn.Sequential(nn.Conv1d(in_channels, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels))
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def preactivation(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output before its ReLU: (batch, out_channels, time)."""
         z = self.bottleneck(x)
         out = torch.cat([conv(z) for conv in self.branches] + [self.pool_branch(x)], dim=1)
-        return self.act(self.norm(out) + self.shortcut(x))
+        return self.norm(out) + self.shortcut(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.preactivation(x))
 
 
 class AttentionPooling(nn.Module):
     """Attention over time steps: a learned score per step, a softmax that ignores padding,
-    a weighted sum; concatenated with the masked global average.
+    a weighted sum; concatenated with the masked global average and, with ppv=True, the soft
+    proportion of positive values of the pre-activation (mean of sigmoid(4 z), after ROCKET's
+    PPV feature).
 
-    h: (batch, channels, time), mask: (batch, time) bool or None
-    -> features (batch, 2 * channels), weights (batch, time) summing to 1 over real steps.
-    With `attention=False` the weights are uniform over real steps (global average pooling).
+    h: (batch, channels, time), mask: (batch, time) bool or None, z: pre-activation like h
+    (needed when ppv) -> features (batch, (3 if ppv else 2) * channels), weights (batch, time)
+    summing to 1 over real steps. With `attention=False` the weights are uniform over real
+    steps (global average pooling).
     """
 
-    def __init__(self, channels: int, attention: bool = True, hidden: int = 32):
+    def __init__(self, channels: int, attention: bool = True, hidden: int = 32, ppv: bool = False):
         super().__init__()
+        self.ppv = ppv
         self.score = (
             # No bias on the last layer: softmax ignores a constant shift, so it could not learn.
             nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.Tanh(), nn.Conv1d(hidden, 1, 1, bias=False))
@@ -137,23 +145,29 @@ class AttentionPooling(nn.Module):
         )
 
     def forward(
-        self, h: torch.Tensor, mask: torch.Tensor | None = None
+        self, h: torch.Tensor, mask: torch.Tensor | None = None, z: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         real = torch.ones(h.shape[0], h.shape[2], dtype=torch.bool, device=h.device) if mask is None else mask
-        avg = (h * real[:, None]).sum(-1) / real.sum(-1, keepdim=True).clamp(min=1)
+        count = real.sum(-1, keepdim=True).clamp(min=1)
+        avg = (h * real[:, None]).sum(-1) / count
         if self.score is None:
-            weights = real.float() / real.sum(-1, keepdim=True).clamp(min=1)
-            return torch.cat([avg, avg], dim=1), weights
-        scores = self.score(h)[:, 0].masked_fill(~real, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        attended = torch.einsum("bct,bt->bc", h, weights)
-        return torch.cat([attended, avg], dim=1), weights
+            weights = real.float() / count
+            attended = avg
+        else:
+            scores = self.score(h)[:, 0].masked_fill(~real, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            attended = torch.einsum("bct,bt->bc", h, weights)
+        parts = [attended, avg]
+        if self.ppv:
+            parts.append((torch.sigmoid(4 * z) * real[:, None]).sum(-1) / count)
+        return torch.cat(parts, dim=1), weights
 
 
 class Representation(nn.Module):
-    """Stem -> multi-scale blocks -> attention pooling.
+    """Stem -> multi-scale blocks -> attention pooling (+ average, + optional PPV).
 
-    x: (batch, channels, time), mask: (batch, time) bool or None -> (batch, 2 * width).
+    x: (batch, channels, time), mask: (batch, time) bool or None
+    -> (batch, (3 if ppv else 2) * width).
     """
 
     def __init__(
@@ -166,6 +180,7 @@ class Representation(nn.Module):
         attention: bool = True,
         pool: int = 1,
         dilations=None,
+        ppv: bool = False,
     ):
         super().__init__()
         self.stem = Stem(in_channels, pool)
@@ -174,16 +189,29 @@ class Representation(nn.Module):
             MultiScaleBlock(channels[i], width, kernel_sizes, bottleneck, dilations)
             for i in range(blocks)
         ))
-        self.pooling = AttentionPooling(width, attention)
+        self.pooling = AttentionPooling(width, attention, ppv=ppv)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False
     ):
         if mask is not None:  # padded steps hold zeros, whatever the caller put there
             x = x.masked_fill(~mask[:, None, :], 0.0)
-        h = self.blocks(self.stem(x))
-        features, weights = self.pooling(h, _pool_mask(mask, self.stem.pool, h.shape[-1]))
+        h = self.stem(x)
+        for block in self.blocks[:-1]:
+            h = block(h)
+        z = self.blocks[-1].preactivation(h)
+        h = self.blocks[-1].act(z)
+        features, weights = self.pooling(h, _pool_mask(mask, self.stem.pool, h.shape[-1]), z)
         return (features, weights) if return_attention else features
+
+    def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention weights mapped back to input time steps, in eval mode: (batch, time), each
+        row sums to 1 (a pooled step's weight is spread evenly over the input steps it covers)."""
+        self.eval()
+        with torch.no_grad():
+            _, weights = self(x, mask, return_attention=True)
+        window = torch.arange(x.shape[-1], device=weights.device) // self.stem.pool
+        return weights[:, window] / torch.bincount(window)[window]
 
 
 class SequenceClassifier(nn.Module):
@@ -210,6 +238,7 @@ class SequenceClassifier(nn.Module):
         attention: bool = True,
         pool: int = 1,
         dilations=None,
+        ppv: bool = False,
         dropout: float = 0.1,
         readout_hidden: int = 0,
     ):
@@ -220,7 +249,7 @@ class SequenceClassifier(nn.Module):
                 f"{n_classes}, {length}."
             )
         self.representation = Representation(
-            in_channels, width, kernel_sizes, blocks, bottleneck, attention, pool, dilations
+            in_channels, width, kernel_sizes, blocks, bottleneck, attention, pool, dilations, ppv
         )
         self.feature_dim = self._probe_feature_dim(in_channels, length)
         self.dropout = nn.Dropout(dropout)
@@ -274,13 +303,8 @@ class SequenceClassifier(nn.Module):
             return self.readout(self.extract_features(x, False, mask))
 
     def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Attention weights mapped back to input time steps: (batch, time), each row sums to 1
-        (a pooled step's weight is spread evenly over the input steps it covers)."""
-        self.representation.eval()
-        with torch.no_grad():
-            _, weights = self.representation(x, mask, return_attention=True)
-        window = torch.arange(x.shape[-1], device=weights.device) // self.representation.stem.pool
-        return weights[:, window] / torch.bincount(window)[window]
+        """Attention weights over input time steps, (batch, time); see Representation.attention."""
+        return self.representation.attention(x, mask)
 
     def parameter_counts(self, optimizer: torch.optim.Optimizer | None = None) -> dict:
         return parameter_counts(self, optimizer)

@@ -53,9 +53,10 @@ class TrainConfig:
     """Everything a run needs besides data, as plain data that round-trips to JSON.
 
     Model: extraction "fixed" (SequenceClassifier) or "broken" (LegacyClassifier, the bug);
-    width, kernel_sizes (() = auto: (9, 19, 39) capped to the series length after the stem),
-    blocks, bottleneck, attention, pool (stem downsampling; 0 = auto, ceil(length / 512)),
-    dropout, readout_hidden.
+    width, kernel_sizes (() = auto: (9, 19, 39) capped to the series length after the stem) and
+    their dilations (() = all 1), blocks, bottleneck, attention, ppv (add soft
+    proportion-of-positive-values pooling), pool (stem downsampling; 0 = auto,
+    ceil(length / 512)), dropout, readout_hidden.
     Optimisation: AdamW(lr, weight_decay) with a "onecycle", "cosine" or "constant" schedule
     stepped every batch, batch_size, epochs, label_smoothing, grad_clip (0 = off), seed.
     Class imbalance (see seqrep.imbalance): class_weights "none", "inverse", "sqrt_inverse" or
@@ -72,6 +73,7 @@ class TrainConfig:
     blocks: int = 2
     bottleneck: int = 32
     attention: bool = True
+    ppv: bool = False
     pool: int = 0
     dropout: float = 0.1
     readout_hidden: int = 0
@@ -170,9 +172,9 @@ def model_kwargs(config: TrainConfig, length: int) -> dict:
                 f"{f' after the stem pools by {pool}' if pool > 1 else ''}); use kernel_sizes "
                 f"<= {pooled}, or kernel_sizes=() to derive them from the length."
             )
-    else:
-        kernels = tuple(sorted({min(k, pooled if pooled % 2 else pooled - 1) for k in (9, 19, 39)}))
-        kernels = tuple(k for k in kernels if k >= 1) or (1,)
+    else:  # 9, 19 and 39 taps, capped to the (pooled) series length
+        cap = pooled if pooled % 2 else pooled - 1
+        kernels = tuple(sorted({min(k, cap) for k in (9, 19, 39)}))
     width = config.width
     n_branches = len(kernels) + 1
     if width % n_branches:
@@ -180,7 +182,7 @@ def model_kwargs(config: TrainConfig, length: int) -> dict:
     return dict(
         width=width, kernel_sizes=kernels, dilations=dilations, blocks=config.blocks,
         bottleneck=config.bottleneck,
-        attention=config.attention, pool=pool, dropout=config.dropout,
+        attention=config.attention, ppv=config.ppv, pool=pool, dropout=config.dropout,
         readout_hidden=config.readout_hidden,
     )
 

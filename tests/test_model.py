@@ -104,3 +104,14 @@ def test_width_must_divide_over_branches():
 def test_legacy_and_fixed_share_the_architecture():
     fixed, legacy = _model(), _model(seqrep.LegacyClassifier)
     assert fixed.state_dict().keys() == legacy.state_dict().keys()
+
+
+def test_ppv_pooling_and_dilated_branches():
+    model = _model(ppv=True, kernel_sizes=(5, 5, 5), dilations=(1, 2, 4))
+    assert model.feature_dim == 3 * 16
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(6, 2, 40), training=True), torch.arange(6) % 5)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    assert [c.dilation[0] for c in model.representation.blocks[0].branches] == [1, 2, 4]
+    with pytest.raises(seqrep.SeqrepError, match="one dilation >= 1 each"):
+        MultiScaleBlock(4, 8, (3, 5, 7), dilations=(1, 2))
