@@ -22,6 +22,7 @@ from .imbalance import (
     split_per_class,
 )
 from .legacy import LegacyClassifier
+from .live import LivePlot, Panel, overlay, run_labels
 from .model import SequenceClassifier, parameter_counts
 from .notebooks import key_numbers
 from .plots import plot_runs
@@ -51,8 +52,10 @@ __all__ = [
     "GradientMonitor",
     "GradientReport",
     "LegacyClassifier",
+    "LivePlot",
     "LogitAdjustedLoss",
     "NonFiniteLossError",
+    "Panel",
     "SeqrepError",
     "SequenceClassifier",
     "SequenceDataset",
@@ -72,11 +75,13 @@ __all__ = [
     "load_model",
     "make_sequences",
     "new_run_dir",
+    "overlay",
     "parameter_counts",
     "per_class_report",
     "plot_runs",
     "predict_logits",
     "read_log",
+    "run_labels",
     "show_latest_epoch",
     "split_per_class",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .errors import SeqrepError
 
@@ -63,7 +64,13 @@ def _train(args: argparse.Namespace) -> None:
     run_dir = args.run_dir or new_run_dir("runs", args.dataset)
     model = build_model(config, train.channels, train.n_classes, train.length)
     print(f"run directory: {run_dir}  (watch it with: seqrep show-latest-epoch {run_dir} --follow)")
-    result = fit(model, train, val, config, run_dir, resume=args.resume, device=args.device)
+    callbacks = []
+    if args.live:
+        from .live import LivePlot
+
+        callbacks.append(LivePlot(to="file"))
+        print(f"live curves: {Path(run_dir) / 'live.png'} (redrawn while training)")
+    result = fit(model, train, val, config, run_dir, callbacks, resume=args.resume, device=args.device)
     if result.final:
         from .runlog import format_record
 
@@ -120,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check-gradients", action="store_true",
                    help="skip the gradient-flow check before the first epoch")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--live", action="store_true",
+                   help="redraw the training curves into RUN_DIR/live.png while training")
     p.add_argument("--classes", type=int, default=60, help="synthetic: number of classes")
     p.add_argument("--samples", type=int, default=500, help="synthetic: number of samples")
     p.add_argument("--length", type=int, default=128, help="synthetic: series length")
