@@ -366,7 +366,7 @@ def _diagnose(parameters, calls, named_modules, loss_value, loss_has_graph,
                              if isinstance(m, _MODE_DEPENDENT)})
             label = name or "the model"
             findings.append(Finding("eval_mode", (name,), f"{label} ran in eval mode during a "
-                                    f"training forward: its {', '.join(layers)} behave as at inference "
+                                    f"training forward: its {', '.join(layers)} layers behave as at inference "
                                     "(BatchNorm stops updating its statistics, Dropout stops dropping). "
                                     "Something calls .eval() in forward() or train() does not reach it; "
                                     "keep it in train() mode while training."))
