@@ -1,0 +1,364 @@
+"""The notebooks in a real browser: JupyterLab driven by headless Chromium through playwright.
+
+The server serves quick copies of the notebooks (parameters cell edited to `quick = True`) from
+a temporary folder, so the repository's notebooks stay untouched and their runs/ folders land
+in the temporary folder. JupyterLab runs from this venv with temporary user-settings,
+workspaces, config and runtime folders: nothing is written into the venv or the home folder.
+Screenshots go to test-artifacts/browser/ (git-ignored), one at each step and one at the end
+of every test, whether it passed or not.
+
+The tests skip only when Chromium is missing (`apt-get install chromium chromium-driver`;
+.ci/run installs it). playwright drives the system Chromium: never `playwright install`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import nbformat
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+NOTEBOOKS = ("01_broken_no_grad_extraction", "03_gradient_checks", "05_live_training")
+# User settings for the test server: no news or update toast over the page, and every cell
+# attached to the DOM (the default windowing leaves cells out of view unrendered or detached,
+# which would hide their outputs from the checks).
+SETTINGS = {
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
+}
+# Epochs set in the panel: about 2 s each here (the synthetic scenario, quick model), so Stop,
+# clicked after two frames (~3 s), lands mid-run; 3 epochs could end first and test no Stop.
+PANEL_EPOCHS = 20
+# Generous bounds for a loaded 2-core machine; a working run needs a fraction of each.
+SERVER_TIMEOUT = 120  # s: the server answers
+KERNEL_TIMEOUT = 180  # s: page loaded and kernel idle
+RUN_TIMEOUT = 300  # s: Run All done
+TRAIN_TIMEOUT = 120  # s: panel frames and Stop
+
+
+# --------------------------------------------------------------------------------------------
+# The JupyterLab server
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path  # the folder it serves: the quick copies
+    log: Path
+
+    def api(self, method: str, path: str):
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def page_url(self, notebook: str) -> str:
+        # ?reset: an old workspace would reopen tabs; the token logs the page in.
+        return f"{self.url}/lab/tree/{notebook}?reset&token={self.token}"
+
+    def delete_kernels(self) -> None:
+        """Shut down every session and kernel through the REST API."""
+        for session in self.api("GET", "/api/sessions"):
+            self.api("DELETE", f"/api/sessions/{session['id']}")
+        for kernel in self.api("GET", "/api/kernels"):
+            self.api("DELETE", f"/api/kernels/{kernel['id']}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _quick_copy(name: str, folder: Path) -> None:
+    """The notebook with `quick = True` in its parameters cell, written into `folder`."""
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    params = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
+    assert params is not None, f"{name}.ipynb has no cell tagged 'parameters'"
+    params.source, found = re.subn(r"^quick = False\b", "quick = True", params.source, flags=re.M)
+    assert found == 1, f"{name}.ipynb: expected one `quick = False` line in the parameters cell"
+    nbformat.write(nb, folder / f"{name}.ipynb")
+
+
+def _write_settings(folder: Path) -> None:
+    for plugin, values in SETTINGS.items():
+        package, _, name = plugin.partition(":")
+        path = folder / package / f"{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM (the server shuts its kernels down); SIGKILL to its process group (its own
+    session) if it has not exited 30 s later."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM}: apt-get install chromium chromium-driver")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def lab(chromium, tmp_path_factory) -> Iterator[Lab]:
+    work = tmp_path_factory.mktemp("jupyterlab")
+    served = work / "notebooks"
+    served.mkdir()
+    for name in NOTEBOOKS:
+        _quick_copy(name, served)
+    _write_settings(work / "user-settings")
+    port, token = _free_port(), secrets.token_hex(24)
+    lab = Lab(f"http://127.0.0.1:{port}", token, served, work / "server.log")
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={served}",
+        f"--LabApp.user_settings_dir={work / 'user-settings'}",
+        f"--LabApp.workspaces_dir={work / 'workspaces'}",
+    ]
+    # A user's own Jupyter config (password, root folder, ...) must not change the test.
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(work / "config"),
+           "JUPYTER_RUNTIME_DIR": str(work / "runtime")}
+    with lab.log.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   cwd=served, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"JupyterLab exited with code {process.returncode} before answering; "
+                            f"its log ({lab.log}):\n{lab.log_tail()}")
+            try:
+                lab.api("GET", "/api/status")
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"JupyterLab did not answer on {lab.url} within {SERVER_TIMEOUT} s; "
+                                f"its log ({lab.log}):\n{lab.log_tail()}")
+                time.sleep(0.2)  # polling a port that is not open yet: no event to wait on
+        for plugin, values in SETTINGS.items():
+            seen = lab.api("GET", f"/lab/api/settings/{plugin}")["settings"]
+            assert seen == values, f"JupyterLab ignored the test's settings for {plugin}: {seen}"
+        yield lab
+    finally:
+        try:
+            if process.poll() is None:
+                lab.delete_kernels()
+        finally:
+            _stop(process)
+
+
+# --------------------------------------------------------------------------------------------
+# The browser
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser(chromium) -> Iterator[Browser]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is missing: pip install -e '.[test]' (never `playwright install`; "
+                    "the tests drive the system Chromium)")
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
+
+
+def _artifact(name: str) -> str:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return str(ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png")
+
+
+@pytest.fixture
+def page(lab, browser, request) -> Iterator[Page]:
+    """A fresh page; afterwards a screenshot of where it ended, the page closed unsaved, and
+    every kernel shut down."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TRAIN_TIMEOUT * 1000)
+    try:
+        yield page
+    finally:
+        try:
+            page.screenshot(path=_artifact(f"{request.node.name}-end"))
+        finally:
+            context.close()
+            lab.delete_kernels()
+
+
+# --------------------------------------------------------------------------------------------
+# Driving JupyterLab
+# --------------------------------------------------------------------------------------------
+
+# JupyterLab shows a code cell's prompt as "[ ]:" before it runs, "[*]:" while queued or running
+# and "[n]:" once done; after an error, Run All resets the cells it did not reach to "[ ]:".
+PROMPTS = "[...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')].map(e => e.textContent.trim())"
+RUN_ALL_STARTED = f"() => {PROMPTS}.some(p => p !== '[ ]:')"
+RUN_ALL_DONE = f"() => {PROMPTS}.length > 0 && !{PROMPTS}.some(p => p.includes('*'))"
+# An error output renders like stderr (data-mime-type application/vnd.jupyter.stderr, as do
+# harmless warnings): it is told apart by its traceback, or IPython's "Cell In[n], line m"
+# header for a SyntaxError, found in any output (a thread's exception lands in some cell too).
+PROBLEMS = r"""() => {
+  const problems = [];
+  const traceback = /Traceback \(most recent call last\)|^\s*Cell In\[\d+\], line \d+/m;
+  const skipped = [];
+  document.querySelectorAll('.jp-Notebook .jp-Cell').forEach((cell, i) => {
+    const prompt = cell.querySelector('.jp-CodeCell .jp-InputPrompt');
+    const source = cell.querySelector('.jp-InputArea-editor')?.innerText.trim();
+    if (prompt && source && !/^\[\d+\]:$/.test(prompt.textContent.trim())) skipped.push(i + 1);
+    for (const output of cell.querySelectorAll('.jp-OutputArea-output')) {
+      if (traceback.test(output.innerText)) problems.push(`cell ${i + 1}: ${output.innerText.slice(0, 2000)}`);
+    }
+  });
+  if (skipped.length) problems.push(`cells not executed by Run All: ${skipped.join(', ')}`);
+  return problems;
+}"""
+
+
+def _wait_idle(page: Page, timeout: float) -> None:
+    # The status bar, not the toolbar indicator: the latter says idle before the kernel is ready.
+    page.get_by_text("(ipykernel) | Idle").wait_for(timeout=timeout * 1000)
+
+
+def open_and_run_all(page: Page, lab: Lab, name: str) -> None:
+    """Open `name`.ipynb, wait for its kernel, Run All from the Run menu, wait until every cell
+    ran or Run All stopped at an error, and the kernel is idle again."""
+    page.goto(lab.page_url(f"{name}.ipynb"))
+    _wait_idle(page, KERNEL_TIMEOUT)
+    cells = len(nbformat.read(lab.root / f"{name}.ipynb", as_version=4).cells)
+    shown = page.locator(".jp-Notebook .jp-Cell").count()
+    assert shown == cells, f"{name}: {cells} cells in the notebook, {shown} in the page"
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    page.wait_for_function(RUN_ALL_STARTED, timeout=KERNEL_TIMEOUT * 1000)
+    page.wait_for_function(RUN_ALL_DONE, timeout=RUN_TIMEOUT * 1000)
+    _wait_idle(page, KERNEL_TIMEOUT)
+
+
+def assert_no_errors(page: Page, name: str) -> None:
+    problems = page.evaluate(PROBLEMS)
+    assert not problems, f"{name}: errors in the browser:\n" + "\n---\n".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# The tests
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["01_broken_no_grad_extraction", "03_gradient_checks"])
+def test_notebook_runs_in_jupyterlab_without_errors(page, lab, name):
+    open_and_run_all(page, lab, name)
+    page.screenshot(path=_artifact(f"{name}-run-all"))
+    assert_no_errors(page, name)
+    images = page.locator(".jp-OutputArea-output img").count()
+    assert images > 0, f"{name}: no figure rendered in the page after Run All"
+
+
+FRAMES = """() => {
+  const img = document.querySelector('img.seqrep-live-figure');
+  const status = document.querySelector('.seqrep-status');
+  window.seqrepFrames = [];  // [src, status text when it changed]
+  new MutationObserver(() => window.seqrepFrames.push([img.src, status.innerText.trim()]))
+    .observe(img, {attributes: true, attributeFilter: ['src']});
+}"""
+
+
+def test_live_training_panel_start_frames_stop(page, lab):
+    from playwright.sync_api import expect
+
+    name = "05_live_training"
+    open_and_run_all(page, lab, name)
+    assert_no_errors(page, name)
+    status = page.locator(".seqrep-status")
+    figure = page.locator("img.seqrep-live-figure")
+    start = page.locator(".widget-button", has_text=re.compile(r"^\s*Start\s*$"))
+    stop = page.locator(".widget-button", has_text=re.compile(r"^\s*Stop\s*$"))
+    assert status.count() == figure.count() == start.count() == stop.count() == 1, (
+        "expected one panel (status line, live figure, Start, Stop) in the page, found "
+        f"{status.count()}, {figure.count()}, {start.count()}, {stop.count()}")
+    assert status.inner_text().startswith("ready"), f"panel status before Start: {status.inner_text()!r}"
+    page.screenshot(path=_artifact(f"{name}-1-run-all"))
+
+    epochs = page.get_by_label("epochs", exact=True)
+    epochs.fill(str(PANEL_EPOCHS))
+    epochs.press("Enter")  # the text box sends its value on Enter
+    page.evaluate(FRAMES)  # records every frame the live figure shows from now on
+    start.click()
+
+    # Two new frames while the run trains: the figure is redrawn live, not only at the end.
+    page.wait_for_function("() => window.seqrepFrames.length >= 2", timeout=TRAIN_TIMEOUT * 1000)
+    training = status.inner_text()
+    assert re.match(rf"training: epoch \d+/{PANEL_EPOCHS}\b", training), (
+        f"expected the run to be training {PANEL_EPOCHS} epochs after two frames, status line: "
+        f"{training!r}")
+    seen = [text for _, text in page.evaluate("window.seqrepFrames")]
+    assert all(re.match(r"(starting|training):", text) for text in seen), (
+        f"expected the frames to arrive while the run starts or trains; status at each: {seen}")
+    figure.scroll_into_view_if_needed()
+    page.screenshot(path=_artifact(f"{name}-2-training"))
+
+    stop.click()
+    page.wait_for_function(
+        "() => /^(stopped|finished|failed)/.test(document.querySelector('.seqrep-status').innerText.trim())",
+        timeout=TRAIN_TIMEOUT * 1000,
+    )
+    ended = status.inner_text()
+    stopped = re.match(rf"stopped at epoch (\d+)/{PANEL_EPOCHS}\b.*\(stop requested\)", ended)
+    assert stopped, f"expected 'stopped at epoch N/{PANEL_EPOCHS} ... (stop requested)', status line: {ended!r}"
+    assert int(stopped[1]) < PANEL_EPOCHS, f"Stop did not end the run early: {ended!r}"
+    # The buttons and the runs table follow the status line (the thread's last updates).
+    expect(start).to_be_enabled(timeout=TRAIN_TIMEOUT * 1000)
+    expect(stop).to_be_disabled(timeout=TRAIN_TIMEOUT * 1000)
+    expect(page.locator(".seqrep-runs")).to_contain_text("stopped", timeout=TRAIN_TIMEOUT * 1000)
+    assert figure.evaluate("img => img.naturalWidth") > 0, "the live figure does not render as an image"
+    figure.scroll_into_view_if_needed()
+    page.screenshot(path=_artifact(f"{name}-3-stopped"))
+    assert_no_errors(page, name)
