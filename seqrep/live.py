@@ -263,12 +263,10 @@ class LivePlot(Callback):
     `run_dir/live.png` otherwise (scripts, the CLI); "display" or "file" force one of them; a
     widget with a `.value` (an `ipywidgets.Image`) receives the PNG bytes.
 
-    Redraws are throttled so that drawing cannot slow training by more than `budget` (a
-    fraction of the elapsed time): always at the end, and during the run at most one per
-    `min_interval` seconds, the first one `min_interval` after the start: after an epoch while the time spent drawing stays under
-    `budget`, and within an epoch (the per-step loss and learning rate) under half of it. An
-    epoch that lasts longer than 1 / budget frames' drawing time gets a frame of its own;
-    shorter epochs share frames. The first frame is left out of the budget. Most frames only
+    Redraws are throttled: at most one per `min_interval` seconds; within that limit, a frame
+    at the end of every epoch and at the end of the run, and frames inside an epoch (the
+    per-step loss and learning rate) only while the time spent drawing stays under `budget`
+    (a fraction of the elapsed time; the first frame is left out of it). Most frames only
     redraw the curves over a cached background (about 20 ms on our 2-core machine); the first
     one, and any after an axis limit grows, redraw everything (about 0.3 s).
 
@@ -336,7 +334,7 @@ class LivePlot(Callback):
     def on_epoch_end(self, state: FitState, record: dict) -> None:
         t = time.perf_counter()
         self._records.append(record)
-        if self._due(t, self.budget):
+        if t - self._last >= self.min_interval:  # every epoch, unless epochs are very short
             self._draw(state, f"epoch {record['epoch'] + 1} done")
         self.seconds += time.perf_counter() - t
 

@@ -95,7 +95,7 @@ def test_cli_train_live_writes_the_png(tmp_path, capsys):
 
 @pytest.mark.parametrize(("min_interval", "budget", "at_least", "at_most"), [
     (1e9, 1.0, 1, 1),  # throttled by time: only the final frame
-    (0.0, 0.0, 2, 2),  # no time for drawing allowed: the first frame (exempt) and the final one
+    (0.0, 0.0, 5, 5),  # no time for step frames: the first (exempt), one per epoch, the final
     (0.0, 1.0, 1 + 3 + 1, 3 * 5 + 3 + 1),  # all the time allowed: every epoch, maybe every step
 ])
 def test_redraws_are_throttled(data, tmp_path, min_interval, budget, at_least, at_most):

@@ -1,0 +1,69 @@
+"""The benchmark harness on a tiny configuration, so the scripts cannot rot unnoticed.
+
+The numbers themselves are not checked (timings are noisy on shared machines); what is checked
+is that every part runs end to end and writes the JSON and markdown the README quotes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import accuracy  # noqa: E402
+import common  # noqa: E402
+import overhead  # noqa: E402
+import speed  # noqa: E402
+
+import seqrep  # noqa: E402
+
+
+@pytest.mark.slow
+def test_accuracy_table_from_a_tiny_run(tmp_path):
+    config = seqrep.TrainConfig(epochs=1, width=8, blocks=1)
+    r = accuracy.run(["Coffee"], [0], config, methods=("fixed", "broken"), log=lambda *_: None)
+    row = r["datasets"]["Coffee"]
+    assert row["shape"] == {"train": 28, "test": 28, "classes": 2, "channels": 1, "length": 286}
+    assert 0 <= row["fixed"]["accuracy"]["median"] <= 1 and row["fixed"]["train_s"]["median"] > 0
+    assert row["inceptiontime"] == 1.0
+    text = accuracy.markdown(r)
+    assert "| Coffee (28/28, 2, 286) |" in text and "InceptionTime (published)" in text
+    path = common.write("accuracy", r, text, tmp_path)
+    assert json.loads((tmp_path / "accuracy.json").read_text())["machine"]["cores"] >= 1
+    assert "Machine:" in path.read_text()
+
+
+def test_overhead_parts_measure_what_they_claim(tmp_path):
+    check = overhead.check_seconds(repeats=1)
+    assert check["check_s"]["median"] > 0 and check["ratio_to_step"]["median"] > 0
+    latest = overhead.latest_epoch_seconds(big_bytes=3 << 20, repeats=2)
+    assert latest["big_bytes"] >= 3 << 20  # the log really is that big
+    assert latest["ratio"]["median"] > 0
+
+
+def test_speed_helpers(tmp_path):
+    model, opt, x, y, kwargs = speed._setup(64, 4, n_classes=3, width=8, blocks=1, pool=1)
+    flops = speed.step_flops(model, opt, x, y)
+    assert flops > 0
+    timed = speed._interleaved({"a": (model, opt, x, y, kwargs)}, repeats=2)
+    assert len(timed["a"]["values"]) == 2
+    assert speed.matmul_gflops(n=64, repeats=2) > 0
+
+
+@pytest.mark.slow
+def test_live_overhead_script_writes_its_result(tmp_path):
+    import live_overhead
+
+    out = tmp_path / "live.json"
+    r = live_overhead.main(["--pairs", "1", "--epochs", "1", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["pairs"] == 1 and len(saved["ratios"]) == 1 and saved["median_ratio"] > 0
+    assert r["redraws"][0] >= 1  # the B run really drew frames
+    import run
+
+    assert "median wall-time ratio" in run.live_markdown(saved)
