@@ -140,7 +140,8 @@ class _LiveFigure:
     the curves and the title over it. Limits only grow (with headroom), so full redraws are
     rare, and frames keep their size and layout: the image does not jump."""
 
-    def __init__(self, epochs: int, peak_lr: float, figsize: tuple[float, float], dpi: int):
+    def __init__(self, epochs: int, peak_lr: float, figsize: tuple[float, float], dpi: int,
+                 components: Sequence[str] = ()):
         self.fig = Figure(figsize=figsize, dpi=dpi)
         FigureCanvasAgg(self.fig)  # the object-oriented API: no pyplot state, safe off the main thread
         grid = self.fig.subplots(2, 2)
@@ -164,7 +165,9 @@ class _LiveFigure:
         axes["loss"].set(ylabel="loss (nats)")
         axes["accuracy"].set(ylim=(0, 1), ylabel="accuracy (fraction)")
         axes["lr"].set(ylabel="learning rate", ylim=(0, 1.1 * peak_lr))
-        axes["grad"].set(ylabel="gradient L2 norm")
+        # Gradient norms of these models sit between 0.01 and 10: starting there, and growing
+        # by a factor 10 when they leave it, keeps full redraws to about one a run.
+        axes["grad"].set(ylabel="gradient L2 norm", ylim=(1e-2, 1e1))
         axes["lr"].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
         _log_y(axes["grad"])
         self.axes = axes
@@ -188,6 +191,17 @@ class _LiveFigure:
             artist.set_animated(True)  # left out of the background, drawn on every frame
         self.background = None
         self.full_redraws = 0
+        for name in components:  # lines and legend now, not at the first epoch (a full redraw)
+            self._grad_line(name)
+
+    def _grad_line(self, name: str):
+        if name not in self.grad:
+            self.grad[name] = self.axes["grad"].plot([], [], marker="o", ms=3, label=name)[0]
+            self.grad[name].set_animated(True)
+            self.dynamic.append(self.grad[name])
+            self.axes["grad"].legend(loc="upper right", fontsize=8)
+            self.background = None  # the legend changed
+        return self.grad[name]
 
     def update(self, epochs_x: list[float], records: list[dict], steps: list[tuple], title: str) -> None:
         for key, line in self.lines.items():
@@ -202,14 +216,8 @@ class _LiveFigure:
     def _update_grad(self, epochs_x: list[float], records: list[dict]) -> None:
         names = list(dict.fromkeys(k for r in records for k in r.get("grad_norm") or {}))
         for name in names:
-            if name not in self.grad:
-                self.grad[name] = self.axes["grad"].plot([], [], marker="o", ms=3, label=name)[0]
-                self.grad[name].set_animated(True)
-                self.dynamic.append(self.grad[name])
-                self.axes["grad"].legend(loc="upper right", fontsize=8)
-                self.background = None  # the legend changed
             values = [_num((r.get("grad_norm") or {}).get(name)) for r in records]
-            self.grad[name].set_data(epochs_x, values)
+            self._grad_line(name).set_data(epochs_x, values)
         # A component with no gradient at all is the bug this project is about: say it in words.
         dead = [n for n in names if all((r.get("grad_norm") or {}).get(n) is None for r in records)]
         self.no_grad.set_text("no gradient reaches: " + ", ".join(dead) if dead else "")
@@ -223,8 +231,8 @@ class _LiveFigure:
             wanted["loss"] = (0, 1.15 * max(loss))
         grad = _finite(self.grad.values(), positive=True)
         low, high = self.axes["grad"].get_ylim()
-        if grad and (self.background is None or min(grad) < low or max(grad) > high):
-            wanted["grad"] = (min(grad) / 2, max(grad) * 2)
+        if grad and (min(grad) < low or max(grad) > high):
+            wanted["grad"] = (min(low, min(grad) / 10), max(high, max(grad) * 10))
         for name, limits in wanted.items():
             if tuple(self.axes[name].get_ylim()) != limits:
                 self.axes[name].set_ylim(*limits)
@@ -240,10 +248,11 @@ class _LiveFigure:
             self.full_redraws += 1
         else:
             canvas.restore_region(self.background)
-        for artist in [*self.dynamic, self.no_grad, self.title]:  # the text over the curves
+        # The text over the curves; text is the costly part of a frame, so an empty one is skipped.
+        for artist in [*self.dynamic, self.title] + ([self.no_grad] if self.no_grad.get_text() else []):
             self.fig.draw_artist(artist)
         size = canvas.get_width_height(physical=True)
-        image = Image.frombuffer("RGBA", size, canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        image = Image.frombuffer("RGBA", size, canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
         buffer = io.BytesIO()
         image.save(buffer, format="png", compress_level=1)  # fastest zlib: encoding is costly too
         return buffer.getvalue()
@@ -310,7 +319,10 @@ class LivePlot(Callback):
             self._show = _file_sink(self.path)
         else:
             self._show, self.path = _widget_sink(self.to), None
-        self._figure = _LiveFigure(state.config.epochs, state.config.lr, self.figsize, self.dpi)
+        components = [name for name, child in state.model.named_children()
+                      if any(True for _ in child.parameters())]  # as fit names them in grad_norm
+        self._figure = _LiveFigure(state.config.epochs, state.config.lr, self.figsize, self.dpi,
+                                   components)
         self._records = list(state.history)  # a resumed run starts from its logged epochs
         self._steps: list[tuple[float, float, float]] = []
         # The first frame comes min_interval into the run, at a step or epoch end: drawn at
