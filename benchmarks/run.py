@@ -98,7 +98,9 @@ def main(argv=None) -> int:
         else:
             parser.error(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
         print(f"== {part} done in {time.perf_counter() - start:.0f} s", flush=True)
-    summary = "\n\n".join(f"## {name}\n\n{text}" for name, text in sections.items())
+    # Parts run earlier (e.g. `--only live` after a full run) stay in the summary.
+    summary = "\n\n".join(f"## {name}\n\n{(out_dir / f'{name}.md').read_text().strip()}"
+                          for name in PARTS if (out_dir / f"{name}.md").exists())
     (out_dir / "summary.md").write_text(summary + "\n", encoding="utf-8")
     print(summary)
     return 0

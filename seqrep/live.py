@@ -503,8 +503,9 @@ def _controls(c: TrainConfig, datasets: list[str]) -> dict:
                                continuous_update=False, style=style),
         "batch_size": w.BoundedIntText(value=c.batch_size, min=1, max=1_000_000,
                                        description="batch size", style=style),
-        "epochs": w.BoundedIntText(value=c.epochs, min=1, max=100_000, description="epochs",
-                                   style=style),
+        "epochs": w.BoundedIntText(value=c.epochs, min=0, max=100_000, description="epochs", style=style,
+                                   tooltip="0 = automatic: 30, or more so that a small training "
+                                           "set gets at least 500 optimiser steps"),
         "width": w.BoundedIntText(value=c.width, min=4, max=4096, description="model width",
                                   style=style),
         "kernel_sizes": w.Text(value=", ".join(map(str, c.kernel_sizes)) or "auto",

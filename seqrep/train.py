@@ -58,7 +58,9 @@ class TrainConfig:
     proportion-of-positive-values pooling), pool (stem downsampling; 0 = auto,
     ceil(length / 512)), dropout, readout_hidden.
     Optimisation: AdamW(lr, weight_decay) with a "onecycle", "cosine" or "constant" schedule
-    stepped every batch, batch_size, epochs, label_smoothing, grad_clip (0 = off), seed.
+    stepped every batch, batch_size, epochs (0 = auto: 30, or more on a small training set so
+    that training makes at least 500 optimiser steps; see `resolve_epochs`), label_smoothing,
+    grad_clip (0 = off), seed.
     Class imbalance (see seqrep.imbalance): class_weights "none", "inverse", "sqrt_inverse" or
     "effective" (with effective_beta) weight the loss; loss "cross_entropy", "focal" (with
     focal_gamma) or "logit_adjusted" (with logit_tau); sampler "shuffle" or "balanced".
@@ -77,7 +79,7 @@ class TrainConfig:
     pool: int = 0
     dropout: float = 0.1
     readout_hidden: int = 0
-    epochs: int = 30
+    epochs: int = 0
     batch_size: int = 16
     lr: float = 1e-2
     weight_decay: float = 1e-2
@@ -106,7 +108,7 @@ class TrainConfig:
             (self.blocks >= 1, "blocks must be >= 1"),
             (self.bottleneck >= 0 and self.pool >= 0, "bottleneck and pool must be >= 0"),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
-            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.epochs >= 0, "epochs must be >= 1, or 0 for automatic"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0"),
             (self.schedule in ("onecycle", "cosine", "constant"),
@@ -342,6 +344,21 @@ def _scheduler(optimizer, config: TrainConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
+AUTO_EPOCHS, MIN_STEPS = 30, 500
+
+
+def resolve_epochs(config: TrainConfig, n_train: int) -> TrainConfig:
+    """The config with epochs=0 (auto) replaced by the number of epochs `fit` will run:
+    AUTO_EPOCHS, or more when the training set is so small that AUTO_EPOCHS epochs would make
+    fewer than MIN_STEPS optimiser steps (ArrowHead, 36 series: 167 epochs of 3 steps).
+    Measured on the hard UCR sets: 90-210 steps left PigCVP, ACSF1 and ArrowHead under-trained
+    (benchmarks/results/accuracy.md). An explicit epochs is kept as given."""
+    if config.epochs:
+        return config
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    return config.replace(epochs=max(AUTO_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch)))
+
+
 def _check_data(train: SequenceDataset, val: SequenceDataset | None, config: TrainConfig) -> None:
     for name, ds in (("train", train), ("val", val)):
         if ds is not None and not isinstance(ds, SequenceDataset):
@@ -492,6 +509,7 @@ def fit(
     if not isinstance(config, TrainConfig):
         raise SeqrepError(f"fit: config must be a TrainConfig, got {type(config).__name__}.")
     _check_data(train, val, config)
+    config = resolve_epochs(config, len(train))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(run_dir / LOG_NAME)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -67,13 +68,30 @@ def test_config_round_trips_through_json():
         ({"schedule": "step"}, "schedule must be"),
         ({"extraction": "half"}, "extraction must be 'fixed' or 'broken'"),
         ({"dropout": 1.5}, "dropout must be in [0, 1)"),
-        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"epochs": -1}, "epochs must be >= 1, or 0 for automatic"),
         ({"learning_rate": 0.1}, "no field(s) ['learning_rate']"),
     ],
 )
 def test_config_rejects_bad_values(changes, fragment):
     with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
         TrainConfig().replace(**changes)
+
+
+def test_automatic_epochs_give_small_training_sets_enough_steps(data, tmp_path, monkeypatch):
+    from seqrep import train as train_module
+    from seqrep.train import AUTO_EPOCHS, MIN_STEPS, resolve_epochs
+
+    auto = TrainConfig(batch_size=16)
+    assert resolve_epochs(auto, 400).epochs == AUTO_EPOCHS  # 25 steps an epoch: 750 steps
+    assert resolve_epochs(auto, 36).epochs == math.ceil(MIN_STEPS / 3)  # ArrowHead: 3 steps an epoch
+    assert resolve_epochs(auto.replace(epochs=7), 36).epochs == 7  # an explicit choice stays
+    monkeypatch.setattr(train_module, "MIN_STEPS", 3 * AUTO_EPOCHS)  # fit reads it at run time
+    train, val = data
+    small = TINY.replace(epochs=0, batch_size=len(train))  # one step an epoch
+    result = seqrep.fit(seqrep.build_model(small, train.channels, train.n_classes, train.length),
+                        train, val, small, tmp_path, progress=False, verbose=False)
+    assert len(result.history) == 3 * AUTO_EPOCHS == result.history[-1]["epochs"]
+    assert seqrep.read_log(tmp_path)[0]["config"]["epochs"] == 3 * AUTO_EPOCHS  # the resolved value
 
 
 def test_automatic_pool_and_kernels_follow_the_length():
