@@ -4,7 +4,7 @@
 
 --quick (under 10 minutes): 3 small datasets x 1 seed, fewer repeats, and the notebook
 timings from the last `make notebooks` (executed/index.json) instead of a fresh run.
-The full run takes about an hour on a 2-core CPU. Each part writes results/<part>.{json,md};
+The full run takes about 25 minutes on a 2-core CPU. Each part writes results/<part>.{json,md};
 results/summary.md collects the markdown of all parts.
 """
 
