@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -78,7 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
     cpu_ratios = [rb["cpu_seconds"] / ra for ra, rb in zip(cpu_a, b)]
     result = {
         "what": "wall time of fit with LivePlot / without, default synthetic scenario, interleaved A B",
-        "command": "python benchmarks/live_overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/live_overhead.py" + (" --quick" if args.quick else "")
+                   + (f" --pairs {args.pairs}" if args.pairs else "")
+                   + (f" --epochs {args.epochs}" if args.epochs else ""),
         "median_ratio": statistics.median(ratios),
         "ratios": ratios,
         "median_callback_share": statistics.median(r["callback_share"] for r in b),
