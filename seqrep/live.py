@@ -272,12 +272,12 @@ class LivePlot(Callback):
     `run_dir/live.png` otherwise (scripts, the CLI); "display" or "file" force one of them; a
     widget with a `.value` (an `ipywidgets.Image`) receives the PNG bytes.
 
-    Redraws are throttled: at most one per `min_interval` seconds; within that limit, a frame
-    at the end of every epoch and at the end of the run, and frames inside an epoch (the
-    per-step loss and learning rate) only while the time spent drawing stays under `budget`
-    (a fraction of the elapsed time; the first frame is left out of it). Most frames only
-    redraw the curves over a cached background (about 20 ms on our 2-core machine); the first
-    one, and any after an axis limit grows, redraw everything (about 0.3 s).
+    Redraws are throttled: at most one per `min_interval` seconds (the final frame is always
+    drawn); within that limit, a frame at the end of every epoch, and frames inside an epoch
+    (the per-step loss and learning rate) only while the time spent drawing stays under half
+    of `budget` (a fraction of the elapsed time; the first frame is left out of it). Most
+    frames only redraw the curves over a cached background (30-40 ms on our 2-core machine);
+    the first one, and any after an axis limit grows, redraw everything (about 0.3 s).
 
     In a notebook the figure is one output updated through its display handle: it updates in
     place in JupyterLab and the executed notebook keeps the final frame as a PNG.

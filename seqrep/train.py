@@ -64,8 +64,10 @@ class TrainConfig:
     Class imbalance (see seqrep.imbalance): class_weights "none", "inverse", "sqrt_inverse" or
     "effective" (with effective_beta) weight the loss; loss "cross_entropy", "focal" (with
     focal_gamma) or "logit_adjusted" (with logit_tau); sampler "shuffle" or "balanced".
-    Checks: check_gradients runs `check_gradient_flow` on the first batch and refuses to train
-    when a parameter cannot learn or a module would train in eval mode.
+    Checks: check_gradients runs `check_gradient_flow` on the first batch_size training series
+    (not on resume) and refuses to train on a blocking finding (`gradients.BLOCKING`: e.g. a
+    parameter gets no gradient, a module ran without autograd or in eval mode); other findings,
+    such as exactly-zero gradients, only warn.
     """
 
     extraction: str = "fixed"
@@ -459,8 +461,8 @@ class _SigintToStop:
 
 
 def _guard(model, x_all, y_all, m_all, config, loss_fn, optimizer, device, log) -> None:
-    """Run the gradient-flow check on the first batch; refuse to start when the optimizer
-    holds a parameter that cannot learn or a module would train in eval mode."""
+    """Run the gradient-flow check on the first batch_size training series; refuse to start on
+    a blocking finding (a parameter that cannot learn, a module that would train in eval mode)."""
     from .gradients import BLOCKING, GradientFlowError, check_gradient_flow
 
     n = min(config.batch_size, len(y_all))
