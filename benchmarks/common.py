@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -63,3 +64,16 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def cli(name: str, doc: str, run, markdown, argv=None) -> int:
+    """The command line shared by the benchmark scripts: [--quick] [--out DIR]; runs
+    `run(quick)` and writes results/<name>.{json,md}."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=None, help="results folder")
+    args = parser.parse_args(argv)
+    results = run(args.quick)
+    kwargs = {"out_dir": Path(args.out)} if args.out else {}
+    print(write(name, results, markdown(results), **kwargs).read_text())
+    return 0

@@ -10,7 +10,6 @@ Results: results/overhead.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import summary, table, write
+from common import cli, summary, table
 
 import seqrep
 
@@ -130,14 +129,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
-    results = run(args.quick)
-    kwargs = {"out_dir": Path(args.out)} if args.out else {}
-    print(write("overhead", results, markdown(results), **kwargs).read_text())
-    return 0
+    return cli("overhead", __doc__, run, markdown, argv)
 
 
 if __name__ == "__main__":

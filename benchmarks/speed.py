@@ -10,7 +10,6 @@ every comparison interleaves its variants and reports medians.
 
 from __future__ import annotations
 
-import argparse
 import resource
 import sys
 import time
@@ -21,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import summary, table, write
+from common import cli, summary, table
 
 import seqrep
 from seqrep.train import model_kwargs
@@ -156,14 +155,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
-    results = run(args.quick)
-    kwargs = {"out_dir": Path(args.out)} if args.out else {}
-    print(write("speed", results, markdown(results), **kwargs).read_text())
-    return 0
+    return cli("speed", __doc__, run, markdown, argv)
 
 
 if __name__ == "__main__":
