@@ -67,3 +67,21 @@ def test_live_overhead_script_writes_its_result(tmp_path):
     import run
 
     assert "median wall-time ratio" in run.live_markdown(saved)
+
+
+@pytest.mark.slow
+def test_ablation_variants_and_ensemble_from_a_tiny_run():
+    import ablation
+
+    tiny = {"epochs": 1, "width": 8, "blocks": 1}
+    variants = {"default": tiny, "more steps": {**tiny, "min_steps": 70}}
+    assert ablation.config_for(variants["more steps"], 0, 28).epochs == 35  # 2 steps per epoch
+    assert ablation.config_for(variants["default"], 0, 28).epochs == 1
+    r = ablation.run(["Coffee"], [0, 1], variants, log=lambda *_: None)
+    row = r["datasets"]["Coffee"]
+    assert set(row) == {"default", "more steps", ablation.ENSEMBLE}
+    assert len(row["default"]["accuracy"]["values"]) == 2
+    assert len(row[ablation.ENSEMBLE]["accuracy"]["values"]) == 1  # one pair of seeds
+    assert row[ablation.ENSEMBLE]["train_s"]["median"] == pytest.approx(sum(row["default"]["train_s"]["values"]))
+    text = ablation.markdown(r)
+    assert "| more steps |" in text and "Coffee accuracy (train s)" in text
