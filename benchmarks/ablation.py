@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ import torch
 from common import fmt, summary, table, write
 
 import seqrep
-from seqrep.train import AUTO_EPOCHS, predict_logits, resolve_epochs
+from seqrep.train import predict_logits, resolve_epochs
 
 DATASETS = ["PigCVP", "OSULeaf", "ACSF1", "ArrowHead"]
 VARIANTS = {
@@ -41,11 +40,10 @@ ENSEMBLE = "ensemble of 2 (default)"
 def config_for(variant: dict, seed: int, n_train: int) -> seqrep.TrainConfig:
     """TrainConfig() with the variant's fields, epochs resolved (with its min_steps floor)."""
     fields = {k: v for k, v in variant.items() if k != "min_steps"}
-    config = resolve_epochs(seqrep.TrainConfig(seed=seed, **fields), n_train)
-    if "min_steps" in variant:
-        steps_per_epoch = math.ceil(n_train / config.batch_size)
-        config = config.replace(epochs=max(AUTO_EPOCHS, math.ceil(variant["min_steps"] / steps_per_epoch)))
-    return config
+    if "min_steps" in variant:  # a different floor of the automatic rule
+        fields["epochs"] = 0
+    config = seqrep.TrainConfig(seed=seed, **fields)
+    return resolve_epochs(config, n_train, variant.get("min_steps"))
 
 
 def train_once(train, test, config: seqrep.TrainConfig) -> tuple[np.ndarray, float]:
