@@ -25,14 +25,12 @@ import torch
 from common import fmt, summary, table, write
 
 import seqrep
-from seqrep.train import predict_logits, resolve_epochs
+from seqrep.train import plan_epochs, predict_logits
 
 DATASETS = ["PigCVP", "OSULeaf", "ACSF1", "ArrowHead"]
 VARIANTS = {
     "default": {},
     "800 steps": {"min_steps": 800},
-    "dilated k9 d1-2-4 + 800 steps": {"kernel_sizes": (9, 9, 9), "dilations": (1, 2, 4), "min_steps": 800},
-    "ppv pooling": {"ppv": True},
 }
 ENSEMBLE = "ensemble of 2 (default)"
 
@@ -42,13 +40,14 @@ def config_for(variant: dict, seed: int, n_train: int) -> seqrep.TrainConfig:
     fields = {k: v for k, v in variant.items() if k != "min_steps"}
     if "min_steps" in variant:  # a different floor of the automatic rule
         fields["epochs"] = 0
-    config = seqrep.TrainConfig(seed=seed, **fields)
-    return resolve_epochs(config, n_train, variant.get("min_steps"))
+    spec = {k: fields.pop(k) for k in list(fields) if k in seqrep.ModelSpec.__dataclass_fields__}
+    config = seqrep.TrainConfig(seed=seed).replace(**fields, model=spec)
+    return plan_epochs(config, n_train, variant.get("min_steps"))
 
 
 def train_once(train, test, config: seqrep.TrainConfig) -> tuple[np.ndarray, float]:
     """(test softmax (n_test, n_classes), training seconds) of one fit."""
-    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    model = seqrep.build_model(config, train)
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
         seqrep.fit(model, train, None, config, run_dir, progress=False, verbose=False)

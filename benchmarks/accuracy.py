@@ -51,7 +51,7 @@ def _minirocket(train, test, seed: int) -> dict:
 
 def _seqrep(train, test, seed: int, config: seqrep.TrainConfig) -> dict:
     config = config.replace(seed=seed)
-    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    model = seqrep.build_model(config, train)
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
         result = seqrep.fit(model, train, None, config, run_dir, progress=False, verbose=False)
@@ -87,7 +87,7 @@ def run(datasets: list[str], seeds: list[int], config: seqrep.TrainConfig, metho
                 if method == "minirocket":
                     out = _minirocket(train, test, seed)
                 else:
-                    cfg = config.replace(extraction=method, check_gradients=method == "fixed")
+                    cfg = config.replace(model={"extraction": method}, check_gradients=method == "fixed")
                     out = _seqrep(train, test, seed, cfg)
                 runs[method].append(out)
                 log(f"{name} seed {seed} {method}: accuracy {out['accuracy']:.3f}, "

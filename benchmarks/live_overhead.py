@@ -38,7 +38,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "live_overhead.json"
 
 def one_run(train, val, config, run_dir: Path, live: bool) -> dict:
     """Wall time of one fit, and (B runs) the time LivePlot spent inside it."""
-    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    model = seqrep.build_model(config, train)
     callbacks = [seqrep.LivePlot(to="file")] if live else []
     start, cpu = time.perf_counter(), time.process_time()
     seqrep.fit(model, train, val, config, run_dir, callbacks, progress=False, verbose=False)

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cli, summary, table
 
 import seqrep
+from seqrep.model import DataShape
 
 
 def monitor_ratio(pairs: int, epochs: int, log=print) -> dict:
@@ -32,12 +33,12 @@ def monitor_ratio(pairs: int, epochs: int, log=print) -> dict:
     train, val = data.split(0.2, seed=0)
     config = seqrep.TrainConfig(epochs=epochs)
     runs = {"off": [], "on": []}
-    warm = seqrep.build_model(config.replace(epochs=1), 1, 60, 128)
+    warm = seqrep.build_model(config.replace(epochs=1), DataShape(1, 60, 128))
     with tempfile.TemporaryDirectory() as d:  # the first fit in a process pays for warm-up
         seqrep.fit(warm, train, val, config.replace(epochs=1), Path(d) / "w", progress=False, verbose=False)
         for i in range(pairs):
             for mode in ("off", "on"):
-                model = seqrep.build_model(config, 1, 60, 128)
+                model = seqrep.build_model(config, DataShape(1, 60, 128))
                 callbacks = [seqrep.GradientMonitor(every=10)] if mode == "on" else []
                 start = time.perf_counter()
                 seqrep.fit(model, train, val, config, Path(d) / f"{mode}{i}", callbacks,

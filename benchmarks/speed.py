@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cli, summary, table
 
 import seqrep
-from seqrep.train import model_kwargs
+from seqrep.model import DataShape
 
 
 def _step(model, optimizer, x, y) -> None:
@@ -36,12 +36,12 @@ def _step(model, optimizer, x, y) -> None:
 def _setup(length: int, batch: int, n_classes: int = 60, config=None, **overrides):
     config = config or seqrep.TrainConfig()
     torch.manual_seed(0)
-    kwargs = model_kwargs(config, length) | overrides
-    model = seqrep.SequenceClassifier(1, n_classes, length, **kwargs)
+    spec = config.model.replace(**overrides).resolved(length)
+    model = seqrep.SequenceClassifier(1, n_classes, length, spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x, y = torch.randn(batch, 1, length), torch.randint(0, n_classes, (batch,))
     _step(model, optimizer, x, y)  # warm-up
-    return model, optimizer, x, y, kwargs
+    return model, optimizer, x, y, spec.to_dict()
 
 
 def _interleaved(setups: dict, repeats: int) -> dict:
@@ -107,7 +107,7 @@ def run(quick: bool = False, log=print) -> dict:
     for n in (120, 240, 480):
         ds = seqrep.make_sequences(n_classes=20, n_samples=n, seed=0)
         cfg = seqrep.TrainConfig(epochs=2)
-        model = seqrep.build_model(cfg, 1, 20, 128)
+        model = seqrep.build_model(cfg, DataShape(1, 20, 128))
         import tempfile
 
         with tempfile.TemporaryDirectory() as run_dir:

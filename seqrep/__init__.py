@@ -1,15 +1,21 @@
 """seqrep: notebooks and helpers to learn, diagnose and fix sequence models that do not learn.
 
 Every helper the notebooks use is importable from here; each lives in the module of its idea:
-data (datasets), model (the fixed classifier), legacy (the broken original), train (fit),
+config (TrainConfig, ModelSpec), data (datasets), model (the fixed classifier), legacy (the
+broken original), train (fit), callbacks (fit's events and built-in callbacks), checkpoint,
 runlog (run log, show-latest-epoch), gradients (gradient-flow checks), imbalance (class
 imbalance), live (live curves, widget panel), plots (static figures), notebooks (headless runs),
 cli (the `seqrep` command).
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
+from .callbacks import Callback, CancelFit, GradientMonitor, NonFiniteLossError
+from .checkpoint import load_model
+from .config import ModelSpec, TrainConfig
 from .data import SequenceDataset, check_arrays, list_datasets, load_dataset, make_sequences
 from .errors import SeqrepError
-from .gradients import GradientFlowError, GradientMonitor, GradientReport, check_gradient_flow
+from .gradients import GradientFlowError, GradientReport, check_gradient_flow
 from .imbalance import (
     ClassReport,
     ClassStats,
@@ -23,30 +29,24 @@ from .imbalance import (
 )
 from .legacy import LegacyClassifier
 from .live import LivePlot, Panel, overlay, run_labels
-from .model import SequenceClassifier, parameter_counts
+from .model import SequenceClassifier, build_model, parameter_counts
 from .notebooks import key_numbers
 from .plots import plot_runs
 from .runlog import latest_epoch, read_log, show_latest_epoch
-from .train import (
-    Callback,
-    FitResult,
-    NonFiniteLossError,
-    TrainConfig,
-    build_model,
-    evaluate,
-    fit,
-    load_model,
-    new_run_dir,
-    predict_logits,
-)
+from .train import FitResult, FitState, check_fit_inputs, evaluate, fit, new_run_dir, predict_logits
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("seqrep")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "unknown"
 
 __all__ = [
     "Callback",
+    "CancelFit",
     "ClassReport",
     "ClassStats",
     "FitResult",
+    "FitState",
     "FocalLoss",
     "GradientFlowError",
     "GradientMonitor",
@@ -54,6 +54,7 @@ __all__ = [
     "LegacyClassifier",
     "LivePlot",
     "LogitAdjustedLoss",
+    "ModelSpec",
     "NonFiniteLossError",
     "Panel",
     "SeqrepError",
@@ -63,6 +64,7 @@ __all__ = [
     "adjust_logits",
     "build_model",
     "check_arrays",
+    "check_fit_inputs",
     "check_gradient_flow",
     "class_stats",
     "class_weights",

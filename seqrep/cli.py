@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -52,25 +53,38 @@ def _train_data(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .train import TrainConfig, build_model, fit, new_run_dir
+    from .config import ModelSpec, TrainConfig
+    from .model import build_model
+    from .train import fit, new_run_dir
 
-    overrides = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k) is not None}
-    if args.broken:  # reproducing the bug on purpose: the gradient-flow guard would refuse
-        overrides.update(extraction="broken", check_gradients=False)
-    if args.no_check_gradients:
-        overrides["check_gradients"] = False
-    config = TrainConfig().replace(**overrides)
+    given = {name: value for name in _config_fields() if (value := getattr(args, name)) is not None}
+    model = {k: given.pop(k) for k in list(given) if k in _fields(ModelSpec)}
+    if args.broken:  # reproducing the bug on purpose: the gradient-flow guard would refuse it
+        model["extraction"], given["check_gradients"] = "broken", False
+    config = TrainConfig().replace(**given, model=model)
     train, val = _train_data(args)
-    run_dir = args.run_dir or new_run_dir("runs", args.dataset)
-    model = build_model(config, train.channels, train.n_classes, train.length)
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir("runs", args.dataset, create=False)
+    net = build_model(config, train)
     print(f"run directory: {run_dir}  (watch it with: seqrep show-latest-epoch {run_dir} --follow)")
     callbacks = []
     if args.live:
         from .live import LivePlot
 
         callbacks.append(LivePlot(to="file"))
-        print(f"live curves: {Path(run_dir) / 'live.png'} (redrawn while training)")
-    result = fit(model, train, val, config, run_dir, callbacks, resume=args.resume, device=args.device)
+        print(f"live curves: {run_dir / 'live.png'} (redrawn while training)")
+    existed = run_dir.exists()
+    try:
+        result = fit(net, train, val, config, run_dir, callbacks, resume=args.resume, device=args.device)
+    except KeyboardInterrupt:
+        if (run_dir / "checkpoint.pt").exists():
+            print(f"log and checkpoint kept in {run_dir}; resume with: seqrep train {args.dataset} "
+                  f"--resume --run-dir {run_dir}", file=sys.stderr)
+        raise
+    finally:
+        if not existed and run_dir.is_dir() and not any(p.name != "run.lock" for p in run_dir.iterdir()):
+            for p in run_dir.iterdir():
+                p.unlink()
+            run_dir.rmdir()  # nothing was written: leave no empty folder behind
     if result.final:
         from .runlog import format_record
 
@@ -96,15 +110,39 @@ def _run_notebooks(args: argparse.Namespace) -> None:
     run_notebooks(args.notebooks or None, params, force=args.force)
 
 
-def _kernel_list(text: str) -> tuple[int, ...]:
-    return tuple(int(k) for k in text.split(",") if k.strip())
+def _fields(cls) -> list:
+    return [f.name for f in dataclasses.fields(cls)]
 
 
-_CONFIG_FLAGS = {
-    "epochs": int, "batch_size": int, "lr": float, "weight_decay": float, "width": int,
-    "kernel_sizes": _kernel_list, "blocks": int, "dropout": float, "seed": int, "pool": int,
-    "schedule": str, "label_smoothing": float,
-}
+def _config_fields() -> dict[str, dataclasses.Field]:
+    """TrainConfig's fields and its ModelSpec's, by name: one flag each."""
+    from .config import ModelSpec, TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "model"}
+    return {**fields, **{f.name: f for f in dataclasses.fields(ModelSpec)}}
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in text.split(",") if k.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, e.g. 9,19,39; got {text!r}") from None
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """--name for every field of TrainConfig and ModelSpec, typed and documented from the
+    fields themselves; unset flags keep the config's defaults."""
+    group = parser.add_argument_group("training configuration (TrainConfig / ModelSpec fields)")
+    for name, f in _config_fields().items():
+        flag, meta = f"--{name.replace('_', '-')}", f.metadata
+        kwargs = {"dest": name, "default": None, "help": f"{meta.get('help', '')} (default: {f.default!r})"}
+        if f.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = {"int": int, "float": float, "str": str}.get(f.type, _int_list)
+            if meta.get("choices"):
+                kwargs["choices"] = meta["choices"]
+        group.add_argument(flag, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,9 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="where the log and checkpoint go (default: runs/<time>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--broken", action="store_true",
-                   help="train the broken legacy model instead (skips the gradient-flow guard)")
-    p.add_argument("--no-check-gradients", action="store_true",
-                   help="skip the gradient-flow check before the first epoch")
+                   help="the broken legacy model: short for --extraction broken --no-check-gradients")
     p.add_argument("--device", default="cpu")
     p.add_argument("--live", action="store_true",
                    help="redraw the training curves into RUN_DIR/live.png while training")
@@ -133,9 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=500, help="synthetic: number of samples")
     p.add_argument("--length", type=int, default=128, help="synthetic: series length")
     p.add_argument("--data-seed", type=int, default=0, help="synthetic: generator and split seed")
-    for name, kind in _CONFIG_FLAGS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
-                       help=f"TrainConfig.{name}")
+    _add_config_flags(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("show-latest-epoch", help="print a run's latest epoch (tail of its log)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,14 @@ from torch.nn import functional as F
 
 from .errors import SeqrepError
 
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
 __all__ = [
+    "LOSSES",
+    "REMEDIES",
+    "SAMPLERS",
+    "WEIGHTING",
     "ClassReport",
     "ClassStats",
     "FocalLoss",
@@ -31,10 +39,34 @@ __all__ = [
     "class_weights",
     "make_loss",
     "per_class_report",
+    "remedy_of",
     "split_per_class",
 ]
 
+# The option names of the remedies `fit` can use (TrainConfig's choices are these).
 WEIGHT_SCHEMES = ("inverse", "sqrt_inverse", "effective")
+WEIGHTING = ("none", *WEIGHT_SCHEMES)  # TrainConfig.class_weights
+LOSSES = ("cross_entropy", "focal", "logit_adjusted")  # TrainConfig.loss
+SAMPLERS = ("shuffle", "balanced")  # TrainConfig.sampler
+
+# Each remedy by name, as the TrainConfig fields it sets; the others keep their plain values
+# (the panel's dropdown and notebook 04 use this table).
+PLAIN = {"class_weights": "none", "loss": "cross_entropy", "sampler": "shuffle"}
+REMEDIES: dict[str, dict] = {
+    "none": {},
+    "class weights: inverse frequency": {"class_weights": "inverse"},
+    "class weights: sqrt inverse frequency": {"class_weights": "sqrt_inverse"},
+    "class weights: effective number": {"class_weights": "effective"},
+    "focal loss": {"loss": "focal"},
+    "logit-adjusted loss": {"loss": "logit_adjusted"},
+    "class-balanced sampler": {"sampler": "balanced"},
+}
+
+
+def remedy_of(config: TrainConfig) -> str:
+    """The name in REMEDIES that `config`'s remedy fields describe ("none" if no single one)."""
+    current = {k: getattr(config, k) for k in PLAIN}
+    return next((name for name, fields in REMEDIES.items() if {**PLAIN, **fields} == current), "none")
 
 
 @dataclass(frozen=True)
@@ -280,7 +312,7 @@ def adjust_logits(logits: torch.Tensor, prior, tau: float = 1.0) -> torch.Tensor
     return logits - tau * log_prior.to(logits.dtype)
 
 
-def make_loss(config, y_train: np.ndarray, n_classes: int) -> nn.Module:
+def make_loss(config: TrainConfig, y_train: np.ndarray, n_classes: int) -> nn.Module:
     """The training loss `config` asks for, given the training labels y_train (n,).
     Returns a module: loss(logits (batch, K), y (batch,)) -> scalar. Class weights
     (config.class_weights) combine with every loss; label smoothing works with cross-entropy
@@ -296,7 +328,7 @@ def make_loss(config, y_train: np.ndarray, n_classes: int) -> nn.Module:
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
 
 
-def batch_order(config, y_train: np.ndarray, epoch: int) -> torch.Tensor:
+def batch_order(config: TrainConfig, y_train: np.ndarray, epoch: int) -> torch.Tensor:
     """(n,) indices of the training samples in the order this epoch visits them; fit cuts it
     into batches. Deterministic in (config.seed, epoch), so a resumed run repeats it.
     sampler "shuffle": a permutation; "balanced": `balanced_order`."""

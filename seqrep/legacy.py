@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import ModelSpec
 from .model import Representation
 
 
@@ -22,30 +23,12 @@ class LegacyClassifier(nn.Module):
     x: (batch, channels, time), mask: (batch, time) or None -> logits (batch, n_classes).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        n_classes: int,
-        length: int,
-        *,
-        width: int = 64,
-        kernel_sizes=(9, 19, 39),
-        blocks: int = 2,
-        bottleneck: int = 32,
-        attention: bool = True,
-        pool: int = 1,
-        dilations=None,
-        ppv: bool = False,
-        dropout: float = 0.1,
-        readout_hidden: int = 0,
-    ):
+    def __init__(self, in_channels: int, n_classes: int, length: int, spec: ModelSpec | None = None):
         super().__init__()
-        del length, readout_hidden  # the original computed its sizes by formula
-        self.representation = Representation(
-            in_channels, width, kernel_sizes, blocks, bottleneck, attention, pool, dilations, ppv
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.readout = nn.Linear((3 if ppv else 2) * width, n_classes)
+        self.spec = (spec or ModelSpec()).resolved(length)
+        self.representation = Representation(in_channels, self.spec)
+        self.dropout = nn.Dropout(self.spec.dropout)
+        self.readout = nn.Linear(2 * self.spec.width, n_classes)  # the original: sizes by formula
 
     def extract_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
         self.representation.eval()  # BUG 1: always eval(), even while training

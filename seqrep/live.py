@@ -25,11 +25,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
+from .config import TrainConfig, flatten
 from .errors import SeqrepError
-from .imbalance import batch_order, make_loss
+from .imbalance import PLAIN, REMEDIES, remedy_of
+from .model import build_model
 from .plots import plot_runs
 from .runlog import read_log
-from .train import Callback, FitState, TrainConfig, build_model, fit, new_run_dir
+from .train import Callback, FitState, check_fit_inputs, fit, new_run_dir
 
 __all__ = ["LIVE_PNG", "SHIPPED_DATASETS", "LivePlot", "Panel", "overlay", "run_labels"]
 
@@ -310,7 +312,7 @@ class LivePlot(Callback):
 
     # fit hooks --------------------------------------------------------------------------
 
-    def on_fit_start(self, state: FitState) -> None:
+    def before_fit(self, state: FitState) -> None:
         t = time.perf_counter()
         if self.to == "display" or (self.to == "auto" and _in_kernel()):
             self._show, self.path = _display_sink(), None
@@ -319,10 +321,8 @@ class LivePlot(Callback):
             self._show = _file_sink(self.path)
         else:
             self._show, self.path = _widget_sink(self.to), None
-        components = [name for name, child in state.model.named_children()
-                      if any(True for _ in child.parameters())]  # as fit names them in grad_norm
         self._figure = _LiveFigure(state.config.epochs, state.config.lr, self.figsize, self.dpi,
-                                   components)
+                                   list(state.components))
         self._records = list(state.history)  # a resumed run starts from its logged epochs
         self._steps: list[tuple[float, float, float]] = []
         # The first frame comes min_interval into the run, at a step or epoch end: drawn at
@@ -332,27 +332,28 @@ class LivePlot(Callback):
         self.redraws, self.draw_seconds, self.seconds = 0, 0.0, 0.0
         self.seconds += time.perf_counter() - t
 
-    def on_step_end(self, state: FitState) -> None:
+    def after_step(self, state: FitState) -> None:
         t = time.perf_counter()
         # The lr for the next step; after the last step there is none (OneCycle would
         # extrapolate past its end), so that point is left out.
         last = state.global_step >= state.steps_per_epoch * state.config.epochs
         lr = math.nan if last else state.optimizer.param_groups[0]["lr"]
-        self._steps.append((state.global_step / max(state.steps_per_epoch, 1), state.loss, lr))
+        self._steps.append((state.global_step / max(state.steps_per_epoch, 1), state.loss_value, lr))
         if self._due(t, self.budget / 2):
             self._draw(state, "training")
         self.seconds += time.perf_counter() - t
 
-    def on_epoch_end(self, state: FitState, record: dict) -> None:
+    def after_epoch(self, state: FitState) -> None:
         t = time.perf_counter()
-        self._records.append(record)
+        self._records.append(state.record)
         if t - self._last >= self.min_interval:  # every epoch, unless epochs are very short
-            self._draw(state, f"epoch {record['epoch'] + 1} done")
+            self._draw(state, f"epoch {state.epoch + 1} done")
         self.seconds += time.perf_counter() - t
 
-    def on_fit_end(self, state: FitState, result) -> None:
+    def after_fit(self, state: FitState) -> None:
         t = time.perf_counter()
-        self._draw(state, f"stopped ({result.stopped})" if result.stopped else "finished")
+        ended = state.stop_reason or (type(state.error).__name__ if state.error else None)
+        self._draw(state, f"stopped ({ended})" if ended else "finished")
         self.seconds += time.perf_counter() - t
 
     # drawing ----------------------------------------------------------------------------
@@ -420,7 +421,12 @@ def _run_facts(run) -> dict:
     start = next((r for r in read_log(path) if r.get("event") == "start"), None)
     if start is None:
         raise SeqrepError(f"{path}: the run log has no start event; was it written by seqrep.fit?")
-    return {**start["config"], "data": (start.get("data") or {}).get("name")}
+    return {**_facts(start["config"]), "data": (start.get("data") or {}).get("name")}
+
+
+def _facts(config: dict) -> dict:
+    """A config dict as flat, short labels: {"model": {"width": 8}} -> {"width": 8}."""
+    return {k.removeprefix("model."): v for k, v in flatten(config).items()}
 
 
 def _fmt(value) -> str:
@@ -476,27 +482,13 @@ def overlay(
 # The panel
 # --------------------------------------------------------------------------------------------
 
-# Each remedy is the TrainConfig fields it sets; the others keep their plain values.
-REMEDIES: dict[str, dict] = {
-    "none": {},
-    "class weights: inverse frequency": {"class_weights": "inverse"},
-    "class weights: sqrt inverse frequency": {"class_weights": "sqrt_inverse"},
-    "class weights: effective number": {"class_weights": "effective"},
-    "focal loss": {"loss": "focal"},
-    "logit-adjusted loss": {"loss": "logit_adjusted"},
-    "class-balanced sampler": {"sampler": "balanced"},
-}
-_PLAIN = {"class_weights": "none", "loss": "cross_entropy", "sampler": "shuffle"}
-
-
 def _controls(c: TrainConfig, datasets: list[str]) -> dict:
     """One widget per hyperparameter, set to `c`'s values; sliders and text boxes send their
     value when released or on Enter (continuous_update=False), not on every keystroke."""
     import ipywidgets as w
 
     style = {"description_width": "130px"}
-    remedy = next((name for name, fields in REMEDIES.items()
-                   if {**_PLAIN, **fields} == {k: getattr(c, k) for k in _PLAIN}), "none")
+    remedy = remedy_of(c)
     return {
         "lr": w.FloatLogSlider(value=c.lr, base=10, min=-5, max=0, step=0.1,
                                description="learning rate", readout_format=".1e",
@@ -506,17 +498,17 @@ def _controls(c: TrainConfig, datasets: list[str]) -> dict:
         "epochs": w.BoundedIntText(value=c.epochs, min=0, max=100_000, description="epochs", style=style,
                                    tooltip="0 = automatic: 30, or more so that a small training "
                                            "set gets at least 500 optimiser steps"),
-        "width": w.BoundedIntText(value=c.width, min=4, max=4096, description="model width",
+        "width": w.BoundedIntText(value=c.model.width, min=4, max=4096, description="model width",
                                   style=style),
-        "kernel_sizes": w.Text(value=", ".join(map(str, c.kernel_sizes)) or "auto",
+        "kernel_sizes": w.Text(value=", ".join(map(str, c.model.kernel_sizes)) or "auto",
                                description="kernel sizes", placeholder="auto, or e.g. 9, 19, 39",
                                continuous_update=False, style=style),
-        "attention": w.Checkbox(value=c.attention, description="attention pooling", style=style),
-        "dropout": w.FloatSlider(value=c.dropout, min=0.0, max=0.9, step=0.05,
+        "attention": w.Checkbox(value=c.model.attention, description="attention pooling", style=style),
+        "dropout": w.FloatSlider(value=c.model.dropout, min=0.0, max=0.9, step=0.05,
                                  description="dropout", continuous_update=False, style=style),
         "remedy": w.Dropdown(options=list(REMEDIES), value=remedy, description="imbalance remedy",
                              style=style),
-        "extraction": w.ToggleButtons(options=["fixed", "broken"], value=c.extraction,
+        "extraction": w.ToggleButtons(options=["fixed", "broken"], value=c.model.extraction,
                                       description="extraction", style=style),
         "seed": w.BoundedIntText(value=c.seed, min=0, max=2**31 - 1, description="seed",
                                  style=style),
@@ -559,17 +551,11 @@ def parse_kernel_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _prepare(config: TrainConfig, train, dataset: str):
-    """The model to train, after the checks fit would do in the thread, so invalid input is
+def _prepare(config: TrainConfig, train, val, dataset: str):
+    """The model to train and fit's warnings, after fit's own checks, so invalid input is
     reported at the click instead of from a failed run."""
-    if config.batch_size > len(train):
-        raise SeqrepError(
-            f"batch size {config.batch_size} is larger than the training set of {dataset} "
-            f"({len(train)} samples); choose a batch size <= {len(train)}."
-        )
-    make_loss(config, train.y, train.n_classes)  # raises for remedies that are not available
-    batch_order(config, train.y, 0)
-    return build_model(config, train.channels, train.n_classes, train.length)  # kernel sizes vs length
+    warnings = check_fit_inputs(config, train, val, name=dataset)
+    return build_model(config, train), warnings
 
 
 @dataclass
@@ -597,15 +583,17 @@ class _StatusUpdates(Callback):
         self.show, self.run, self.on_epoch, self.interval = show, run, on_epoch, interval
         self.last, self.samples_per_s = -math.inf, None
 
-    def on_fit_start(self, state: FitState) -> None:
+    def before_fit(self, state: FitState) -> None:
         self.started, self.first_step = time.perf_counter(), state.global_step
+        self.run.config = state.config  # with the epochs fit planned
         self.show(f"starting: {state.run_dir}")
 
-    def on_step_end(self, state: FitState) -> None:
+    def after_step(self, state: FitState) -> None:
         if time.perf_counter() - self.last >= self.interval:
             self.show(self.text(state))
 
-    def on_epoch_end(self, state: FitState, record: dict) -> None:
+    def after_epoch(self, state: FitState) -> None:
+        record = state.record
         self.samples_per_s = record.get("samples_per_s")
         self.run.final = record
         if record.get("val_accuracy") is not None:
@@ -745,13 +733,13 @@ class Panel:
         """The TrainConfig the controls describe (raises SeqrepError for invalid values)."""
         v = {name: control.value for name, control in self.controls.items()}
         broken = v["extraction"] == "broken"
+        model = {"width": v["width"], "kernel_sizes": parse_kernel_sizes(v["kernel_sizes"]),
+                 "attention": v["attention"], "dropout": float(v["dropout"]), "extraction": v["extraction"]}
         return self.defaults.replace(
-            lr=float(v["lr"]), batch_size=v["batch_size"], epochs=v["epochs"], width=v["width"],
-            kernel_sizes=parse_kernel_sizes(v["kernel_sizes"]), attention=v["attention"],
-            dropout=float(v["dropout"]), extraction=v["extraction"], seed=v["seed"],
+            lr=float(v["lr"]), batch_size=v["batch_size"], epochs=v["epochs"], model=model, seed=v["seed"],
             # The broken model is trained on purpose here: the gradient-flow guard would refuse it.
             check_gradients=self.defaults.check_gradients and not broken,
-            **{**_PLAIN, **REMEDIES[v["remedy"]]},
+            **{**PLAIN, **REMEDIES[v["remedy"]]},
         )
 
     def _data(self, name: str) -> tuple:
@@ -776,12 +764,12 @@ class Panel:
             config = self.config()
             dataset = self.controls["dataset"].value
             train, val = self._data(dataset)
-            model = _prepare(config, train, dataset)
+            model, warnings = _prepare(config, train, val, dataset)
         except SeqrepError as err:
             self._show(notice=f"cannot start: {err}")
             return
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(dataset).name)
-        run = PanelRun(new_run_dir(self.root, f"panel-{config.extraction}-{slug}"), config, dataset)
+        run = PanelRun(new_run_dir(self.root, f"panel-{config.model.extraction}-{slug}"), config, dataset)
         self.runs.append(run)
         self._stop_event = threading.Event()
         self._thread = threading.Thread(
@@ -789,7 +777,7 @@ class Panel:
             name=f"seqrep-panel-{run.run_dir.name}", daemon=True,
         )
         self.start.disabled, self.stop.disabled = True, False
-        self._show(progress=f"starting: {run.run_dir}", notice="")
+        self._show(progress=f"starting: {run.run_dir}", notice=" ".join(warnings))
         self._refresh_runs()
         self._thread.start()
 
@@ -828,7 +816,7 @@ class Panel:
                 f"log and checkpoint: {run.run_dir}")
 
     def _refresh_runs(self) -> None:
-        facts = [{"dataset": r.dataset, **r.config.to_dict()} for r in self.runs]
+        facts = [{"dataset": r.dataset, **_facts(r.config.to_dict())} for r in self.runs]
         keys = config_differences(facts) if len(facts) > 1 else ["dataset", "extraction"]
         labels = [", ".join(f"{k}={_fmt(f[k])}" for k in keys) for f in facts]
         self.table.value = _runs_table(self.runs, keys, facts)

@@ -8,19 +8,27 @@ inference uses eval() and torch.no_grad().
 
 from __future__ import annotations
 
-import math
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ModelSpec
 from .errors import SeqrepError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .data import SequenceDataset
 
 __all__ = [
     "AttentionPooling",
+    "DataShape",
     "MultiScaleBlock",
     "Representation",
     "SequenceClassifier",
+    "build_model",
+    "components",
     "parameter_counts",
 ]
 
@@ -66,20 +74,11 @@ class MultiScaleBlock(nn.Module):
     """Parallel convolutions at several time scales plus a max-pool branch (Inception-style),
     after a 1x1 bottleneck; BatchNorm, ReLU and a residual connection.
 
-    x: (batch, in_channels, time) -> (batch, out_channels, time).
-    Branch i convolves with kernel_sizes[i] taps spaced dilations[i] apart (default 1), so it
-    spans (kernel_sizes[i] - 1) * dilations[i] + 1 steps. `out_channels` is split evenly over
-    len(kernel_sizes) + 1 branches.
+    x: (batch, in_channels, time) -> (batch, out_channels, time). `out_channels` is split
+    evenly over len(kernel_sizes) + 1 branches.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_sizes=(9, 19, 39),
-        bottleneck: int = 32,
-        dilations=None,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, kernel_sizes=(9, 19, 39), bottleneck: int = 32):
         super().__init__()
         n_branches = len(kernel_sizes) + 1
         if out_channels % n_branches:
@@ -87,20 +86,13 @@ class MultiScaleBlock(nn.Module):
                 f"width {out_channels} must divide evenly over {n_branches} branches "
                 f"({len(kernel_sizes)} kernel sizes + max-pool); use a multiple of {n_branches}."
             )
-        dilations = tuple(dilations or (1,) * len(kernel_sizes))
-        if any(k < 1 for k in kernel_sizes) or len(dilations) != len(kernel_sizes) or min(dilations) < 1:
-            raise SeqrepError(
-                f"kernel sizes must be >= 1 with one dilation >= 1 each, got kernel_sizes="
-                f"{tuple(kernel_sizes)}, dilations={dilations}."
-            )
+        if any(k < 1 for k in kernel_sizes):
+            raise SeqrepError(f"kernel sizes must be >= 1, got {tuple(kernel_sizes)}.")
         branch = out_channels // n_branches
         use_bottleneck = bottleneck > 0 and in_channels > bottleneck
         mid = bottleneck if use_bottleneck else in_channels
         self.bottleneck = nn.Conv1d(in_channels, mid, 1, bias=False) if use_bottleneck else nn.Identity()
-        self.branches = nn.ModuleList(
-            nn.Conv1d(mid, branch, k, padding="same", dilation=d, bias=False)
-            for k, d in zip(kernel_sizes, dilations)
-        )
+        self.branches = nn.ModuleList(nn.Conv1d(mid, branch, k, padding="same", bias=False) for k in kernel_sizes)
         self.pool_branch = nn.Sequential(
             nn.MaxPool1d(3, stride=1, padding=1), nn.Conv1d(in_channels, branch, 1, bias=False)
         )
@@ -112,31 +104,23 @@ class MultiScaleBlock(nn.Module):
             else nn.Sequential(nn.Conv1d(in_channels, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels))
         )
 
-    def preactivation(self, x: torch.Tensor) -> torch.Tensor:
-        """The block's output before its ReLU: (batch, out_channels, time)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.bottleneck(x)
         out = torch.cat([conv(z) for conv in self.branches] + [self.pool_branch(x)], dim=1)
-        return self.norm(out) + self.shortcut(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.preactivation(x))
+        return self.act(self.norm(out) + self.shortcut(x))
 
 
 class AttentionPooling(nn.Module):
-    """Attention over time steps: a learned score per step, a softmax that ignores padding,
-    a weighted sum; concatenated with the masked global average and, with ppv=True, the soft
-    proportion of positive values of the pre-activation (mean of sigmoid(4 z), after ROCKET's
-    PPV feature).
+    """Attention over time steps: a learned score per step, a softmax that ignores padding, a
+    weighted sum; concatenated with the masked global average.
 
-    h: (batch, channels, time), mask: (batch, time) bool or None, z: pre-activation like h
-    (needed when ppv) -> features (batch, (3 if ppv else 2) * channels), weights (batch, time)
-    summing to 1 over real steps. With `attention=False` the weights are uniform over real
-    steps (global average pooling).
+    h: (batch, channels, time), mask: (batch, time) bool or None -> features
+    (batch, 2 * channels), weights (batch, time) summing to 1 over real steps. With
+    `attention=False` the weights are uniform over real steps (global average pooling).
     """
 
-    def __init__(self, channels: int, attention: bool = True, hidden: int = 32, ppv: bool = False):
+    def __init__(self, channels: int, attention: bool = True, hidden: int = 32):
         super().__init__()
-        self.ppv = ppv
         self.score = (
             # No bias on the last layer: softmax ignores a constant shift, so it could not learn.
             nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.Tanh(), nn.Conv1d(hidden, 1, 1, bias=False))
@@ -144,9 +128,7 @@ class AttentionPooling(nn.Module):
             else None
         )
 
-    def forward(
-        self, h: torch.Tensor, mask: torch.Tensor | None = None, z: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         real = torch.ones(h.shape[0], h.shape[2], dtype=torch.bool, device=h.device) if mask is None else mask
         count = real.sum(-1, keepdim=True).clamp(min=1)
         avg = (h * real[:, None]).sum(-1) / count
@@ -157,59 +139,44 @@ class AttentionPooling(nn.Module):
             scores = self.score(h)[:, 0].masked_fill(~real, float("-inf"))
             weights = torch.softmax(scores, dim=-1)
             attended = torch.einsum("bct,bt->bc", h, weights)
-        parts = [attended, avg]
-        if self.ppv:
-            parts.append((torch.sigmoid(4 * z) * real[:, None]).sum(-1) / count)
-        return torch.cat(parts, dim=1), weights
+        return torch.cat([attended, avg], dim=1), weights
 
 
 class Representation(nn.Module):
-    """Stem -> multi-scale blocks -> attention pooling (+ average, + optional PPV).
+    """Stem -> multi-scale blocks -> attention pooling (+ average).
 
-    x: (batch, channels, time), mask: (batch, time) bool or None
-    -> (batch, (3 if ppv else 2) * width).
+    x: (batch, channels, time), mask: (batch, time) bool or None -> (batch, 2 * width).
+    `spec` must be resolved for the data (`ModelSpec.resolved(length)`).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        width: int = 64,
-        kernel_sizes=(9, 19, 39),
-        blocks: int = 2,
-        bottleneck: int = 32,
-        attention: bool = True,
-        pool: int = 1,
-        dilations=None,
-        ppv: bool = False,
-    ):
+    def __init__(self, in_channels: int, spec: ModelSpec):
         super().__init__()
-        self.stem = Stem(in_channels, pool)
-        channels = [self.stem.out_channels] + [width] * blocks
+        self.stem = Stem(in_channels, spec.pool)
+        channels = [self.stem.out_channels] + [spec.width] * spec.blocks
         self.blocks = nn.Sequential(*(
-            MultiScaleBlock(channels[i], width, kernel_sizes, bottleneck, dilations)
-            for i in range(blocks)
+            MultiScaleBlock(channels[i], spec.width, spec.kernel_sizes, spec.bottleneck)
+            for i in range(spec.blocks)
         ))
-        self.pooling = AttentionPooling(width, attention, ppv=ppv)
+        self.pooling = AttentionPooling(spec.width, spec.attention)
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False
-    ):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
         if mask is not None:  # padded steps hold zeros, whatever the caller put there
             x = x.masked_fill(~mask[:, None, :], 0.0)
-        h = self.stem(x)
-        for block in self.blocks[:-1]:
-            h = block(h)
-        z = self.blocks[-1].preactivation(h)
-        h = self.blocks[-1].act(z)
-        features, weights = self.pooling(h, _pool_mask(mask, self.stem.pool, h.shape[-1]), z)
+        h = self.blocks(self.stem(x))
+        features, weights = self.pooling(h, _pool_mask(mask, self.stem.pool, h.shape[-1]))
         return (features, weights) if return_attention else features
 
     def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Attention weights mapped back to input time steps, in eval mode: (batch, time), each
-        row sums to 1 (a pooled step's weight is spread evenly over the input steps it covers)."""
+        """Attention weights mapped back to input time steps, as at inference: (batch, time),
+        each row sums to 1 (a pooled step's weight is spread evenly over the input steps it
+        covers). The module's train/eval mode is restored afterwards."""
+        was_training = self.training
         self.eval()
-        with torch.no_grad():
-            _, weights = self(x, mask, return_attention=True)
+        try:
+            with torch.no_grad():
+                _, weights = self(x, mask, return_attention=True)
+        finally:
+            self.train(was_training)
         window = torch.arange(x.shape[-1], device=weights.device) // self.stem.pool
         return weights[:, window] / torch.bincount(window)[window]
 
@@ -217,49 +184,21 @@ class Representation(nn.Module):
 class SequenceClassifier(nn.Module):
     """representation (multi-scale convolutions + attention over time) -> dropout -> readout.
 
-    in_channels, n_classes: data shape; length: a typical series length, used for the probe
-    forward that measures the readout's input size. readout_hidden > 0 makes the readout a
-    small MLP. pool: stem downsampling factor (1 = none).
+    in_channels, n_classes: data shape; length: a typical series length, used to resolve the
+    spec's automatic values and for the probe forward that measures the readout's input size.
 
     x: (batch, in_channels, time) float, mask: (batch, time) bool or None
     -> logits (batch, n_classes).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        n_classes: int,
-        length: int,
-        *,
-        width: int = 64,
-        kernel_sizes=(9, 19, 39),
-        blocks: int = 2,
-        bottleneck: int = 32,
-        attention: bool = True,
-        pool: int = 1,
-        dilations=None,
-        ppv: bool = False,
-        dropout: float = 0.1,
-        readout_hidden: int = 0,
-    ):
+    def __init__(self, in_channels: int, n_classes: int, length: int, spec: ModelSpec | None = None):
         super().__init__()
-        if in_channels < 1 or n_classes < 2 or length < 1:
-            raise SeqrepError(
-                f"need in_channels >= 1, n_classes >= 2 and length >= 1, got {in_channels}, "
-                f"{n_classes}, {length}."
-            )
-        self.representation = Representation(
-            in_channels, width, kernel_sizes, blocks, bottleneck, attention, pool, dilations, ppv
-        )
+        _check_shape(in_channels, n_classes, length)
+        self.spec = (spec or ModelSpec()).resolved(length)
+        self.representation = Representation(in_channels, self.spec)
         self.feature_dim = self._probe_feature_dim(in_channels, length)
-        self.dropout = nn.Dropout(dropout)
-        self.readout = (
-            nn.Linear(self.feature_dim, n_classes)
-            if readout_hidden <= 0
-            else nn.Sequential(
-                nn.Linear(self.feature_dim, readout_hidden), nn.ReLU(), nn.Linear(readout_hidden, n_classes)
-            )
-        )
+        self.dropout = nn.Dropout(self.spec.dropout)
+        self.readout = nn.Linear(self.feature_dim, n_classes)
 
     def _probe_feature_dim(self, in_channels: int, length: int) -> int:
         """The readout's input size, measured by one forward pass of a dummy sample."""
@@ -310,6 +249,15 @@ class SequenceClassifier(nn.Module):
         return parameter_counts(self, optimizer)
 
 
+def _check_shape(in_channels: int, n_classes: int, length: int) -> None:
+    if in_channels < 1 or n_classes < 2 or length < 1:
+        raise SeqrepError(
+            f"a classifier needs in_channels >= 1, n_classes >= 2 and length >= 1, got "
+            f"{in_channels}, {n_classes}, {length}"
+            + ("; a dataset with one class has nothing to tell apart." if n_classes < 2 else ".")
+        )
+
+
 def parameter_counts(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
     """{component: {"total", "trainable"[, "in_optimizer"]}} for each top-level child module
     with parameters, plus "all". Counts elements, not tensors.
@@ -321,10 +269,7 @@ def parameter_counts(model: nn.Module, optimizer: torch.optim.Optimizer | None =
     if optimizer is not None:
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     rows: dict[str, dict] = {}
-    for name, child in [*model.named_children(), ("all", model)]:
-        params = list(child.parameters())
-        if not params:
-            continue
+    for name, params in [*components(model).items(), ("all", list(model.parameters()))]:
         row = {
             "total": sum(p.numel() for p in params),
             "trainable": sum(p.numel() for p in params if p.requires_grad),
@@ -335,6 +280,33 @@ def parameter_counts(model: nn.Module, optimizer: torch.optim.Optimizer | None =
     return rows
 
 
-def stem_pool(length: int, target: int = 512) -> int:
-    """The stem's downsampling factor that brings `length` to at most about `target` steps."""
-    return max(1, math.ceil(length / target))
+def components(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """{name: parameters} of each top-level child module that has parameters (e.g.
+    "representation", "readout"): the unit fit logs gradient norms and update ratios by."""
+    return {name: params for name, child in model.named_children() if (params := list(child.parameters()))}
+
+
+class DataShape(NamedTuple):
+    """What a model needs to know of its data (a SequenceDataset has the same attributes)."""
+
+    channels: int
+    n_classes: int
+    length: int
+
+
+def build_model(config: TrainConfig | ModelSpec, data: SequenceDataset | DataShape, seed: int | None = None) -> nn.Module:
+    """The model `config` describes for `data` (anything with .channels, .n_classes, .length),
+    initialised from `seed` (default: config.seed, or 0 for a bare ModelSpec):
+    SequenceClassifier, or the broken LegacyClassifier when spec.extraction == "broken".
+
+    Example:
+        >>> model = build_model(TrainConfig(), train)   # train: a SequenceDataset
+    """
+    from .legacy import LegacyClassifier  # legacy builds on this module's Representation
+
+    spec = config if isinstance(config, ModelSpec) else config.model
+    if seed is None:
+        seed = 0 if isinstance(config, ModelSpec) else config.seed
+    torch.manual_seed(seed)
+    cls = SequenceClassifier if spec.extraction == "fixed" else LegacyClassifier
+    return cls(data.channels, data.n_classes, data.length, spec)

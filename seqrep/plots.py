@@ -194,3 +194,32 @@ def plot_grid(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_monitor(history: list[dict], key: str = "update_ratio", ax=None):
+    """Heatmap of a GradientMonitor's `history`: `key` ("update_ratio", "grad_norm" (log10) or
+    "dead_relu") per group (rows) over optimizer steps (columns)."""
+    import math
+
+    names = list(history[-1][key].keys())
+    grid = np.full((len(names), len(history)), np.nan)
+    for j, row in enumerate(history):
+        for i, n in enumerate(names):
+            v = row[key].get(n)
+            if v is not None:
+                grid[i, j] = math.log10(v) if key == "grad_norm" and v > 0 else v
+    grid[~np.isfinite(grid)] = np.nan
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
+    steps = [r["step"] for r in history]
+    label = {"update_ratio": "log10(update std / weight std)", "grad_norm": "log10 gradient norm",
+             "dead_relu": "fraction of dead ReLU channels"}[key]
+    kwargs = {"vmin": -5, "vmax": -1, "cmap": "coolwarm"} if key == "update_ratio" else {"cmap": "viridis"}
+    image = ax.imshow(grid, aspect="auto", interpolation="nearest",
+                      extent=(steps[0] - 0.5, steps[-1] + 0.5, len(names) - 0.5, -0.5), **kwargs)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=7)
+    ax.set_xlabel("optimizer step")
+    ax.figure.colorbar(image, ax=ax, label=label)
+    ax.figure.tight_layout()
+    return ax.figure

@@ -1,19 +1,20 @@
 """fit(): the training loop of the seed's `train_with_logging`, done properly.
 
-Explicit modes every epoch: `model(x, training=True)` while training, `model(x,
-training=False)` under no_grad for evaluation. A JSON Lines run log (one flushed line per
-epoch), a checkpoint every epoch (written to a temp file, then renamed), resume, a clean stop on
-Ctrl-C or a stop request, a stop with a named epoch and step on a non-finite loss, callbacks.
+The loop is the fix in action: `model(x, training=True)` while training, so autograd reaches
+every parameter and modules are in train() mode; `evaluate` runs `model(x, training=False)`
+under no_grad. Everything else is a callback at one of the loop's named events (see
+`seqrep.callbacks`): the pre-flight check, the non-finite guard, gradient statistics, the run
+log (JSON Lines, one flushed line per epoch), a checkpoint every epoch, the progress bar,
+live curves. A run holds its directory (a lock), resumes bitwise exactly, and stops cleanly on
+Ctrl-C, a stop request or `CancelFit`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import datetime as dt
-import json
 import math
 import os
-import signal
 import threading
 import time
 import warnings
@@ -24,186 +25,66 @@ import numpy as np
 import torch
 from torch import nn
 
+from .callbacks import (
+    Callback,
+    CancelFit,
+    Checkpointer,
+    Events,
+    GradientGuard,
+    GradientStats,
+    NonFiniteGuard,
+    NonFiniteLossError,
+    ProgressBar,
+    RunLogger,
+    StopSignals,
+)
+from .checkpoint import CHECKPOINT_NAME, check_fits, read_checkpoint
+from .config import ModelSpec, TrainConfig
 from .data import SequenceDataset
 from .errors import SeqrepError
 from .imbalance import batch_order, make_loss
-from .legacy import LegacyClassifier
-from .model import SequenceClassifier, parameter_counts, stem_pool
+from .model import build_model, components, parameter_counts
 from .runlog import LOG_NAME, RunLog, read_log
 
 __all__ = [
     "Callback",
+    "CancelFit",
     "FitResult",
     "FitState",
+    "ModelSpec",
     "NonFiniteLossError",
     "TrainConfig",
     "build_model",
+    "check_fit_inputs",
     "evaluate",
     "fit",
-    "load_model",
     "new_run_dir",
+    "plan_epochs",
+    "predict_logits",
 ]
 
-CHECKPOINT_NAME = "checkpoint.pt"
-_CHECKPOINT_FORMAT = "seqrep-checkpoint-1"
+AUTO_EPOCHS, MIN_STEPS = 30, 500
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a run needs besides data, as plain data that round-trips to JSON.
-
-    Model: extraction "fixed" (SequenceClassifier) or "broken" (LegacyClassifier, the bug);
-    width, kernel_sizes (() = auto: (9, 19, 39) capped to the series length after the stem) and
-    their dilations (() = all 1), blocks, bottleneck, attention, ppv (add soft
-    proportion-of-positive-values pooling), pool (stem downsampling; 0 = auto,
-    ceil(length / 512)), dropout, readout_hidden.
-    Optimisation: AdamW(lr, weight_decay) with a "onecycle", "cosine" or "constant" schedule
-    stepped every batch, batch_size, epochs (0 = auto: 30, or more on a small training set so
-    that training makes at least 500 optimiser steps; see `resolve_epochs`), label_smoothing,
-    grad_clip (0 = off), seed.
-    Class imbalance (see seqrep.imbalance): class_weights "none", "inverse", "sqrt_inverse" or
-    "effective" (with effective_beta) weight the loss; loss "cross_entropy", "focal" (with
-    focal_gamma) or "logit_adjusted" (with logit_tau); sampler "shuffle" or "balanced".
-    Checks: check_gradients runs `check_gradient_flow` on the first batch_size training series
-    (not on resume) and refuses to train on a blocking finding (`gradients.BLOCKING`: e.g. a
-    parameter gets no gradient, a module ran without autograd or in eval mode); other findings,
-    such as exactly-zero gradients, only warn.
-    """
-
-    extraction: str = "fixed"
-    width: int = 64
-    kernel_sizes: tuple[int, ...] = ()
-    dilations: tuple[int, ...] = ()
-    blocks: int = 2
-    bottleneck: int = 32
-    attention: bool = True
-    ppv: bool = False
-    pool: int = 0
-    dropout: float = 0.1
-    readout_hidden: int = 0
-    epochs: int = 0
-    batch_size: int = 16
-    lr: float = 1e-2
-    weight_decay: float = 1e-2
-    schedule: str = "onecycle"
-    label_smoothing: float = 0.0
-    grad_clip: float = 1.0
-    seed: int = 0
-    class_weights: str = "none"
-    effective_beta: float = 0.999
-    loss: str = "cross_entropy"
-    focal_gamma: float = 2.0
-    logit_tau: float = 1.0
-    sampler: str = "shuffle"
-    check_gradients: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kernel_sizes", tuple(int(k) for k in self.kernel_sizes))
-        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
-        checks = [
-            (self.extraction in ("fixed", "broken"), "extraction must be 'fixed' or 'broken'"),
-            (self.width >= 4, "width must be >= 4"),
-            (all(k >= 1 for k in self.kernel_sizes), "kernel_sizes must be >= 1"),
-            (all(d >= 1 for d in self.dilations), "dilations must be >= 1"),
-            (not self.dilations or len(self.dilations) == len(self.kernel_sizes),
-             "dilations need one entry per kernel size (and explicit kernel_sizes)"),
-            (self.blocks >= 1, "blocks must be >= 1"),
-            (self.bottleneck >= 0 and self.pool >= 0, "bottleneck and pool must be >= 0"),
-            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
-            (self.epochs >= 0, "epochs must be >= 1, or 0 for automatic"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0"),
-            (self.schedule in ("onecycle", "cosine", "constant"),
-             "schedule must be 'onecycle', 'cosine' or 'constant'"),
-            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (self.grad_clip >= 0, "grad_clip must be >= 0 (0 = off)"),
-            (self.class_weights in ("none", "inverse", "sqrt_inverse", "effective"),
-             "class_weights must be 'none', 'inverse', 'sqrt_inverse' or 'effective'"),
-            (0 <= self.effective_beta < 1, "effective_beta must be in [0, 1)"),
-            (self.loss in ("cross_entropy", "focal", "logit_adjusted"),
-             "loss must be 'cross_entropy', 'focal' or 'logit_adjusted'"),
-            (self.focal_gamma >= 0 and self.logit_tau >= 0, "focal_gamma and logit_tau must be >= 0"),
-            (self.sampler in ("shuffle", "balanced"), "sampler must be 'shuffle' or 'balanced'"),
-            (not (self.loss == "focal" and self.label_smoothing),
-             "label_smoothing is not defined for loss='focal'; set it to 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise SeqrepError(f"TrainConfig: {message}; got {self.to_dict()}.")
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SeqrepError(
-                f"TrainConfig has no field(s) {unknown}; known fields: {sorted(known)}."
-            )
-        return cls(**values)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        return cls.from_dict(json.loads(text))
-
-    def replace(self, **changes) -> TrainConfig:
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
-
-    def diff(self, other: TrainConfig) -> dict:
-        """{field: (self's value, other's value)} where they differ."""
-        a, b = self.to_dict(), other.to_dict()
-        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+def plan_epochs(config: TrainConfig, n_train: int, min_steps: int | None = None) -> TrainConfig:
+    """The config with epochs=0 (auto) replaced by the number of epochs `fit` will run:
+    AUTO_EPOCHS, or more when the training set is so small that AUTO_EPOCHS epochs would make
+    fewer than min_steps (default MIN_STEPS) optimiser steps (ArrowHead, 36 series: 167
+    epochs of 3 steps). Measured on the hard UCR sets: 90-210 steps left PigCVP, ACSF1 and
+    ArrowHead under-trained (benchmarks/results/accuracy.md). Explicit epochs are kept."""
+    if config.epochs:
+        return config
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    return config.replace(epochs=max(AUTO_EPOCHS, math.ceil((min_steps or MIN_STEPS) / steps_per_epoch)))
 
 
-def model_kwargs(config: TrainConfig, length: int) -> dict:
-    """The model's constructor arguments for series of `length` steps, with the automatic
-    rules applied: pool = ceil(length / 512) when 0, kernel sizes capped to the pooled length."""
-    pool = config.pool or stem_pool(length)
-    pooled = math.ceil(length / pool)
-    dilations = config.dilations or None
-    if config.kernel_sizes:
-        kernels = config.kernel_sizes
-        spans = [(k - 1) * d + 1 for k, d in zip(kernels, dilations or [1] * len(kernels))]
-        too_long = [s for s in spans if s > pooled]
-        if too_long:
-            raise SeqrepError(
-                f"kernels spanning {too_long} steps are longer than the series ({pooled} steps"
-                f"{f' after the stem pools by {pool}' if pool > 1 else ''}); use kernel_sizes "
-                f"<= {pooled}, or kernel_sizes=() to derive them from the length."
-            )
-    else:  # 9, 19 and 39 taps, capped to the (pooled) series length
-        cap = pooled if pooled % 2 else pooled - 1
-        kernels = tuple(sorted({min(k, cap) for k in (9, 19, 39)}))
-    width = config.width
-    n_branches = len(kernels) + 1
-    if width % n_branches:
-        width = n_branches * math.ceil(width / n_branches)
-    return dict(
-        width=width, kernel_sizes=kernels, dilations=dilations, blocks=config.blocks,
-        bottleneck=config.bottleneck,
-        attention=config.attention, ppv=config.ppv, pool=pool, dropout=config.dropout,
-        readout_hidden=config.readout_hidden,
-    )
-
-
-def build_model(config: TrainConfig, in_channels: int, n_classes: int, length: int) -> nn.Module:
-    """The model `config` describes, seeded by config.seed: SequenceClassifier, or the broken
-    LegacyClassifier when config.extraction == "broken"."""
-    torch.manual_seed(config.seed)
-    cls = SequenceClassifier if config.extraction == "fixed" else LegacyClassifier
-    return cls(in_channels, n_classes, length, **model_kwargs(config, length))
-
-
-def new_run_dir(root: str | os.PathLike = "runs", name: str = "run") -> Path:
-    """A fresh, timestamped run directory under `root` (created)."""
+def new_run_dir(root: str | os.PathLike = "runs", name: str = "run", create: bool = True) -> Path:
+    """A fresh, timestamped run directory under `root` (created unless create=False: `fit`
+    creates it once the inputs passed its checks)."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    path = Path(root) / f"{stamp}-{name}"
-    path.mkdir(parents=True, exist_ok=False)
+    path = Path(root) / f"{stamp}-{Path(name).name}"
+    if create:
+        path.mkdir(parents=True, exist_ok=False)
     return path
 
 
@@ -212,20 +93,15 @@ def new_run_dir(root: str | os.PathLike = "runs", name: str = "run") -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def _batches(ds: SequenceDataset, index: torch.Tensor, device) -> tuple:
-    x = torch.from_numpy(ds.X[index.numpy()]).to(device)
-    y = torch.from_numpy(ds.y[index.numpy()]).to(device)
-    m = None if ds.mask is None else torch.from_numpy(ds.mask[index.numpy()]).to(device)
-    return x, y, m
-
-
 def predict_logits(model: nn.Module, ds: SequenceDataset, batch_size: int = 256, device="cpu") -> torch.Tensor:
     """(n, n_classes) logits of the whole dataset, in inference mode (training=False)."""
     model.eval()
+    x_all, m_all = torch.from_numpy(ds.X), None if ds.mask is None else torch.from_numpy(ds.mask)
     out = []
-    for start in range(0, len(ds), batch_size):
-        x, _, m = _batches(ds, torch.arange(start, min(start + batch_size, len(ds))), device)
-        with torch.no_grad():
+    with torch.no_grad():
+        for start in range(0, len(ds), batch_size):
+            x = x_all[start:start + batch_size].to(device)
+            m = None if m_all is None else m_all[start:start + batch_size].to(device)
             out.append(model(x, training=False, mask=m).float().cpu())
     return torch.cat(out)
 
@@ -236,13 +112,12 @@ def evaluate(model: nn.Module, ds: SequenceDataset, batch_size: int = 256, devic
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
     logits = predict_logits(model, ds, batch_size, device)
-    y = torch.from_numpy(ds.y)
     pred = logits.argmax(1).numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true"
         bal = balanced_accuracy_score(ds.y, pred)
     return {
-        "loss": float(nn.functional.cross_entropy(logits, y)),
+        "loss": float(nn.functional.cross_entropy(logits, torch.from_numpy(ds.y))),
         "accuracy": float((pred == ds.y).mean()),
         "balanced_accuracy": float(bal),
         "macro_f1": float(f1_score(ds.y, pred, labels=np.unique(ds.y), average="macro", zero_division=0)),
@@ -250,90 +125,227 @@ def evaluate(model: nn.Module, ds: SequenceDataset, batch_size: int = 256, devic
 
 
 # --------------------------------------------------------------------------------------------
-# Training
+# The state callbacks see, and the result
 # --------------------------------------------------------------------------------------------
-
-
-class NonFiniteLossError(SeqrepError):
-    """The loss became NaN or Inf; training stopped, the last good checkpoint is kept."""
-
-
-class Callback:
-    """Hooks into `fit`. Subclass and override what you need; `state` is a `FitState`."""
-
-    def on_fit_start(self, state: FitState) -> None: ...
-
-    def on_step_end(self, state: FitState) -> None: ...
-
-    def on_epoch_end(self, state: FitState, record: dict) -> None: ...
-
-    def on_fit_end(self, state: FitState, result: FitResult) -> None: ...
-
-    def epoch_metrics(self, state: FitState) -> dict:
-        """Extra fields for this epoch's run-log record (called before it is written)."""
-        return {}
 
 
 @dataclass
 class FitState:
-    """What callbacks see: the live objects of a run and where it is."""
+    """Everything a run is made of and where it is; every callback event receives it.
+
+    config is the run's config with its epochs planned; requested the one given to fit. During
+    a step: x (batch, channels, time), y (batch,), mask (batch, time) or None, logits
+    (batch, n_classes), loss (a scalar tensor). After an epoch: record, the epoch's log record.
+    """
 
     model: nn.Module
-    optimizer: torch.optim.Optimizer
+    train: SequenceDataset
+    val: SequenceDataset | None
     config: TrainConfig
+    requested: TrainConfig
     run_dir: Path
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: nn.Module
+    log: RunLog
+    steps_per_epoch: int
     epoch: int = 0
     step: int = 0  # step within the epoch
-    global_step: int = 0
-    steps_per_epoch: int = 0
-    loss: float = float("nan")  # loss of the last step
+    global_step: int = 0  # optimiser steps done before this one (after it, in after_step)
+    start_epoch: int = 0
+    steps_done: int = 0  # steps done in this epoch
+    x: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
+    loss_value: float = math.nan  # the last step's loss as a number
+    sums: dict = field(default_factory=dict)  # this epoch's running totals (checkpointed)
+    record: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     stop_reason: str | None = None
+    error: BaseException | None = None
+    resumed: bool = False
+    checkpointed_epoch: int | None = None
     started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.components = components(self.model)
+        self._x = torch.from_numpy(self.train.X)
+        self._y = torch.from_numpy(self.train.y)
+        self._m = None if self.train.mask is None else torch.from_numpy(self.train.mask)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """End the run at the next step boundary, with log and checkpoint written."""
         self.stop_reason = self.stop_reason or reason
 
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Training samples `index` on the run's device: x, y, mask (or None)."""
+        m = None if self._m is None else self._m[index].to(self.device)
+        return self._x[index].to(self.device), self._y[index].to(self.device), m
+
+    def begin_epoch(self, epoch: int) -> torch.Tensor:
+        """Enter `epoch`: its batch order (deterministic in seed and epoch), fresh running sums
+        and a seeded RNG — unless a resumed run continues this epoch where it stopped."""
+        self.epoch = epoch
+        if epoch == self.start_epoch and self.steps_done:  # resumed mid-epoch: sums and RNG restored
+            return batch_order(self.config, self.train.y, epoch)
+        self.steps_done = 0
+        self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        torch.manual_seed(self.config.seed * 100_003 + epoch)
+        return batch_order(self.config, self.train.y, epoch)
+
+    def tally(self) -> None:
+        """Count the step just taken into the epoch's sums."""
+        self.loss_value = float(self.loss.detach())
+        self.sums["loss"] += self.loss_value * len(self.y)
+        self.sums["correct"] += int((self.logits.argmax(1) == self.y).sum())
+        self.sums["seen"] += len(self.y)
+        self.steps_done += 1
+        self.global_step += 1
+
+    def epoch_record(self) -> dict:
+        s = self.sums
+        record = {
+            "epoch": self.epoch, "epochs": self.config.epochs, "time": time.time(),
+            "train_loss": s["loss"] / s["seen"], "train_accuracy": s["correct"] / s["seen"],
+            "lr": self.optimizer.param_groups[0]["lr"], "seconds": s["seconds"],
+            "samples_per_s": s["seen"] / max(s["seconds"], 1e-9),
+        }
+        if self.steps_done < self.steps_per_epoch:
+            record.update(partial=True, steps=self.steps_done)
+        return record
+
 
 @dataclass
 class FitResult:
-    """history: the epoch records (as in the run log); final: the last one."""
+    """history: the epoch records (as in the run log); final: the last one. config: the
+    config that ran, with its epochs planned (automatic epochs resolved)."""
 
     run_dir: Path
     history: list[dict]
     parameter_counts: dict
     stopped: str | None
     seconds: float
+    config: TrainConfig
 
     @property
     def final(self) -> dict:
         return self.history[-1] if self.history else {}
 
 
-def _components(model: nn.Module) -> dict[str, list[nn.Parameter]]:
-    return {name: list(child.parameters()) for name, child in model.named_children()
-            if any(True for _ in child.parameters())}
+# --------------------------------------------------------------------------------------------
+# Checks and set-up
+# --------------------------------------------------------------------------------------------
 
 
-def _grad_norms(components: dict[str, list[nn.Parameter]]) -> dict[str, float | None]:
-    """Per component: L2 norm of all its gradients; None when none of them got a gradient."""
-    out = {}
-    for name, params in components.items():
-        grads = [p.grad for p in params if p.grad is not None]
-        out[name] = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else None
-    return out
+def check_fit_inputs(
+    config: TrainConfig, train: SequenceDataset, val: SequenceDataset | None, name: str | None = None
+) -> list[str]:
+    """Raise SeqrepError if `fit` could not train on this combination; return warnings about
+    what would train but mislead (a class with validation series and no training series).
+    `name`: what to call the data in messages (default: train.name). `fit` and the panel both
+    call it, so a bad setting is refused with the same words everywhere."""
+    if not isinstance(config, TrainConfig):
+        raise SeqrepError(f"fit: config must be a seqrep.TrainConfig, got {type(config).__name__}.")
+    for role, ds in (("train", train), ("val", val)):
+        if ds is not None and not isinstance(ds, SequenceDataset):
+            raise SeqrepError(
+                f"fit: {role} must be a seqrep.SequenceDataset, got {type(ds).__name__}; wrap "
+                "arrays with SequenceDataset(X, y, class_names)."
+            )
+    if val is not None and (val.n_classes, val.channels) != (train.n_classes, train.channels):
+        raise SeqrepError(
+            f"fit: val has {val.n_classes} classes x {val.channels} channels but train has "
+            f"{train.n_classes} x {train.channels}; they must come from the same dataset."
+        )
+    if config.batch_size > len(train):
+        raise SeqrepError(
+            f"batch size {config.batch_size} is larger than the training set of {name or train.name} "
+            f"({len(train)} samples); use batch_size <= {len(train)}."
+        )
+    config.model.resolved(train.length)  # raises if kernels are longer than the series
+    make_loss(config, train.y, train.n_classes)  # raises for a remedy this data cannot use
+    return _unseen_classes(train, val)
 
 
-def _update_ratios(components, before: dict[str, list[torch.Tensor]]) -> dict[str, float]:
-    """Per component: log10(std of the last update / std of the weights). -inf = no update."""
-    out = {}
-    for name, params in components.items():
-        delta = torch.cat([(p.detach() - b).flatten() for p, b in zip(params, before[name])])
-        weights = torch.cat([p.detach().flatten() for p in params])
-        ratio = float(delta.std() / weights.std().clamp(min=1e-12)) if delta.numel() > 1 else 0.0
-        out[name] = math.log10(ratio) if ratio > 0 else float("-inf")
-    return out
+def _unseen_classes(train: SequenceDataset, val: SequenceDataset | None) -> list[str]:
+    counts = train.counts
+    missing = [k for k in range(train.n_classes) if counts[k] == 0]
+    if not missing:
+        return []
+    in_val = {} if val is None else {k: int((val.y == k).sum()) for k in missing}
+    names = ", ".join(f"{train.class_names[k]!r}" + (f" ({in_val[k]} in validation)" if in_val.get(k) else "")
+                      for k in missing[:10])
+    return [f"{len(missing)} of {train.n_classes} classes have no training series ({names}"
+            f"{' ...' if len(missing) > 10 else ''}): the model can never predict them, so their "
+            "validation series count as errors. Check the split or the label files."]
+
+
+@contextlib.contextmanager
+def _run_dir_lock(run_dir: Path):
+    """Hold run_dir for this run: a second run in the same directory is refused while this one
+    lives (an OS lock, released even on kill -9)."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock, as before
+        yield
+        return
+    path = run_dir / "run.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise SeqrepError(
+                f"{run_dir} is in use by another run ({holder}); two runs in one directory would "
+                "mix their logs and checkpoints. Wait for it to end, stop it, or use another run "
+                "directory."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, since {dt.datetime.now():%Y-%m-%d %H:%M:%S}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    """Create run_dir, or refuse: a new run must not overwrite one; resume needs a checkpoint."""
+    log, ckpt = run_dir / LOG_NAME, run_dir / CHECKPOINT_NAME
+    if not resume and (ckpt.exists() or log.exists()):
+        raise SeqrepError(
+            f"{run_dir} already holds a run; pass resume=True (seqrep train --resume) to continue "
+            "it, or use a new directory (seqrep.new_run_dir())."
+        )
+    if resume and not ckpt.exists():
+        epochs = [r for r in read_log(log) if "epoch" in r] if log.exists() else []
+        if not log.exists():
+            raise SeqrepError(
+                f"nothing to resume in {run_dir}: no {CHECKPOINT_NAME} and no {LOG_NAME}. Check the "
+                "path, or start a new run without resume."
+            )
+        if epochs:
+            raise SeqrepError(
+                f"cannot resume {run_dir}: its log has {len(epochs)} epoch(s) but there is no "
+                f"{CHECKPOINT_NAME} to continue from. The log is left as it is; restore the "
+                "checkpoint, or start a new run in another directory."
+            )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / ".write-test", "w"):
+            pass
+        os.remove(run_dir / ".write-test")
+    except OSError as err:
+        raise SeqrepError(
+            f"cannot write to the run directory {run_dir} ({err.strerror}); choose a writable "
+            "one (run_dir=..., seqrep train --run-dir ...)."
+        ) from None
 
 
 def _scheduler(optimizer, config: TrainConfig, total_steps: int):
@@ -346,143 +358,115 @@ def _scheduler(optimizer, config: TrainConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-AUTO_EPOCHS, MIN_STEPS = 30, 500
-
-
-def resolve_epochs(config: TrainConfig, n_train: int, min_steps: int | None = None) -> TrainConfig:
-    """The config with epochs=0 (auto) replaced by the number of epochs `fit` will run:
-    AUTO_EPOCHS, or more when the training set is so small that AUTO_EPOCHS epochs would make
-    fewer than min_steps (default MIN_STEPS) optimiser steps (ArrowHead, 36 series: 167
-    epochs of 3 steps).
-    Measured on the hard UCR sets: 90-210 steps left PigCVP, ACSF1 and ArrowHead under-trained
-    (benchmarks/results/accuracy.md). An explicit epochs is kept as given."""
-    if config.epochs:
-        return config
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
-    return config.replace(epochs=max(AUTO_EPOCHS, math.ceil((min_steps or MIN_STEPS) / steps_per_epoch)))
-
-
-def _check_data(train: SequenceDataset, val: SequenceDataset | None, config: TrainConfig) -> None:
-    for name, ds in (("train", train), ("val", val)):
-        if ds is not None and not isinstance(ds, SequenceDataset):
-            raise SeqrepError(
-                f"fit: {name} must be a seqrep.SequenceDataset, got {type(ds).__name__}; wrap "
-                "arrays with SequenceDataset(X, y, class_names)."
-            )
-    if val is not None and (val.n_classes, val.channels) != (train.n_classes, train.channels):
-        raise SeqrepError(
-            f"fit: val has {val.n_classes} classes x {val.channels} channels but train has "
-            f"{train.n_classes} x {train.channels}; they must come from the same dataset."
-        )
-    if config.batch_size > len(train):
-        raise SeqrepError(
-            f"fit: batch_size {config.batch_size} is larger than the training set "
-            f"({len(train)} samples); use batch_size <= {len(train)}."
-        )
-    model_kwargs(config, train.length)  # raises if kernels are longer than the series
-
-
-def _save_checkpoint(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path: Path, model: nn.Module, config: TrainConfig) -> dict:
-    """Load a checkpoint for `model` trained with `config`, or explain why it does not fit."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file
-        raise SeqrepError(f"{path}: not a readable seqrep checkpoint ({err}).") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
-        raise SeqrepError(f"{path}: not a seqrep checkpoint (no '{_CHECKPOINT_FORMAT}' marker).")
-    saved = TrainConfig.from_json(ckpt["config"])
-    if ckpt["model_class"] != type(model).__name__:
-        raise SeqrepError(
-            f"{path} holds a {ckpt['model_class']}, not a {type(model).__name__}; resume with "
-            "the same model, or start a new run directory."
-        )
-    changed = saved.diff(config)
-    if changed:
-        detail = ", ".join(f"{k}: {a!r} in the checkpoint vs {b!r} now" for k, (a, b) in changed.items())
-        raise SeqrepError(
-            f"{path} was made with a different config ({detail}); resume with the same config "
-            "or start a new run directory."
-        )
-    own = model.state_dict()
-    mismatched = [
-        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape) if k in own else 'missing'}"
-        for k, v in ckpt["model"].items()
-        if k not in own or own[k].shape != v.shape
-    ] + [f"{k} missing from the checkpoint" for k in own if k not in ckpt["model"]]
-    if mismatched:
-        raise SeqrepError(
-            f"{path} does not fit this model's architecture (checkpoint vs model: "
-            f"{'; '.join(mismatched[:4])}{' ...' if len(mismatched) > 4 else ''}); was the data "
-            "(channels, classes, length) different? Start a new run directory."
-        )
-    return ckpt
-
-
-def load_model(run_dir: str | os.PathLike) -> nn.Module:
-    """The model of a run's latest checkpoint, rebuilt from its config, in eval() mode."""
-    path = Path(run_dir) / CHECKPOINT_NAME
-    if not path.exists():
-        raise SeqrepError(f"{path}: no checkpoint; has this run finished an epoch?")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    config = TrainConfig.from_json(ckpt["config"])
-    d = ckpt["data"]
-    model = build_model(config, d["channels"], d["n_classes"], d["length"])
-    model.load_state_dict(_load_checkpoint(path, model, config)["model"])
-    return model.eval()
-
-
-class _SigintToStop:
-    """While active (main thread only), Ctrl-C requests a clean stop instead of raising
-    mid-step; a second Ctrl-C raises KeyboardInterrupt at once."""
-
-    def __init__(self, state: FitState):
-        self.state, self.previous, self.hit = state, None, False
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.hit:
-            raise KeyboardInterrupt
-        self.hit = True
-        self.state.request_stop("interrupted (Ctrl-C)")
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        return False
-
-
-def _guard(model, x_all, y_all, m_all, config, loss_fn, optimizer, device, log) -> None:
-    """Run the gradient-flow check on the first batch_size training series; refuse to start on
-    a blocking finding (a parameter that cannot learn, a module that would train in eval mode)."""
-    from .gradients import BLOCKING, GradientFlowError, check_gradient_flow
-
-    n = min(config.batch_size, len(y_all))
-    x, y = x_all[:n].to(device), y_all[:n].to(device)
-    m = None if m_all is None else m_all[:n].to(device)
-    report = check_gradient_flow(
-        model, (x, y), loss_fn=loss_fn, optimizer=optimizer,
-        forward=lambda model_, inputs: model_(inputs, training=True, mask=m),
+def _start(model, train, val, requested: TrainConfig, run_dir: Path, device, resume: bool) -> FitState:
+    """Optimizer, schedule, loss and log for a new run, or all of them restored from the
+    checkpoint of the run being resumed (whose planned epochs it keeps)."""
+    ckpt = read_checkpoint(run_dir / CHECKPOINT_NAME) if resume and (run_dir / CHECKPOINT_NAME).exists() else None
+    config = requested.replace(epochs=ckpt["epochs"]) if ckpt else plan_epochs(requested, len(train))
+    device = torch.device(device)
+    model.to(device)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    state = FitState(
+        model, train, val, config, requested, run_dir, device, optimizer,
+        _scheduler(optimizer, config, steps_per_epoch * config.epochs),
+        make_loss(config, train.y, train.n_classes).to(device), RunLog(run_dir / LOG_NAME), steps_per_epoch,
     )
-    if any(f.kind in BLOCKING for f in report.findings):
-        log.append({"event": "refused", "time": time.time(), "findings": [
-            {"kind": f.kind, "names": list(f.names), "message": f.message} for f in report.findings]})
-        raise GradientFlowError(
-            f"fit refused to start: the gradient-flow check found problems that would waste the "
-            f"run.\n{report.verdict()}\nFix them, or pass a config with check_gradients=False to "
-            "train anyway."
-        )
-    if report.findings:
-        warnings.warn(f"gradient-flow check: {report.verdict()}", stacklevel=3)
+    if ckpt is not None:
+        _restore(state, ckpt)
+    state.history = [r for r in read_log(state.log.path) if "epoch" in r] if state.log.path.exists() else []
+    return state
+
+
+def _restore(state: FitState, ckpt: dict) -> None:
+    """Continue from `ckpt`: weights, optimizer, schedule; the epoch after it, or (stopped
+    mid-epoch) the same epoch from its next step with its sums and RNG. The log is cut back to
+    the checkpoint; a record the log lost (a half-written last line) is restored from it."""
+    check_fits(ckpt, state.checkpoint_path, state.model, state.requested)
+    state.model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    state.resumed, state.checkpointed_epoch = True, ckpt["epoch"]
+    if ckpt["complete"]:
+        state.start_epoch = ckpt["epoch"] + 1
+        state.log.truncate_after(ckpt["epoch"])
+    else:
+        state.start_epoch, state.steps_done, state.sums = ckpt["epoch"], ckpt["next_step"], ckpt["progress"]
+        state.global_step = ckpt["epoch"] * state.steps_per_epoch + ckpt["next_step"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        state.log.truncate_after(ckpt["epoch"] - 1)
+    logged = {r["epoch"] for r in read_log(state.log.path) if "epoch" in r}
+    if ckpt["complete"] and ckpt["epoch"] not in logged:
+        state.log.append({**ckpt["record"], "restored_from_checkpoint": True})
+    state.global_step = max(state.global_step, state.start_epoch * state.steps_per_epoch)
+
+
+def _announce(state: FitState, verbose: bool) -> dict:
+    counts = parameter_counts(state.model, state.optimizer)
+    spec = getattr(state.model, "spec", None)
+    state.log.append({
+        "event": "resume" if state.resumed else "start",
+        "time": time.time(),
+        "config": state.config.to_dict(),
+        "model_spec": spec.to_dict() if isinstance(spec, ModelSpec) else None,
+        "model_class": type(state.model).__name__,
+        "parameter_counts": counts,
+        "data": {"train": len(state.train), "val": len(state.val) if state.val is not None else 0,
+                 "n_classes": state.train.n_classes, "channels": state.train.channels,
+                 "length": state.train.length, "name": state.train.name},
+        "from_epoch": state.start_epoch,
+    })
+    if verbose:
+        print("parameters (total / trainable / in optimizer): " + "; ".join(
+            f"{k} {v['total']:,} / {v['trainable']:,} / {v['in_optimizer']:,}" for k, v in counts.items()))
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+def _train_epochs(state: FitState, events: Events) -> None:
+    """The training loop: every epoch, every step, the fix's forward, then evaluation."""
+    model, config, size = state.model, state.config, state.config.batch_size
+    for epoch in range(state.start_epoch, config.epochs):
+        order = state.begin_epoch(epoch)
+        events("before_epoch")
+        model.train()
+        tick = time.perf_counter()
+        for step in range(state.steps_done, state.steps_per_epoch):
+            state.step = step
+            state.x, state.y, state.mask = state.batch(order[step * size:(step + 1) * size])
+            events("before_batch")
+            if state.stop_reason:
+                break
+            state.logits = model(state.x, training=True, mask=state.mask)  # the fix: train() + autograd
+            state.loss = state.loss_fn(state.logits, state.y)
+            events("after_loss")
+            state.optimizer.zero_grad(set_to_none=True)
+            if state.loss.requires_grad:
+                state.loss.backward()
+            events("after_backward")
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            state.optimizer.step()
+            state.scheduler.step()
+            state.tally()
+            events("after_step")
+            if state.stop_reason:
+                break
+        state.sums["seconds"] += time.perf_counter() - tick
+        if state.sums["seen"] == 0:  # stopped before this epoch's first step
+            break
+        state.record = state.epoch_record()
+        if state.val is not None:  # inference mode: model(x, training=False) under no_grad
+            state.record.update({f"val_{k}": v for k, v in evaluate(model, state.val, device=state.device).items()})
+        events("after_epoch")
+        state.history.append(state.record)
+        if state.stop_reason or state.steps_done < state.steps_per_epoch:
+            break
 
 
 def fit(
@@ -503,198 +487,35 @@ def fit(
 
     Every epoch appends a record to run_dir/run.jsonl (losses, accuracy, balanced accuracy,
     macro-F1, learning rate, per-component gradient norm and update/weight ratio, seconds,
-    samples/s) and rewrites run_dir/checkpoint.pt (model, optimizer, scheduler, RNG state,
-    config). resume=True continues from the checkpoint and ends with the same metrics as an
-    uninterrupted run. Ctrl-C, `stop_event.set()` or a callback's `state.request_stop()` end
-    the run at the next step boundary with log and checkpoint written (Ctrl-C then re-raises
-    KeyboardInterrupt). A NaN/Inf loss raises NonFiniteLossError naming epoch and step.
+    samples/s) and rewrites run_dir/checkpoint.pt. resume=True continues from the checkpoint and
+    ends with the same metrics as an uninterrupted run. Ctrl-C, `stop_event.set()`, a callback's
+    `CancelFit` or `state.request_stop()` end the run at the next step boundary with log and
+    checkpoint written (Ctrl-C then re-raises KeyboardInterrupt). A NaN/Inf loss, weight or
+    validation loss raises NonFiniteLossError naming where, before that epoch is saved.
+    `callbacks`: `seqrep.Callback`s (see `seqrep.callbacks` for the events).
     """
-    if not isinstance(config, TrainConfig):
-        raise SeqrepError(f"fit: config must be a TrainConfig, got {type(config).__name__}.")
-    _check_data(train, val, config)
-    config = resolve_epochs(config, len(train))
+    for message in check_fit_inputs(config, train, val):
+        warnings.warn(message, stacklevel=2)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(run_dir / LOG_NAME)
-    ckpt_path = run_dir / CHECKPOINT_NAME
-    if not resume and (ckpt_path.exists() or log.path.exists()):
-        raise SeqrepError(
-            f"{run_dir} already holds a run; pass resume=True to continue it, or use a new "
-            "directory (seqrep.new_run_dir())."
+    _prepare_run_dir(run_dir, resume)
+    stops = StopSignals(stop_event)
+    with _run_dir_lock(run_dir):
+        state = _start(model, train, val, config, run_dir, device, resume)
+        counts = _announce(state, verbose)
+        events = Events(state, [stops, GradientGuard(), NonFiniteGuard(), GradientStats(), *callbacks,
+                                RunLogger(), Checkpointer(), *([ProgressBar()] if progress else [])])
+        try:
+            events("before_fit")
+            _train_epochs(state, events)
+        except BaseException as err:
+            state.error = err
+            raise
+        finally:
+            events("after_fit")
+    if stops.interrupted:
+        raise KeyboardInterrupt(
+            f"training interrupted at epoch {state.epoch}, step {state.step}; log and checkpoint in "
+            f"{run_dir}. Resume with fit(..., resume=True) or seqrep train --resume --run-dir {run_dir}."
         )
-    device = torch.device(device)
-    model.to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    scheduler = _scheduler(optimizer, config, steps_per_epoch * config.epochs)
-    loss_fn = make_loss(config, train.y, train.n_classes).to(device)
-    state = FitState(model, optimizer, config, run_dir, steps_per_epoch=steps_per_epoch)
-    components = _components(model)
-    callbacks = list(callbacks)
-
-    start_epoch, start_step, carried = 0, 0, None
-    if resume and ckpt_path.exists():
-        ckpt = _load_checkpoint(ckpt_path, model, config)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt["complete"]:
-            start_epoch = ckpt["epoch"] + 1
-            log.truncate_after(ckpt["epoch"])
-        else:  # stopped mid-epoch: continue that epoch where it stopped
-            start_epoch, start_step, carried = ckpt["epoch"], ckpt["next_step"], ckpt["progress"]
-            log.truncate_after(ckpt["epoch"] - 1)
-            torch.set_rng_state(ckpt["torch_rng"])
-    elif resume and log.path.exists():
-        log.truncate_after(-1)  # died before its first checkpoint: start over
-    state.history = [r for r in read_log(log.path) if "epoch" in r] if log.path.exists() else []
-    counts = parameter_counts(model, optimizer)
-    log.append({
-        "event": "resume" if start_epoch or start_step else "start",
-        "time": time.time(),
-        "config": config.to_dict(),
-        "model_class": type(model).__name__,
-        "parameter_counts": counts,
-        "data": {"train": len(train), "val": len(val) if val is not None else 0,
-                 "n_classes": train.n_classes, "channels": train.channels, "length": train.length,
-                 "name": train.name},
-        "from_epoch": start_epoch,
-    })
-    if verbose:
-        print("parameters (total / trainable / in optimizer): " + "; ".join(
-            f"{k} {v['total']:,} / {v['trainable']:,} / {v['in_optimizer']:,}" for k, v in counts.items()))
-    for cb in callbacks:
-        getattr(cb, "on_fit_start", lambda s: None)(state)
-
-    x_all = torch.from_numpy(train.X)
-    y_all = torch.from_numpy(train.y)
-    m_all = None if train.mask is None else torch.from_numpy(train.mask)
-    if config.check_gradients and start_epoch == 0 and start_step == 0:
-        _guard(model, x_all, y_all, m_all, config, loss_fn, optimizer, device, log)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.epochs, initial=start_epoch, desc="epochs", leave=False)
-    interrupted = False
-    try:
-        with _SigintToStop(state) as sigint:
-            for epoch in range(start_epoch, config.epochs):
-                state.epoch = epoch
-                first_step = start_step if epoch == start_epoch else 0
-                if first_step == 0:
-                    torch.manual_seed(config.seed * 100_003 + epoch)
-                order = batch_order(config, train.y, epoch)
-                sums = carried or {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0,
-                                   "grad": {k: 0.0 for k in components}, "grad_steps": 0}
-                carried = None
-                model.train()
-                tick = time.perf_counter()
-                ratios, steps_done = {}, first_step
-                for step in range(first_step, steps_per_epoch):
-                    if stop_event is not None and stop_event.is_set():
-                        state.request_stop("stop requested")
-                    if state.stop_reason:
-                        break
-                    idx = order[step * config.batch_size:(step + 1) * config.batch_size]
-                    x, y = x_all[idx].to(device), y_all[idx].to(device)
-                    m = None if m_all is None else m_all[idx].to(device)
-                    logits = model(x, training=True, mask=m)
-                    loss = loss_fn(logits, y)
-                    if not torch.isfinite(loss):
-                        loss = float(loss.detach())
-                        log.append({"event": "stopped", "time": time.time(), "at_epoch": epoch,
-                                    "at_step": step, "reason": f"non-finite loss ({loss})"})
-                        raise NonFiniteLossError(
-                            f"the loss became {loss} at epoch {epoch}, step {step}; training "
-                            f"stopped. The last good checkpoint ({ckpt_path}) is kept. Lower lr "
-                            f"(now {config.lr}), check the inputs for extreme values, or clip "
-                            "gradients (grad_clip)."
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    if loss.requires_grad:
-                        loss.backward()
-                    for k, v in _grad_norms(components).items():
-                        sums["grad"][k] = None if v is None or sums["grad"][k] is None else sums["grad"][k] + v
-                    sums["grad_steps"] += 1
-                    if config.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                    last = step == steps_per_epoch - 1
-                    if last:
-                        before = {k: [p.detach().clone() for p in ps] for k, ps in components.items()}
-                    optimizer.step()
-                    scheduler.step()
-                    if last:
-                        ratios = _update_ratios(components, before)
-                    sums["loss"] += float(loss.detach()) * len(y)
-                    sums["correct"] += int((logits.argmax(1) == y).sum())
-                    sums["seen"] += len(y)
-                    steps_done = step + 1
-                    state.step, state.loss = step, float(loss.detach())
-                    state.global_step = epoch * steps_per_epoch + step + 1
-                    for cb in callbacks:
-                        getattr(cb, "on_step_end", lambda s: None)(state)
-                sums["seconds"] += time.perf_counter() - tick
-                complete = steps_done == steps_per_epoch
-                if sums["seen"] == 0:  # stopped before the first step of this epoch
-                    break
-                record = {
-                    "epoch": epoch,
-                    "epochs": config.epochs,
-                    "time": time.time(),
-                    "train_loss": sums["loss"] / sums["seen"],
-                    "train_accuracy": sums["correct"] / sums["seen"],
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "grad_norm": {k: (None if v is None else v / max(sums["grad_steps"], 1))
-                                  for k, v in sums["grad"].items()},
-                    "update_ratio": ratios,
-                    "seconds": sums["seconds"],
-                    "samples_per_s": sums["seen"] / max(sums["seconds"], 1e-9),
-                }
-                if val is not None:
-                    metrics = evaluate(model, val, device=device)
-                    record.update({f"val_{k}": v for k, v in metrics.items()})
-                if not complete:
-                    record.update(partial=True, steps=steps_done)
-                for cb in callbacks:
-                    record.update(getattr(cb, "epoch_metrics", lambda s: {})(state))
-                log.append(record)
-                _save_checkpoint(ckpt_path, {
-                    "format": _CHECKPOINT_FORMAT,
-                    "config": config.to_json(),
-                    "model_class": type(model).__name__,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "epoch": epoch,
-                    "complete": complete,
-                    "next_step": steps_done,
-                    "progress": sums,
-                    "data": {"channels": train.channels, "n_classes": train.n_classes,
-                             "length": train.length},
-                })
-                state.history.append(record)
-                for cb in callbacks:
-                    getattr(cb, "on_epoch_end", lambda s, r: None)(state, record)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{record['train_loss']:.3f}",
-                                    val_acc=f"{record.get('val_accuracy', float('nan')):.3f}")
-                if not complete or state.stop_reason:
-                    break
-            interrupted = sigint.hit
-    finally:
-        if bar is not None:
-            bar.close()
-    if state.stop_reason:
-        log.append({"event": "stopped", "time": time.time(), "at_epoch": state.epoch,
-                    "at_step": state.step, "reason": state.stop_reason})
-    result = FitResult(run_dir, state.history, counts, state.stop_reason,
-                       time.perf_counter() - state.started)
-    for cb in callbacks:
-        getattr(cb, "on_fit_end", lambda s, r: None)(state, result)
-    if interrupted:
-        raise KeyboardInterrupt(f"training interrupted; log and checkpoint in {run_dir}")
-    return result
+    return FitResult(run_dir, state.history, counts, state.stop_reason,
+                     time.perf_counter() - state.started, state.config)

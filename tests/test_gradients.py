@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import seqrep
-from seqrep.gradients import GradientFlowError, GradientMonitor, check_gradient_flow
-from seqrep.model import AttentionPooling, MultiScaleBlock
+from seqrep.callbacks import GradientMonitor
+from seqrep.gradients import GradientFlowError, check_gradient_flow
+from seqrep.model import AttentionPooling, DataShape, MultiScaleBlock
 
 torch.manual_seed(0)
 X = torch.randn(8, 2, 30)
@@ -66,14 +67,14 @@ def _kinds(report):
 
 
 def test_seqrep_model_is_clean():
-    model = seqrep.SequenceClassifier(2, 3, 30, width=16, kernel_sizes=(3, 5, 7))
+    model = seqrep.SequenceClassifier(2, 3, 30, seqrep.ModelSpec(width=16, kernel_sizes=(3, 5, 7)))
     report = _check(model, optimizer=torch.optim.AdamW(model.parameters()))
     assert report.ok, str(report)
     assert report.verdict().startswith("ok: gradients reach all")
 
 
 def test_the_seed_bug_is_named():
-    model = seqrep.LegacyClassifier(2, 3, 30, width=16, kernel_sizes=(3, 5, 7))
+    model = seqrep.LegacyClassifier(2, 3, 30, seqrep.ModelSpec(width=16, kernel_sizes=(3, 5, 7)))
     report = _check(model, optimizer=torch.optim.AdamW(model.parameters()))
     kinds = _kinds(report)
     assert {"no_grad", "graph_break", "unreachable", "eval_mode"} <= set(kinds), str(report)
@@ -144,7 +145,7 @@ def test_intentionally_frozen_encoder_is_clean():
 
 
 def test_check_has_no_side_effects():
-    model = seqrep.SequenceClassifier(2, 3, 30, width=16, kernel_sizes=(3, 5, 7))
+    model = seqrep.SequenceClassifier(2, 3, 30, seqrep.ModelSpec(width=16, kernel_sizes=(3, 5, 7)))
     opt = torch.optim.AdamW(model.parameters())
     loss = F.cross_entropy(model(X, training=True), Y)
     loss.backward()
@@ -167,7 +168,7 @@ def test_check_has_no_side_effects():
 
 
 def test_report_table_frame_and_plot():
-    model = seqrep.LegacyClassifier(2, 3, 30, width=16, kernel_sizes=(3, 5, 7))
+    model = seqrep.LegacyClassifier(2, 3, 30, seqrep.ModelSpec(width=16, kernel_sizes=(3, 5, 7)))
     report = _check(model)
     text = str(report)
     assert text.index("findings:") < text.index("parameter  ")
@@ -183,8 +184,8 @@ def test_report_table_frame_and_plot():
 
 def test_fit_refuses_to_train_the_broken_model(tmp_path):
     ds = seqrep.make_sequences(n_classes=3, n_samples=30, length=40, motif_widths=(5, 9))
-    config = seqrep.TrainConfig(extraction="broken", width=8, kernel_sizes=(3, 5, 7), epochs=1, batch_size=8)
-    model = seqrep.build_model(config, 1, 3, 40)
+    config = seqrep.TrainConfig(model=seqrep.ModelSpec(extraction="broken", width=8, kernel_sizes=(3, 5, 7)), epochs=1, batch_size=8)
+    model = seqrep.build_model(config, DataShape(1, 3, 40))
     with pytest.raises(GradientFlowError, match="graph break between representation and readout"):
         seqrep.fit(model, ds, None, config, tmp_path / "a", progress=False, verbose=False)
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
@@ -195,10 +196,10 @@ def test_fit_refuses_to_train_the_broken_model(tmp_path):
 
 def test_guard_does_not_change_the_run(tmp_path):
     ds = seqrep.make_sequences(n_classes=3, n_samples=30, length=40, motif_widths=(5, 9))
-    config = seqrep.TrainConfig(width=8, kernel_sizes=(3, 5, 7), epochs=2, batch_size=8)
+    config = seqrep.TrainConfig(model=seqrep.ModelSpec(width=8, kernel_sizes=(3, 5, 7)), epochs=2, batch_size=8)
     runs = []
     for check in (True, False):
-        model = seqrep.build_model(config, 1, 3, 40)
+        model = seqrep.build_model(config, DataShape(1, 3, 40))
         c = config.replace(check_gradients=check)
         runs.append(seqrep.fit(model, ds, ds, c, tmp_path / str(check), progress=False, verbose=False))
     assert runs[0].final["val_loss"] == runs[1].final["val_loss"]
@@ -206,9 +207,9 @@ def test_guard_does_not_change_the_run(tmp_path):
 
 def test_monitor_records_norms_ratios_and_dead_relus(tmp_path):
     ds = seqrep.make_sequences(n_classes=3, n_samples=30, length=40, motif_widths=(5, 9))
-    config = seqrep.TrainConfig(width=8, kernel_sizes=(3, 5, 7), epochs=2, batch_size=8)
+    config = seqrep.TrainConfig(model=seqrep.ModelSpec(width=8, kernel_sizes=(3, 5, 7)), epochs=2, batch_size=8)
     monitor = GradientMonitor(every=2)
-    model = seqrep.build_model(config, 1, 3, 40)
+    model = seqrep.build_model(config, DataShape(1, 3, 40))
     result = seqrep.fit(model, ds, None, config, tmp_path, callbacks=[monitor], progress=False, verbose=False)
     assert [r["step"] for r in monitor.history] == [2, 4, 6, 8]
     row = monitor.history[-1]

@@ -21,6 +21,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 import seqrep
 from seqrep import plots
+from seqrep.config import ModelSpec, TrainConfig
 from seqrep.imbalance import (
     FocalLoss,
     LogitAdjustedLoss,
@@ -32,7 +33,6 @@ from seqrep.imbalance import (
     per_class_report,
     split_per_class,
 )
-from seqrep.train import TrainConfig
 
 # logits whose softmax is (0.25, 0.75) in both rows
 LOGITS = torch.log(torch.tensor([[1.0, 3.0], [1.0, 3.0]]))
@@ -274,7 +274,7 @@ def skewed():
     return ds.split(0.25, seed=0)
 
 
-TINY = TrainConfig(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4, epochs=3, batch_size=8)
+TINY = TrainConfig(model=ModelSpec(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=3, batch_size=8)
 
 
 @pytest.fixture
@@ -288,12 +288,12 @@ def one_thread():
 
 def _fit(data, config, run_dir, **kw):
     train, val = data
-    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    model = seqrep.build_model(config, train)
     return seqrep.fit(model, train, val, config, run_dir, progress=False, verbose=False, **kw)
 
 
 class StopMidway(seqrep.Callback):
-    def on_step_end(self, state):
+    def after_step(self, state):
         if (state.epoch, state.step) == (1, 2):
             state.request_stop("test stop")
 

@@ -12,11 +12,12 @@ import pytest
 
 import seqrep
 from seqrep import live
+from seqrep.checkpoint import CHECKPOINT_NAME
+from seqrep.config import ModelSpec, TrainConfig
 from seqrep.runlog import read_log
-from seqrep.train import CHECKPOINT_NAME, TrainConfig
 
 PNG = b"\x89PNG\r\n\x1a\n"
-TINY = TrainConfig(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4, epochs=3, batch_size=8)
+TINY = TrainConfig(model=ModelSpec(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=3, batch_size=8)
 TIMEOUT = 120  # seconds: a generous bound for a slow shared machine, never reached when working
 
 
@@ -28,7 +29,7 @@ def data():
 
 def _fit(data, run_dir, config=TINY, callbacks=()):
     train, val = data
-    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    model = seqrep.build_model(config, train)
     return seqrep.fit(model, train, val, config, run_dir, callbacks, progress=False, verbose=False)
 
 
@@ -87,7 +88,7 @@ def test_cli_train_live_writes_the_png(tmp_path, capsys):
     from seqrep.cli import main
 
     run_dir = tmp_path / "run"
-    code = main(["train", "--classes", "4", "--samples", "48", "--epochs", "1", "--width", "8",
+    code = main(["train", "--classes", "4", "--samples", "48", "--epochs", "1", "--width", "9",
                  "--kernel-sizes", "3,5", "--blocks", "1", "--run-dir", str(run_dir), "--live"])
     assert code == 0, capsys.readouterr().err
     assert (run_dir / live.LIVE_PNG).read_bytes().startswith(PNG)
@@ -106,7 +107,7 @@ def test_redraws_are_throttled(data, tmp_path, min_interval, budget, at_least, a
 
 def test_broken_run_says_no_gradient_reaches_the_representation(data, tmp_path):
     plot = live.LivePlot(to="file")
-    _fit(data, tmp_path, TINY.replace(extraction="broken", check_gradients=False), [plot])
+    _fit(data, tmp_path, TINY.replace(model={"extraction": "broken"}, check_gradients=False), [plot])
     assert plot._figure.no_grad.get_text() == "no gradient reaches: representation"
 
 
@@ -140,7 +141,7 @@ def test_overlay_labels_come_from_config_differences(data, tmp_path):
 
     runs = [_fit(data, tmp_path / str(lr), TINY.replace(epochs=1, lr=lr)) for lr in (0.003, 0.01)]
     assert seqrep.run_labels(runs) == ["lr=0.003", "lr=0.01"]
-    broken = _fit(data, tmp_path / "broken", TINY.replace(epochs=1, extraction="broken", check_gradients=False))
+    broken = _fit(data, tmp_path / "broken", TINY.replace(epochs=1, model={"extraction": "broken"}, check_gradients=False))
     assert seqrep.run_labels([broken, runs[1]]) == ["extraction=broken", "extraction=fixed"]
     same = _fit(data, tmp_path / "same", TINY.replace(epochs=1, lr=0.01))
     assert seqrep.run_labels([runs[1], same]) == ["0.01", "same"]  # identical configs: directory names
@@ -167,11 +168,12 @@ def test_panel_config_follows_the_widgets(panel):
     c["lr"].value, c["batch_size"].value, c["epochs"].value = 0.003, 4, 7
     c["kernel_sizes"].value, c["attention"].value, c["dropout"].value = "3, 5", False, 0.2
     c["remedy"].value, c["extraction"].value, c["seed"].value = "focal loss", "broken", 3
+    c["width"].value = 9  # 3 branches with two kernel sizes
     assert panel.config() == TINY.replace(
-        lr=0.003, batch_size=4, epochs=7, kernel_sizes=(3, 5), attention=False, dropout=0.2,
-        loss="focal", extraction="broken", check_gradients=False, seed=3)
+        lr=0.003, batch_size=4, epochs=7, loss="focal", check_gradients=False, seed=3,
+        model={"kernel_sizes": (3, 5), "attention": False, "dropout": 0.2, "extraction": "broken", "width": 9})
     c["kernel_sizes"].value, c["remedy"].value = "auto", "none"
-    assert panel.config().kernel_sizes == () and panel.config().loss == "cross_entropy"
+    assert panel.config().model.kernel_sizes == () and panel.config().loss == "cross_entropy"
 
 
 def test_panel_start_train_stop_keeps_log_checkpoint_and_status(panel):
@@ -222,7 +224,7 @@ def test_panel_runs_can_be_overlaid(panel):
 
 @pytest.mark.parametrize(("control", "value", "message"), [
     ("batch_size", 1000, "batch size 1000 is larger than the training set of tiny ({n} samples)"),
-    ("kernel_sizes", "3, 99", "longer than the series (40 steps)"),
+    ("kernel_sizes", "3, 5, 99", "longer than the series (40 steps)"),
     ("kernel_sizes", "3, five", "kernel sizes '3, five' are not whole numbers"),
 ])
 def test_panel_reports_invalid_input_in_the_status_line(panel, data, control, value, message):
@@ -236,7 +238,9 @@ def test_panel_reports_a_remedy_that_is_not_available(panel, monkeypatch):
     def unavailable(config, y, n_classes):
         raise seqrep.SeqrepError(f"loss={config.loss!r}: not available yet.")
 
-    monkeypatch.setattr(live, "make_loss", unavailable)
+    import seqrep.train
+
+    monkeypatch.setattr(seqrep.train, "make_loss", unavailable)  # the check fit and the panel share
     panel.controls["remedy"].value = "focal loss"
     panel.start.click()
     assert "cannot start: loss='focal': not available yet." in panel.status_text
@@ -274,7 +278,7 @@ import seqrep
 ds = seqrep.make_sequences(n_classes=4, n_samples=48, length=40, motif_widths=(5, 9), seed=1)
 train, val = ds.split(0.25, seed=0)
 config = seqrep.TrainConfig.from_json({TINY.replace(epochs=8).to_json()!r})
-model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+model = seqrep.build_model(config, train)
 live = seqrep.LivePlot(min_interval=0, budget=1.0)
 seqrep.fit(model, train, val, config, {str(tmp_path / "run")!r}, [live], progress=False, verbose=False)
 assert live.redraws >= 10 and live.path is None, (live.redraws, live.path)

@@ -13,7 +13,7 @@ def _model(cls=seqrep.SequenceClassifier, channels=2, classes=5, length=40, **kw
     torch.manual_seed(0)
     kw.setdefault("width", 16)
     kw.setdefault("kernel_sizes", (3, 7, 11))
-    return cls(channels, classes, length, **kw)
+    return cls(channels, classes, length, seqrep.ModelSpec(**kw))
 
 
 def test_shapes_and_probed_feature_size():
@@ -106,12 +106,22 @@ def test_legacy_and_fixed_share_the_architecture():
     assert fixed.state_dict().keys() == legacy.state_dict().keys()
 
 
-def test_ppv_pooling_and_dilated_branches():
-    model = _model(ppv=True, kernel_sizes=(5, 5, 5), dilations=(1, 2, 4))
-    assert model.feature_dim == 3 * 16
-    loss = torch.nn.functional.cross_entropy(model(torch.randn(6, 2, 40), training=True), torch.arange(6) % 5)
-    loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
-    assert [c.dilation[0] for c in model.representation.blocks[0].branches] == [1, 2, 4]
-    with pytest.raises(seqrep.SeqrepError, match="one dilation >= 1 each"):
-        MultiScaleBlock(4, 8, (3, 5, 7), dilations=(1, 2))
+def test_spec_is_resolved_for_the_data_and_kept_on_the_model():
+    model = seqrep.build_model(seqrep.TrainConfig(), seqrep.model.DataShape(1, 3, 2000))
+    assert model.spec.pool == 4 and model.spec.kernel_sizes == (9, 19, 39) and model.spec.width == 64
+    short = seqrep.build_model(seqrep.ModelSpec(width=7), seqrep.model.DataShape(1, 3, 12))
+    assert short.spec.kernel_sizes == (9, 11) and short.spec.width == 9  # 3 branches: 7 -> 9, logged
+    with pytest.raises(seqrep.SeqrepError, match=r"width 7 does not divide over 4 branches .* use 4 or 8"):
+        seqrep.ModelSpec(width=7, kernel_sizes=(3, 5, 7))
+
+
+def test_attention_weights_leave_the_mode_as_it_was():
+    model = _model()
+    model.train()
+    model.attention(torch.randn(2, 2, 40))
+    assert all(m.training for m in model.modules())
+
+
+def test_a_single_class_is_refused_with_the_reason():
+    with pytest.raises(seqrep.SeqrepError, match="one class has nothing to tell apart"):
+        _model(classes=1)

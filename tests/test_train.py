@@ -14,9 +14,11 @@ import pytest
 import torch
 
 import seqrep
-from seqrep.train import CHECKPOINT_NAME, TrainConfig, model_kwargs
+from seqrep.checkpoint import CHECKPOINT_NAME
+from seqrep.config import ModelSpec, TrainConfig
+from seqrep.model import DataShape
 
-TINY = TrainConfig(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4, epochs=4, batch_size=8)
+TINY = TrainConfig(model=ModelSpec(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=4, batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,8 @@ def data():
 
 def _fit(data, run_dir, config=TINY, extraction="fixed", **kw):
     train, val = data
-    config = config.replace(extraction=extraction, check_gradients=extraction == "fixed")
-    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    config = config.replace(model={"extraction": extraction}, check_gradients=extraction == "fixed")
+    model = seqrep.build_model(config, train)
     return model, seqrep.fit(model, train, val, config, run_dir, progress=False, verbose=False, **kw)
 
 
@@ -36,11 +38,11 @@ class StopAt(seqrep.Callback):
     def __init__(self, epoch, step=None):
         self.epoch, self.step = epoch, step
 
-    def on_step_end(self, state):
+    def after_step(self, state):
         if self.step is not None and (state.epoch, state.step) == (self.epoch, self.step):
             state.request_stop("test stop")
 
-    def on_epoch_end(self, state, record):
+    def after_epoch(self, state):
         if self.step is None and state.epoch == self.epoch:
             state.request_stop("test stop")
 
@@ -56,9 +58,10 @@ def _metrics(record):
 
 
 def test_config_round_trips_through_json():
-    config = TrainConfig(kernel_sizes=(3, 5), lr=3e-3, schedule="cosine")
+    config = TrainConfig(model=ModelSpec(kernel_sizes=(3, 5), width=63), lr=3e-3, schedule="cosine")
     assert TrainConfig.from_json(config.to_json()) == config
-    assert config.diff(TrainConfig()) == {"kernel_sizes": ((3, 5), ()), "lr": (3e-3, 1e-2), "schedule": ("cosine", "onecycle")}
+    assert config.diff(TrainConfig()) == {"model.kernel_sizes": ((3, 5), ()), "model.width": (63, 64),
+                                          "lr": (3e-3, 1e-2), "schedule": ("cosine", "onecycle")}
 
 
 @pytest.mark.parametrize(
@@ -66,8 +69,8 @@ def test_config_round_trips_through_json():
     [
         ({"lr": 0}, "lr must be > 0"),
         ({"schedule": "step"}, "schedule must be"),
-        ({"extraction": "half"}, "extraction must be 'fixed' or 'broken'"),
-        ({"dropout": 1.5}, "dropout must be in [0, 1)"),
+        ({"model": {"extraction": "half"}}, "extraction must be one of 'fixed', 'broken'"),
+        ({"model": {"dropout": 1.5}}, "dropout must be in [0, 1)"),
         ({"epochs": -1}, "epochs must be >= 1, or 0 for automatic"),
         ({"learning_rate": 0.1}, "no field(s) ['learning_rate']"),
     ],
@@ -79,28 +82,28 @@ def test_config_rejects_bad_values(changes, fragment):
 
 def test_automatic_epochs_give_small_training_sets_enough_steps(data, tmp_path, monkeypatch):
     from seqrep import train as train_module
-    from seqrep.train import AUTO_EPOCHS, MIN_STEPS, resolve_epochs
+    from seqrep.train import AUTO_EPOCHS, MIN_STEPS, plan_epochs
 
     auto = TrainConfig(batch_size=16)
-    assert resolve_epochs(auto, 400).epochs == AUTO_EPOCHS  # 25 steps an epoch: 750 steps
-    assert resolve_epochs(auto, 36).epochs == math.ceil(MIN_STEPS / 3)  # ArrowHead: 3 steps an epoch
-    assert resolve_epochs(auto.replace(epochs=7), 36).epochs == 7  # an explicit choice stays
+    assert plan_epochs(auto, 400).epochs == AUTO_EPOCHS  # 25 steps an epoch: 750 steps
+    assert plan_epochs(auto, 36).epochs == math.ceil(MIN_STEPS / 3)  # ArrowHead: 3 steps an epoch
+    assert plan_epochs(auto.replace(epochs=7), 36).epochs == 7  # an explicit choice stays
     monkeypatch.setattr(train_module, "MIN_STEPS", 3 * AUTO_EPOCHS)  # fit reads it at run time
     train, val = data
     small = TINY.replace(epochs=0, batch_size=len(train))  # one step an epoch
-    result = seqrep.fit(seqrep.build_model(small, train.channels, train.n_classes, train.length),
+    result = seqrep.fit(seqrep.build_model(small, train),
                         train, val, small, tmp_path, progress=False, verbose=False)
     assert len(result.history) == 3 * AUTO_EPOCHS == result.history[-1]["epochs"]
     assert seqrep.read_log(tmp_path)[0]["config"]["epochs"] == 3 * AUTO_EPOCHS  # the resolved value
 
 
 def test_automatic_pool_and_kernels_follow_the_length():
-    assert model_kwargs(TrainConfig(), 2000)["pool"] == 4
-    assert model_kwargs(TrainConfig(), 128) | {} == model_kwargs(TrainConfig(), 128)
-    short = model_kwargs(TrainConfig(), 24)
-    assert short["pool"] == 1 and max(short["kernel_sizes"]) <= 24
-    with pytest.raises(seqrep.SeqrepError, match=r"kernels spanning \[39\] steps are longer than the series \(24 steps\)"):
-        model_kwargs(TrainConfig(kernel_sizes=(9, 39)), 24)
+    assert ModelSpec().resolved(2000).pool == 4
+    assert ModelSpec().resolved(128) == ModelSpec().resolved(128)
+    short = ModelSpec().resolved(24)
+    assert short.pool == 1 and max(short.kernel_sizes) <= 24
+    with pytest.raises(seqrep.SeqrepError, match=r"kernels of \[39\] steps are longer than the series \(24 steps\)"):
+        ModelSpec(kernel_sizes=(9, 39), width=63).resolved(24)
 
 
 # ---------------------------------------------------------------------- fit
@@ -139,8 +142,8 @@ def test_refuses_to_overwrite_a_run(data, tmp_path):
 
 def test_broken_model_trains_only_its_readout(data, tmp_path):
     train, val = data
-    config = TINY.replace(extraction="broken", check_gradients=False)
-    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    config = TINY.replace(model={"extraction": "broken"}, check_gradients=False)
+    model = seqrep.build_model(config, train)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = seqrep.fit(model, train, val, config, tmp_path, progress=False, verbose=False)
     after = model.state_dict()
@@ -154,7 +157,7 @@ def test_broken_model_trains_only_its_readout(data, tmp_path):
 
 def test_fixed_model_changes_its_representation(data, tmp_path):
     train, val = data
-    model = seqrep.build_model(TINY, train.channels, train.n_classes, train.length)
+    model = seqrep.build_model(TINY, train)
     before = [p.clone() for p in model.representation.parameters()]
     seqrep.fit(model, train, val, TINY, tmp_path, progress=False, verbose=False)
     assert all(not torch.equal(a, b) for a, b in zip(before, model.representation.parameters()))
@@ -176,7 +179,7 @@ def test_stop_event_from_another_thread(data, tmp_path):
     event = threading.Event()
 
     class SetAfterFirstEpoch(seqrep.Callback):
-        def on_epoch_end(self, state, record):
+        def after_epoch(self, state):
             threading.Thread(target=event.set).start()
 
     _, result = _fit(data, tmp_path, callbacks=[SetAfterFirstEpoch()], stop_event=event)
@@ -186,7 +189,7 @@ def test_stop_event_from_another_thread(data, tmp_path):
 
 def test_ctrl_c_ends_cleanly_with_log_and_checkpoint(data, tmp_path):
     class PressCtrlC(seqrep.Callback):
-        def on_step_end(self, state):
+        def after_step(self, state):
             if (state.epoch, state.step) == (1, 1):
                 os.kill(os.getpid(), signal.SIGINT)
 
@@ -204,7 +207,7 @@ def test_ctrl_c_ends_cleanly_with_log_and_checkpoint(data, tmp_path):
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(data, tmp_path):
     class Poison(seqrep.Callback):
-        def on_step_end(self, state):
+        def after_step(self, state):
             if (state.epoch, state.step) == (1, 0):
                 with torch.no_grad():
                     state.model.readout.weight.fill_(float("nan"))
@@ -222,7 +225,7 @@ def test_checkpoint_of_another_config_or_architecture_is_refused(data, tmp_path)
     with pytest.raises(seqrep.SeqrepError, match=r"different config \(lr: 0.01 in the checkpoint vs 0.001 now\)"):
         _fit(data, tmp_path, TINY.replace(epochs=1, lr=1e-3), resume=True)
     train, val = data
-    wider = seqrep.build_model(TINY.replace(epochs=1), train.channels, 7, train.length)
+    wider = seqrep.build_model(TINY.replace(epochs=1), DataShape(train.channels, 7, train.length))
     with pytest.raises(seqrep.SeqrepError, match="does not fit this model's architecture"):
         seqrep.fit(wider, train, val, TINY.replace(epochs=1), tmp_path, resume=True, progress=False, verbose=False)
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
@@ -232,18 +235,18 @@ def test_checkpoint_of_another_config_or_architecture_is_refused(data, tmp_path)
 
 def test_fit_rejects_bad_inputs(data, tmp_path):
     train, val = data
-    with pytest.raises(seqrep.SeqrepError, match=r"batch_size 64 is larger than the training set \(35 samples\)"):
+    with pytest.raises(seqrep.SeqrepError, match=r"batch size 64 is larger than the training set of .* \(35 samples\)"):
         _fit(data, tmp_path, TINY.replace(batch_size=64))
     other = seqrep.make_sequences(n_classes=3, n_samples=30, length=40, motif_widths=(5, 9))
     with pytest.raises(seqrep.SeqrepError, match="val has 3 classes"):
-        seqrep.fit(seqrep.build_model(TINY, 1, 4, 40), train, other, TINY, tmp_path, progress=False)
+        seqrep.fit(seqrep.build_model(TINY, DataShape(1, 4, 40)), train, other, TINY, tmp_path, progress=False)
     with pytest.raises(seqrep.SeqrepError, match=r"must be a seqrep\.SequenceDataset"):
-        seqrep.fit(seqrep.build_model(TINY, 1, 4, 40), (train.X, train.y), val, TINY, tmp_path)
+        seqrep.fit(seqrep.build_model(TINY, DataShape(1, 4, 40)), (train.X, train.y), val, TINY, tmp_path)
 
 
 def test_variable_length_data_trains(tmp_path):
     train = seqrep.load_dataset("JapaneseVowels", "train").subset(np.arange(0, 270, 9))
     config = TINY.replace(epochs=1)
-    model = seqrep.build_model(config, train.channels, train.n_classes, train.length)
+    model = seqrep.build_model(config, train)
     result = seqrep.fit(model, train, None, config, tmp_path, progress=False, verbose=False)
     assert np.isfinite(result.final["train_loss"])
