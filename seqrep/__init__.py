@@ -28,10 +28,10 @@ from .imbalance import (
     split_per_class,
 )
 from .legacy import LegacyClassifier
-from .live import LivePlot, Panel, overlay, run_labels
+from .live import LivePlot, Panel
 from .model import SequenceClassifier, build_model, parameter_counts
 from .notebooks import key_numbers
-from .plots import plot_runs
+from .plots import overlay, plot_runs, run_labels
 from .runlog import latest_epoch, read_log, show_latest_epoch
 from .train import FitResult, FitState, check_fit_inputs, evaluate, fit, new_run_dir, predict_logits
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from .errors import SeqrepError
 
 SUMMARY_MIME = "application/vnd.seqrep.key-numbers+json"
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent  # installed or in a checkout
 
 
 def key_numbers(**numbers: float | int | str) -> None:
@@ -43,7 +43,7 @@ def _fingerprint(notebook: Path, params: dict) -> str:
     """Changes when the notebook, its parameters or any seqrep source file changes."""
     h = hashlib.sha256(notebook.read_bytes())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    for source in sorted((ROOT / "seqrep").glob("*.py")):
+    for source in sorted(PACKAGE.rglob("*.py")):
         h.update(source.read_bytes())
     return h.hexdigest()
 
@@ -71,9 +71,11 @@ def _export_html(nb, path: Path) -> None:
 
 
 def _write_index(out_dir: Path, records: list[dict]) -> Path:
+    from importlib.metadata import version
+
     import torch
 
-    from . import __version__
+    __version__ = version("seqrep")
 
     rows = []
     for r in records:
@@ -100,86 +102,120 @@ td,th{{border:1px solid #ccc;padding:.4em .8em;vertical-align:top;text-align:lef
     return path
 
 
+def _ipc_kernel_manager(directory: str):
+    """A kernel manager whose kernels talk over local sockets in `directory` (IPC) instead of
+    TCP ports: nothing listens on the network, and ipykernel no longer warns that it is
+    "running over TCP without encryption" for every notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self):
+            return os.path.join(directory, "kernel")
+
+    return IPCKernelManager
+
+
+def _select(notebooks_dir: Path, names: list[str] | None) -> list[Path]:
+    every = sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not every:
+        raise SeqrepError(
+            f"no numbered notebooks (NN_name.ipynb) in {notebooks_dir}; run from the project folder "
+            "(the one holding notebooks/), or pass notebooks_dir."
+        )
+    if not names:
+        return every
+    wanted = {Path(n).stem for n in names}
+    unknown = wanted - {p.stem for p in every}
+    if unknown:
+        raise SeqrepError(
+            f"no notebook named {sorted(unknown)} in {notebooks_dir}; known: {[p.stem for p in every]}."
+        )
+    return [p for p in every if p.stem in wanted]
+
+
+def _execute(nb_path: Path, out_dir: Path, params: dict, timeout: int) -> tuple[Path, float]:
+    """Run one notebook on a fresh kernel into out_dir; (the executed copy, seconds). A failure
+    keeps its partial output as NAME.failed.ipynb and raises naming the cell."""
+    import tempfile
+
+    import papermill
+
+    partial = out_dir / f"{nb_path.stem}.partial.ipynb"
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="seqrep-kernel-") as sockets:
+            papermill.execute_notebook(
+                str(nb_path), str(partial), parameters=params, cwd=str(nb_path.parent),
+                progress_bar=False, execution_timeout=timeout, kernel_name="python3",
+                kernel_manager_class=_ipc_kernel_manager(sockets),
+            )
+    except papermill.PapermillExecutionError as err:
+        failed = out_dir / f"{nb_path.stem}.failed.ipynb"
+        if partial.exists():
+            partial.replace(failed)
+        raise SeqrepError(
+            f"{nb_path.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}). The "
+            f"executed copy with the traceback is {failed}; notebooks before it are in {out_dir}."
+        ) from None
+    target = out_dir / nb_path.name
+    partial.replace(target)
+    (out_dir / f"{nb_path.stem}.failed.ipynb").unlink(missing_ok=True)
+    return target, time.perf_counter() - start
+
+
 def run_notebooks(
     names: list[str] | None = None,
     params: dict | None = None,
     *,
-    notebooks_dir: str | os.PathLike = ROOT / "notebooks",
-    out_dir: str | os.PathLike = ROOT / "executed",
+    notebooks_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
     force: bool = False,
     timeout: int = 1800,
     log=print,
 ) -> list[dict]:
     """Execute notebooks in order, each on a fresh kernel, into out_dir as .ipynb and .html.
 
-    names: notebook file names or stems (default: every NN_*.ipynb). params: papermill
-    parameters given to every notebook, injected after its `parameters` cell. A notebook whose source, parameters and seqrep
-    sources are unchanged since its last successful run is skipped unless `force`. A failing
-    notebook stops the run with a SeqrepError naming it, the cell and the error; its partial
-    output is kept as NAME.failed.ipynb and earlier results stay in place.
+    names: notebook file names or stems (default: every NN_*.ipynb in notebooks_dir, default
+    ./notebooks; out_dir defaults to ./executed). params: papermill parameters given to every
+    notebook, injected after its `parameters` cell. A notebook whose source, parameters and
+    seqrep sources are unchanged since its last successful run is skipped unless `force`. A
+    failing notebook stops the run with a SeqrepError naming it, the cell and the error; its
+    partial output is kept as NAME.failed.ipynb and earlier results stay in place.
     Returns one record per notebook (also written to out_dir/index.json and index.html).
     """
     import nbformat
-    import papermill
 
-    notebooks_dir, out_dir = Path(notebooks_dir), Path(out_dir)
+    notebooks_dir = Path(notebooks_dir or Path.cwd() / "notebooks")
+    out_dir = Path(out_dir or Path.cwd() / "executed")
     params = dict(params or {})
-    every = sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
-    if names:
-        wanted = {Path(n).stem for n in names}
-        unknown = wanted - {p.stem for p in every}
-        if unknown:
-            raise SeqrepError(
-                f"no notebook named {sorted(unknown)} in {notebooks_dir}; "
-                f"known: {[p.stem for p in every]}."
-            )
-        every = [p for p in every if p.stem in wanted]
+    selected = _select(notebooks_dir, names)
     out_dir.mkdir(parents=True, exist_ok=True)
     index_path = out_dir / "index.json"
     previous = {}
     if index_path.exists():
         previous = {r["notebook"]: r for r in json.loads(index_path.read_text(encoding="utf-8"))}
     records = dict(previous)
-    for nb_path in every:
-        target = out_dir / nb_path.name
+    for nb_path in selected:
         fingerprint = _fingerprint(nb_path, params)
         old = previous.get(nb_path.stem)
-        if not force and old and old.get("fingerprint") == fingerprint and target.exists():
+        if not force and old and old.get("fingerprint") == fingerprint and (out_dir / nb_path.name).exists():
             log(f"{nb_path.name}: unchanged since {old['ran_at']}, skipped (--force re-runs it)")
             continue
         log(f"{nb_path.name}: executing ...")
-        partial = out_dir / f"{nb_path.stem}.partial.ipynb"
-        start = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(nb_path), str(partial), parameters=params, cwd=str(notebooks_dir),
-                progress_bar=False, execution_timeout=timeout, kernel_name="python3",
-            )
-        except papermill.PapermillExecutionError as err:
-            failed = out_dir / f"{nb_path.stem}.failed.ipynb"
-            if partial.exists():
-                partial.replace(failed)
-            raise SeqrepError(
-                f"{nb_path.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}). "
-                f"The executed copy with the traceback is {failed}; notebooks before it are in "
-                f"{out_dir}."
-            ) from None
-        seconds = time.perf_counter() - start
-        partial.replace(target)
+        target, seconds = _execute(nb_path, out_dir, params, timeout)
         nb = nbformat.read(target, as_version=4)
         html_path = target.with_suffix(".html")
         _export_html(nb, html_path)
-        (out_dir / f"{nb_path.stem}.failed.ipynb").unlink(missing_ok=True)
         records[nb_path.stem] = {
-            "notebook": nb_path.stem,
-            "ipynb": target.name,
-            "html": html_path.name,
-            "status": "ok",
-            "seconds": round(seconds, 1),
-            "ran_at": f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}",
-            "parameters": params,
-            "key_numbers": _read_key_numbers(nb),
-            "fingerprint": fingerprint,
+            "notebook": nb_path.stem, "ipynb": target.name, "html": html_path.name, "status": "ok",
+            "seconds": round(seconds, 1), "ran_at": f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}",
+            "parameters": params, "key_numbers": _read_key_numbers(nb), "fingerprint": fingerprint,
         }
         log(f"{nb_path.name}: ok in {seconds:.1f} s -> {target}, {html_path.name}")
         _write_index(out_dir, sorted(records.values(), key=lambda r: r["notebook"]))

@@ -9,7 +9,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .config import flatten
 from .errors import SeqrepError
+
+_NOT_IN_LABELS = {"check_gradients"}  # follows from extraction; naming it only adds noise
 
 LABELS = {
     "train_loss": "train loss",
@@ -223,3 +226,83 @@ def plot_monitor(history: list[dict], key: str = "update_ratio", ax=None):
     ax.figure.colorbar(image, ax=ax, label=label)
     ax.figure.tight_layout()
     return ax.figure
+
+
+# --------------------------------------------------------------------------------------------
+# Overlays of runs, labelled by what differs between them
+# --------------------------------------------------------------------------------------------
+
+
+def _run_dir(run) -> Path:
+    if isinstance(run, (str, os.PathLike)):
+        return Path(run)
+    if hasattr(run, "run_dir"):
+        return Path(run.run_dir)
+    raise SeqrepError(
+        f"cannot find the run log of a {type(run).__name__}; pass run directories or FitResults."
+    )
+
+
+def _runconfig_facts(run) -> dict:
+    """The config of a run plus the name of its data, from the first start event of its log."""
+    from .runlog import read_log
+
+    path = _run_dir(run)
+    start = next((r for r in read_log(path) if r.get("event") == "start"), None)
+    if start is None:
+        raise SeqrepError(f"{path}: the run log has no start event; was it written by seqrep.fit?")
+    return {**config_facts(start["config"]), "data": (start.get("data") or {}).get("name")}
+
+
+def config_facts(config: dict) -> dict:
+    """A config dict as flat, short labels: {"model": {"width": 8}} -> {"width": 8}."""
+    return {k.removeprefix("model."): v for k, v in flatten(config).items()}
+
+
+def format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ",".join(str(v) for v in value) + ")" if value else "auto"
+    return str(value)
+
+
+def config_differences(facts: Sequence[Mapping]) -> list[str]:
+    """The keys whose values are not the same in every one of `facts` (in first-seen order)."""
+    keys = list(dict.fromkeys(k for f in facts for k in f))
+    return [k for k in keys if k not in _NOT_IN_LABELS and len({repr(f.get(k)) for f in facts}) > 1]
+
+
+def run_labels(runs: Sequence) -> list[str]:
+    """A legend label per run from what differs between their configs (and data), e.g.
+    ["lr=0.003", "lr=0.01"] or ["extraction=broken", "extraction=fixed"]. Runs whose configs
+    are identical are told apart by their run directory names."""
+    facts = [_runconfig_facts(r) for r in runs]
+    keys = config_differences(facts)
+    labels = [", ".join(f"{k}={format_value(f.get(k))}" for k in keys) for f in facts]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} ({_run_dir(r).name})" if label else _run_dir(r).name
+                  for label, r in zip(labels, runs)]
+    return labels
+
+
+def overlay(
+    runs: Sequence | Mapping,
+    metrics: Sequence[str] = ("val_loss", "val_accuracy", "val_balanced_accuracy"),
+    *,
+    title: str | None = None,
+    chance: float | None = None,
+):
+    """Finished or still-running runs on shared axes, one line per run per metric, read from
+    their run logs. runs: run directories or FitResults, labelled by `run_labels`; or a mapping
+    {label: run} to choose the labels. Returns the (pyplot) figure: in a notebook it shows
+    below the cell; elsewhere save it or `plt.close` it.
+
+    Example: `overlay([broken.run_dir, fixed.run_dir], title="only the fixed model learns")`.
+    """
+    if not isinstance(runs, Mapping):
+        runs = dict(zip(run_labels(runs), runs))
+    if not runs:
+        raise SeqrepError("overlay: no runs given; pass run directories or FitResults.")
+    return plot_runs(runs, metrics, chance=chance,
+                     title=title or f"{len(runs)} runs on shared axes (from their run logs)")

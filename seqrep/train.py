@@ -66,16 +66,18 @@ __all__ = [
 AUTO_EPOCHS, MIN_STEPS = 30, 500
 
 
-def plan_epochs(config: TrainConfig, n_train: int, min_steps: int | None = None) -> TrainConfig:
+def plan_epochs(
+    config: TrainConfig, n_train: int, min_steps: int | None = None, floor: int = AUTO_EPOCHS
+) -> TrainConfig:
     """The config with epochs=0 (auto) replaced by the number of epochs `fit` will run:
-    AUTO_EPOCHS, or more when the training set is so small that AUTO_EPOCHS epochs would make
-    fewer than min_steps (default MIN_STEPS) optimiser steps (ArrowHead, 36 series: 167
+    `floor` epochs (AUTO_EPOCHS), or more when the training set is so small that they would
+    make fewer than min_steps (default MIN_STEPS) optimiser steps (ArrowHead, 36 series: 167
     epochs of 3 steps). Measured on the hard UCR sets: 90-210 steps left PigCVP, ACSF1 and
     ArrowHead under-trained (benchmarks/results/accuracy.md). Explicit epochs are kept."""
     if config.epochs:
         return config
     steps_per_epoch = math.ceil(n_train / config.batch_size)
-    return config.replace(epochs=max(AUTO_EPOCHS, math.ceil((min_steps or MIN_STEPS) / steps_per_epoch)))
+    return config.replace(epochs=max(floor, math.ceil((min_steps or MIN_STEPS) / steps_per_epoch)))
 
 
 def new_run_dir(root: str | os.PathLike = "runs", name: str = "run", create: bool = True) -> Path:

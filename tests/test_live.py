@@ -251,7 +251,7 @@ def test_panel_reports_a_failed_run_instead_of_raising(panel, monkeypatch):
     def failing_fit(*args, **kwargs):
         raise RuntimeError("planted failure")
 
-    monkeypatch.setattr(live, "fit", failing_fit)
+    monkeypatch.setattr(live.panel, "fit", failing_fit)
     panel.start.click()
     assert panel.wait(TIMEOUT)
     assert "training failed: RuntimeError: planted failure" in panel.status_text
