@@ -17,6 +17,7 @@ import seqrep
 from seqrep.checkpoint import CHECKPOINT_NAME
 from seqrep.config import ModelSpec, TrainConfig
 from seqrep.model import DataShape
+from seqrep.train import plan_epochs
 
 TINY = TrainConfig(model=ModelSpec(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=4, batch_size=8)
 
@@ -250,3 +251,112 @@ def test_variable_length_data_trains(tmp_path):
     model = seqrep.build_model(config, train)
     result = seqrep.fit(model, train, None, config, tmp_path, progress=False, verbose=False)
     assert np.isfinite(result.final["train_loss"])
+
+
+# ---------------------------------------------------------------------- nothing lost, nothing silently wrong
+
+
+def test_non_finite_weights_at_an_epoch_end_are_never_checkpointed(data, tmp_path):
+    class PoisonLastStep(seqrep.Callback):
+        def after_step(self, state):  # after the optimiser's last step of epoch 1: no loss sees it
+            if (state.epoch, state.steps_done) == (1, state.steps_per_epoch):
+                with torch.no_grad():
+                    state.model.readout.bias.fill_(float("inf"))
+
+    with pytest.raises(seqrep.NonFiniteLossError, match=r"weight tensor.*non-finite during epoch 1") as err:
+        _fit(data, tmp_path, callbacks=[PoisonLastStep()])
+    assert "epoch 0) is kept" in str(err.value) and "--grad-clip" in str(err.value)
+    ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert ckpt["epoch"] == 0 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert [r["epoch"] for r in seqrep.read_log(tmp_path) if "epoch" in r] == [0]
+
+
+def test_a_failure_in_the_first_epoch_does_not_promise_a_checkpoint(data, tmp_path):
+    class PoisonFirstStep(seqrep.Callback):
+        def after_step(self, state):
+            with torch.no_grad():
+                state.model.readout.weight.fill_(float("nan"))
+
+    with pytest.raises(seqrep.NonFiniteLossError, match="there is no checkpoint") as err:
+        _fit(data, tmp_path, callbacks=[PoisonFirstStep()])
+    assert "is kept" not in str(err.value) and not (tmp_path / CHECKPOINT_NAME).exists()
+
+
+def test_resume_without_a_checkpoint_refuses_and_keeps_the_log(data, tmp_path):
+    _fit(data, tmp_path, TINY.replace(epochs=2))
+    (tmp_path / CHECKPOINT_NAME).unlink()
+    before = (tmp_path / "run.jsonl").read_text()
+    with pytest.raises(seqrep.SeqrepError, match=r"its log has 2 epoch\(s\) but there is no checkpoint.pt"):
+        _fit(data, tmp_path, TINY.replace(epochs=2), resume=True)
+    assert (tmp_path / "run.jsonl").read_text() == before
+    with pytest.raises(seqrep.SeqrepError, match=r"nothing to resume in .*typo"):
+        _fit(data, tmp_path / "typo", resume=True)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_second_run_in_the_same_directory_is_refused_while_the_first_runs(data, tmp_path):
+    seen = {}
+
+    class TryASecondRun(seqrep.Callback):
+        def after_epoch(self, state):
+            if state.epoch == 0:
+                with pytest.raises(seqrep.SeqrepError, match="is in use by another run") as err:
+                    _fit(data, tmp_path, resume=True)
+                seen["message"] = str(err.value)
+
+    _fit(data, tmp_path, callbacks=[TryASecondRun()])
+    assert f"pid {os.getpid()}" in seen["message"]
+    assert [r["epoch"] for r in seqrep.read_log(tmp_path) if "epoch" in r] == [0, 1, 2, 3]  # logged once
+
+
+def test_a_record_lost_to_a_half_written_line_comes_back_on_resume(data, tmp_path):
+    _fit(data, tmp_path, TINY.replace(epochs=2), callbacks=[StopAt(0)])
+    log = tmp_path / "run.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    last_epoch = max(i for i, line in enumerate(lines) if '"epoch": 0' in line and '"train_loss"' in line)
+    lines[last_epoch] = lines[last_epoch][:40]  # the record of epoch 0, cut mid-line (a crash, a full disk)
+    log.write_text("".join(lines[:last_epoch + 1]))
+    _fit(data, tmp_path, TINY.replace(epochs=2), resume=True)
+    epochs = [r for r in seqrep.read_log(tmp_path) if "epoch" in r]
+    assert [r["epoch"] for r in epochs] == [0, 1] and epochs[0]["restored_from_checkpoint"]
+
+
+def test_an_unwritable_run_directory_is_a_clear_error(data, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")  # unwritable even for root, unlike chmod
+    with pytest.raises(seqrep.SeqrepError, match=r"cannot write to the run directory .*choose a writable one"):
+        _fit(data, tmp_path / "a-file" / "run")
+
+
+def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(data, tmp_path):
+    class PressCtrlC(seqrep.Callback):
+        def after_step(self, state):
+            if state.global_step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt, match="resume=True") as err:
+        _fit(data, tmp_path, callbacks=[PressCtrlC()])
+    assert str(tmp_path) in str(err.value) and "seqrep train --resume" in str(err.value)
+
+
+def test_random_bytes_are_not_a_checkpoint_and_torch_advice_is_not_echoed(data, tmp_path):
+    _fit(data, tmp_path, TINY.replace(epochs=1))
+    (tmp_path / CHECKPOINT_NAME).write_bytes(os.urandom(4096))
+    for load in (lambda: seqrep.load_model(tmp_path), lambda: _fit(data, tmp_path, TINY.replace(epochs=1), resume=True)):
+        with pytest.raises(seqrep.SeqrepError, match="not a readable seqrep checkpoint") as err:
+            load()
+        assert "weights_only=False" not in str(err.value)
+
+
+def test_fit_returns_the_epochs_it_planned(data, tmp_path):
+    train, _ = data
+    result = _fit(data, tmp_path, TINY.replace(epochs=0))[1]
+    assert result.config.epochs == plan_epochs(TINY.replace(epochs=0), len(train)).epochs > 0
+    assert result.config.epochs == seqrep.read_log(tmp_path)[0]["config"]["epochs"]
+
+
+def test_classes_without_training_series_are_named(data, tmp_path):
+    train, val = data
+    keep = np.flatnonzero(train.y != 3)
+    with pytest.warns(UserWarning, match=r"1 of 4 classes have no training series \('class_03' \(\d+ in validation\)\)"):
+        seqrep.fit(seqrep.build_model(TINY.replace(epochs=1), train), train.subset(keep), val,
+                   TINY.replace(epochs=1), tmp_path, progress=False, verbose=False)

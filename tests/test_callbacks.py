@@ -1,0 +1,103 @@
+"""seqrep.callbacks: fit's events, their order, CancelFit, and the dispatcher's rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import seqrep
+from seqrep.callbacks import EVENTS, Events
+from seqrep.config import ModelSpec, TrainConfig
+
+TINY = TrainConfig(model=ModelSpec(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=2, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def data():
+    ds = seqrep.make_sequences(n_classes=4, n_samples=48, length=40, motif_widths=(5, 9), seed=1)
+    return ds.split(0.25, seed=0)
+
+
+def _fit(data, run_dir, callbacks=(), config=TINY, **kw):
+    train, val = data
+    model = seqrep.build_model(config, train)
+    return seqrep.fit(model, train, val, config, run_dir, callbacks, progress=False, verbose=False, **kw)
+
+
+class Recorder(seqrep.Callback):
+    def __init__(self, name, calls, order=0):
+        self.name, self.calls, self.order = name, calls, order
+        for event in EVENTS:
+            setattr(self, event, lambda state, event=event: self.calls.append((self.name, event)))
+
+
+def test_events_come_in_loop_order_with_one_dispatcher(data, tmp_path):
+    calls = []
+    _fit(data, tmp_path, [Recorder("a", calls)])
+    events = [e for _, e in calls]
+    steps = 5  # 35 training series in batches of 8
+    per_epoch = ["before_epoch", *["before_batch", "after_loss", "after_backward", "after_step"] * steps, "after_epoch"]
+    assert events == ["before_fit", *per_epoch, *per_epoch, "after_fit"]
+
+
+def test_order_decides_who_runs_first_and_after_fit_runs_in_reverse(data, tmp_path):
+    calls = []
+    _fit(data, tmp_path, [Recorder("late", calls, order=5), Recorder("early", calls, order=-5)])
+    firsts = [n for n, e in calls if e == "before_fit"]
+    lasts = [n for n, e in calls if e == "after_fit"]
+    assert firsts == ["early", "late"] and lasts == ["late", "early"]
+
+
+def test_cancel_fit_ends_the_run_cleanly_with_a_partial_epoch(data, tmp_path):
+    class Enough(seqrep.Callback):
+        def after_step(self, state):
+            if state.global_step == 3:
+                raise seqrep.CancelFit("three steps are enough")
+
+    result = _fit(data, tmp_path, [Enough()])
+    assert result.stopped == "three steps are enough"
+    assert result.final["partial"] and result.final["steps"] == 3
+    assert seqrep.read_log(tmp_path)[-1]["reason"] == "three steps are enough"
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert (ckpt["complete"], ckpt["next_step"]) == (False, 3)
+
+
+def test_after_fit_still_runs_after_an_error(data, tmp_path):
+    calls = []
+
+    class Boom(seqrep.Callback):
+        def after_step(self, state):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _fit(data, tmp_path, [Boom(), Recorder("watcher", calls)])
+    assert calls[-1] == ("watcher", "after_fit")
+    assert seqrep.read_log(tmp_path)[-1]["reason"] == "RuntimeError: boom"
+    _fit(data, tmp_path / "again")  # the run directory lock of the failed run was released
+
+
+def test_a_refused_start_tears_down_only_what_was_set_up(data, tmp_path):
+    calls = []
+    broken = TINY.replace(model={"extraction": "broken"})
+    with pytest.raises(seqrep.GradientFlowError):
+        _fit(data, tmp_path, [Recorder("mine", calls)], config=broken)
+    assert calls == []  # the guard (order -50) refused before this callback's before_fit
+
+
+def test_callbacks_add_fields_to_the_logged_record(data, tmp_path):
+    class Note(seqrep.Callback):
+        def after_epoch(self, state):
+            state.record["note"] = f"epoch {state.epoch}"
+
+    _fit(data, tmp_path, [Note()])
+    assert [r["note"] for r in seqrep.read_log(tmp_path) if "epoch" in r] == ["epoch 0", "epoch 1"]
+
+
+def test_old_hook_names_are_refused_with_their_new_names(data, tmp_path):
+    class Old:
+        def on_epoch_end(self, state, record): ...
+
+    with pytest.raises(seqrep.SeqrepError, match="on_epoch_end -> after_epoch"):
+        _fit(data, tmp_path, [Old()])
+    with pytest.raises(seqrep.SeqrepError, match="has none of fit's events"):
+        Events(None, [object()])

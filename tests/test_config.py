@@ -1,0 +1,80 @@
+"""seqrep.config: TrainConfig and ModelSpec validate field by field, round-trip, and drive the CLI."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+import seqrep
+from seqrep.cli import build_parser, main
+from seqrep.config import ModelSpec, TrainConfig
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"epochs": 2.5}, "TrainConfig.epochs must be a whole number; got 2.5"),
+        ({"lr": "0.01"}, "TrainConfig.lr must be a finite number; got '0.01' (str)"),
+        ({"lr": math.inf}, "TrainConfig.lr must be a finite number; got inf"),
+        ({"check_gradients": 1}, "TrainConfig.check_gradients must be True or False"),
+        ({"sampler": "random"}, "TrainConfig.sampler must be one of 'shuffle', 'balanced'"),
+        ({"model": {"kernel_sizes": "9,19"}}, "ModelSpec.kernel_sizes must be a tuple of whole numbers"),
+        ({"model": {"width": 7, "kernel_sizes": (3, 5, 7)}}, "width 7 does not divide over 4 branches"),
+    ],
+)
+def test_a_bad_field_is_named_alone(changes, fragment):
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)) as err:
+        TrainConfig().replace(**changes)
+    assert "weight_decay" not in str(err.value)  # the message names the field, not all of them
+
+
+def test_whole_floats_are_whole_numbers_and_lists_are_tuples():
+    config = TrainConfig(epochs=3.0, model={"kernel_sizes": [3, 5, 7]})
+    assert config.epochs == 3 and isinstance(config.epochs, int)
+    assert config.model.kernel_sizes == (3, 5, 7)
+
+
+def test_unknown_fields_get_a_suggestion():
+    with pytest.raises(seqrep.SeqrepError, match=r"no field\(s\) \['weight_decy'\] \(did you mean weight_decay\?\)"):
+        TrainConfig.from_dict({"weight_decy": 0.1})
+
+
+def test_nested_spec_round_trips_and_diffs_by_dotted_name():
+    config = TrainConfig(model=ModelSpec(width=32, attention=False), lr=3e-3)
+    assert TrainConfig.from_json(config.to_json()) == config
+    assert config.diff(TrainConfig()) == {"model.width": (32, 64), "model.attention": (False, True),
+                                          "lr": (3e-3, 1e-2)}
+    assert config.replace(model={"width": 16}).model == ModelSpec(width=16, attention=False)
+
+
+def test_every_config_field_is_a_documented_cli_flag():
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("train"))
+    flags = {opt for action in train._actions for opt in action.option_strings}
+    helps = {a.dest: a.help for a in train._actions}
+    for name in [*TrainConfig.__dataclass_fields__, *ModelSpec.__dataclass_fields__]:
+        if name == "model":
+            continue
+        assert f"--{name.replace('_', '-')}" in flags, name
+        assert helps[name] and "default" in helps[name], name
+    assert "--no-attention" in flags and "--no-check-gradients" in flags
+
+
+def test_cli_flags_reach_the_config(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", "--classes", "4", "--samples", "40", "--length", "40", "--epochs", "1",
+                 "--width", "8", "--kernel-sizes", "3,5,7", "--no-attention", "--grad-clip", "0.5",
+                 "--schedule", "cosine", "--batch-size", "8", "--run-dir", str(run)])
+    assert code == 0, capsys.readouterr().err
+    start = seqrep.read_log(run)[0]
+    assert start["config"]["model"]["attention"] is False and start["config"]["grad_clip"] == 0.5
+    assert start["config"]["schedule"] == "cosine"
+    assert start["model_spec"]["width"] == 8  # what ran
+
+
+def test_cli_rejects_a_choice_that_does_not_exist(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--schedule", "step", "--run-dir", str(tmp_path / "r")])
+    assert "invalid choice: 'step'" in capsys.readouterr().err
