@@ -64,7 +64,7 @@ def test_every_config_field_is_a_documented_cli_flag():
 
 def test_cli_flags_reach_the_config(tmp_path, capsys):
     run = tmp_path / "run"
-    code = main(["train", "--classes", "4", "--samples", "40", "--length", "40", "--epochs", "1",
+    code = main(["train", "--classes", "4", "--samples", "40", "--length", "80", "--epochs", "1",
                  "--width", "8", "--kernel-sizes", "3,5,7", "--no-attention", "--grad-clip", "0.5",
                  "--schedule", "cosine", "--batch-size", "8", "--run-dir", str(run)])
     assert code == 0, capsys.readouterr().err
