@@ -108,7 +108,8 @@ class TrainConfig:
     """Everything a run needs besides data: the model spec, optimisation, class-imbalance
     remedies (see `seqrep.imbalance`) and the pre-flight check.
 
-    epochs=0 is automatic (`seqrep.train.plan_epochs`); an explicit number is kept as given.
+    epochs=0 is automatic (`seqrep.plan`): as many as fit in `budget` seconds, or a step-count
+    rule when budget is 0; an explicit number is kept as given.
     `replace(model={"width": 32})` changes fields of the nested spec.
 
     Example:
@@ -118,7 +119,11 @@ class TrainConfig:
 
     model: ModelSpec = field(default_factory=ModelSpec, metadata=_doc("the model (see ModelSpec)"))
     epochs: int = field(default=0, metadata=_doc(
-        "epochs to train; 0 = automatic: 30, or more so that training makes at least 500 steps"))
+        "epochs to train; 0 = automatic: as many as fit in `budget`, or with budget 0 at least "
+        "30 epochs and 500 optimiser steps"))
+    budget: float = field(default=0.0, metadata=_doc(
+        "seconds of training that automatic epochs plan for (timed on this machine, re-planned "
+        "if its speed changes); 0 = plan by step count"))
     batch_size: int = field(default=16, metadata=_doc("samples per optimiser step"))
     lr: float = field(default=1e-2, metadata=_doc("peak learning rate of AdamW"))
     weight_decay: float = field(default=1e-2, metadata=_doc("AdamW weight decay"))
@@ -148,6 +153,7 @@ class TrainConfig:
         _coerce_and_check(self)
         checks = [
             (self.epochs >= 0, "epochs", "must be >= 1, or 0 for automatic"),
+            (self.budget >= 0, "budget", "must be >= 0 seconds (0 = plan by step count)"),
             (self.batch_size >= 1, "batch_size", "must be >= 1"),
             (self.lr > 0, "lr", "must be > 0"),
             (self.weight_decay >= 0, "weight_decay", "must be >= 0"),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score, f1_score
 from torch import nn
 
 from .callbacks import (
@@ -44,6 +45,7 @@ from .data import SequenceDataset
 from .errors import SeqrepError
 from .imbalance import batch_order, make_loss
 from .model import build_model, components, parameter_counts
+from .plan import TimeBudget, make_scheduler, plan_epochs, plan_for_budget
 from .runlog import LOG_NAME, RunLog, read_log
 
 __all__ = [
@@ -59,26 +61,8 @@ __all__ = [
     "evaluate",
     "fit",
     "new_run_dir",
-    "plan_epochs",
     "predict_logits",
 ]
-
-AUTO_EPOCHS, MIN_STEPS = 30, 500
-
-
-def plan_epochs(
-    config: TrainConfig, n_train: int, min_steps: int | None = None, floor: int = AUTO_EPOCHS
-) -> TrainConfig:
-    """The config with epochs=0 (auto) replaced by the number of epochs `fit` will run:
-    `floor` epochs (AUTO_EPOCHS), or more when the training set is so small that they would
-    make fewer than min_steps (default MIN_STEPS) optimiser steps (ArrowHead, 36 series: 167
-    epochs of 3 steps). Measured on the hard UCR sets: 90-210 steps left PigCVP, ACSF1 and
-    ArrowHead under-trained (benchmarks/results/accuracy.md). Explicit epochs are kept."""
-    if config.epochs:
-        return config
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
-    return config.replace(epochs=max(floor, math.ceil((min_steps or MIN_STEPS) / steps_per_epoch)))
-
 
 def new_run_dir(root: str | os.PathLike = "runs", name: str = "run", create: bool = True) -> Path:
     """A fresh, timestamped run directory under `root` (created unless create=False: `fit`
@@ -111,8 +95,6 @@ def predict_logits(model: nn.Module, ds: SequenceDataset, batch_size: int = 256,
 def evaluate(model: nn.Module, ds: SequenceDataset, batch_size: int = 256, device="cpu") -> dict:
     """{"loss", "accuracy", "balanced_accuracy", "macro_f1"} of `model` on `ds`
     (inference mode; macro-F1 over the classes present in ds)."""
-    from sklearn.metrics import balanced_accuracy_score, f1_score
-
     logits = predict_logits(model, ds, batch_size, device)
     pred = logits.argmax(1).numpy()
     with warnings.catch_warnings():
@@ -148,7 +130,7 @@ class FitState:
     run_dir: Path
     device: torch.device
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
     loss_fn: nn.Module
     log: RunLog
     steps_per_epoch: int
@@ -170,6 +152,8 @@ class FitState:
     error: BaseException | None = None
     resumed: bool = False
     checkpointed_epoch: int | None = None
+    budgeted: bool = False  # epochs planned from a time budget (and re-planned by TimeBudget)
+    planning_seconds: float = 0.0  # time spent measuring steps for the plan
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
@@ -181,6 +165,13 @@ class FitState:
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_NAME
+
+    def replan(self, epochs: int) -> None:
+        """Train for `epochs` epochs in all: the config and the schedule follow, continuing
+        from the current step."""
+        self.config = self.config.replace(epochs=epochs)
+        self.scheduler = make_scheduler(self.optimizer, self.config, self.steps_per_epoch * epochs,
+                                        done=self.global_step)
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """End the run at the next step boundary, with log and checkpoint written."""
@@ -350,31 +341,27 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
         ) from None
 
 
-def _scheduler(optimizer, config: TrainConfig, total_steps: int):
-    if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=0.3
-        )
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-
-
 def _start(model, train, val, requested: TrainConfig, run_dir: Path, device, resume: bool) -> FitState:
-    """Optimizer, schedule, loss and log for a new run, or all of them restored from the
-    checkpoint of the run being resumed (whose planned epochs it keeps)."""
+    """Optimizer, schedule, loss and log for a new run (its epochs planned), or all of them
+    restored from the checkpoint of the run being resumed (whose planned epochs it keeps)."""
     ckpt = read_checkpoint(run_dir / CHECKPOINT_NAME) if resume and (run_dir / CHECKPOINT_NAME).exists() else None
-    config = requested.replace(epochs=ckpt["epochs"]) if ckpt else plan_epochs(requested, len(train))
+    budgeted = ckpt is None and not requested.epochs and requested.budget > 0
+    config = (requested.replace(epochs=ckpt["epochs"]) if ckpt else
+              requested.replace(epochs=1) if budgeted else plan_epochs(requested, len(train)))
     device = torch.device(device)
     model.to(device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
     state = FitState(
-        model, train, val, config, requested, run_dir, device, optimizer,
-        _scheduler(optimizer, config, steps_per_epoch * config.epochs),
-        make_loss(config, train.y, train.n_classes).to(device), RunLog(run_dir / LOG_NAME), steps_per_epoch,
+        model, train, val, config, requested, run_dir, device, optimizer, None,
+        make_loss(config, train.y, train.n_classes).to(device), RunLog(run_dir / LOG_NAME),
+        math.ceil(len(train) / config.batch_size), budgeted=budgeted,
     )
+    if budgeted:
+        state.replan(plan_for_budget(state))
+        state.planning_seconds = time.perf_counter() - state.started
+    else:
+        state.replan(config.epochs)
     if ckpt is not None:
         _restore(state, ckpt)
     state.history = [r for r in read_log(state.log.path) if "epoch" in r] if state.log.path.exists() else []
@@ -433,7 +420,8 @@ def _announce(state: FitState, verbose: bool) -> dict:
 def _train_epochs(state: FitState, events: Events) -> None:
     """The training loop: every epoch, every step, the fix's forward, then evaluation."""
     model, config, size = state.model, state.config, state.config.batch_size
-    for epoch in range(state.start_epoch, config.epochs):
+    epoch = state.start_epoch
+    while epoch < state.config.epochs:  # a time budget may re-plan the epochs as the run goes
         order = state.begin_epoch(epoch)
         events("before_epoch")
         model.train()
@@ -469,6 +457,7 @@ def _train_epochs(state: FitState, events: Events) -> None:
         state.history.append(state.record)
         if state.stop_reason or state.steps_done < state.steps_per_epoch:
             break
+        epoch += 1
 
 
 def fit(
@@ -504,8 +493,9 @@ def fit(
     with _run_dir_lock(run_dir):
         state = _start(model, train, val, config, run_dir, device, resume)
         counts = _announce(state, verbose)
-        events = Events(state, [stops, GradientGuard(), NonFiniteGuard(), GradientStats(), *callbacks,
-                                RunLogger(), Checkpointer(), *([ProgressBar()] if progress else [])])
+        builtin = [stops, GradientGuard(), NonFiniteGuard(), GradientStats(), RunLogger(), Checkpointer(),
+                   *([TimeBudget()] if state.budgeted else []), *([ProgressBar()] if progress else [])]
+        events = Events(state, [*builtin, *callbacks])
         try:
             events("before_fit")
             _train_epochs(state, events)

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ import seqrep
 from seqrep.checkpoint import CHECKPOINT_NAME
 from seqrep.config import ModelSpec, TrainConfig
 from seqrep.model import DataShape
-from seqrep.train import plan_epochs
+from seqrep.plan import plan_epochs
 
 TINY = TrainConfig(model=ModelSpec(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=4, batch_size=8)
 
@@ -83,7 +84,7 @@ def test_config_rejects_bad_values(changes, fragment):
 
 def test_automatic_epochs_give_small_training_sets_enough_steps(data, tmp_path, monkeypatch):
     from seqrep import train as train_module
-    from seqrep.train import AUTO_EPOCHS, MIN_STEPS, plan_epochs
+    from seqrep.plan import AUTO_EPOCHS, MIN_STEPS, plan_epochs
 
     auto = TrainConfig(batch_size=16)
     assert plan_epochs(auto, 400).epochs == AUTO_EPOCHS  # 25 steps an epoch: 750 steps
@@ -360,3 +361,34 @@ def test_classes_without_training_series_are_named(data, tmp_path):
     with pytest.warns(UserWarning, match=r"1 of 4 classes have no training series \('class_03' \(\d+ in validation\)\)"):
         seqrep.fit(seqrep.build_model(TINY.replace(epochs=1), train), train.subset(keep), val,
                    TINY.replace(epochs=1), tmp_path, progress=False, verbose=False)
+
+
+# ---------------------------------------------------------------------- the time budget
+
+
+def test_a_time_budget_plans_epochs_and_records_them(data, tmp_path, monkeypatch):
+    import seqrep.plan
+
+    monkeypatch.setattr(seqrep.plan, "_seconds_per_step", lambda state: 0.01)  # a known speed
+    monkeypatch.setattr(seqrep.plan, "_seconds_per_evaluation", lambda state: 0.05)
+    budget = TINY.replace(epochs=0, budget=1000.0)
+    train, val = data
+    state = seqrep.train._start(seqrep.build_model(budget, train), train, val, budget, tmp_path, "cpu", False)
+    per_epoch = state.steps_per_epoch * 0.01 + 0.05  # 5 steps and one evaluation
+    assert state.config.epochs == int((1000.0 - state.planning_seconds) // per_epoch)
+    assert state.scheduler.total_steps == state.config.epochs * state.steps_per_epoch
+    assert TINY.replace(epochs=3, budget=1000.0).epochs == 3  # explicit epochs still win
+
+
+def test_a_run_that_falls_behind_its_budget_re_plans_and_ends_on_time(data, tmp_path):
+    class SlowMachine(seqrep.Callback):  # every epoch now takes 0.4 s longer than planned
+        def after_epoch(self, state):
+            time.sleep(0.4)
+
+    config = TINY.replace(epochs=0, budget=2.0)
+    result = _fit(data, tmp_path, config, callbacks=[SlowMachine()])[1]
+    start_plan = seqrep.read_log(tmp_path)[0]["config"]["epochs"]
+    assert result.config.epochs == len(result.history) < start_plan  # fewer epochs, all of them run
+    assert [r["epochs"] for r in result.history][-1] == result.config.epochs
+    assert result.seconds < 2.0 + 2 * 0.45  # within about an epoch of the budget, however slow
+    assert result.final["lr"] < 0.1 * config.lr  # the schedule was re-fitted: it annealed (unfitted: near the peak)

@@ -194,7 +194,12 @@ class _LiveFigure:
             self.background = None  # the legend changed
         return self.grad[name]
 
-    def update(self, epochs_x: list[float], records: list[dict], steps: list[tuple], title: str) -> None:
+    def update(self, epochs_x: list[float], records: list[dict], steps: list[tuple], title: str,
+               epochs: int) -> None:
+        if self.axes["loss"].get_xlim()[1] != epochs:  # a time budget re-planned the run
+            for ax in self.axes.values():
+                ax.set_xlim(0, epochs)
+            self.background = None
         for key, line in self.lines.items():
             line.set_data(epochs_x, [_num(r.get(key)) for r in records])
         thin = steps[:: max(1, math.ceil(len(steps) / _MAX_STEP_POINTS))]
@@ -377,7 +382,7 @@ class LivePlot(Callback):
         t = time.perf_counter()
         xs = [self._epoch_x(r, state.steps_per_epoch) for r in self._records]
         self.title = self._title(state, phase)
-        self._figure.update(xs, self._records, self._steps, self.title)
+        self._figure.update(xs, self._records, self._steps, self.title, state.config.epochs)
         self.png = self._figure.png()
         self._show(self.png)
         self.redraws += 1

@@ -72,7 +72,7 @@ def default_datasets() -> dict[str, Callable]:
     """{name: loader -> (train, val)}: the synthetic seed scenario (80/20 stratified split, as
     `seqrep train` does) and the shipped real datasets that are installed (train split, test
     split as validation). Loaders run at the first Start that needs them."""
-    from .data import list_datasets, load_dataset, make_sequences
+    from ..data import list_datasets, load_dataset, make_sequences
 
     found = set(list_datasets())
     loaders: dict[str, Callable] = {"synthetic": lambda: make_sequences().split(0.2, seed=0)}
@@ -139,7 +139,7 @@ class _StatusUpdates(Callback):
             self.show(self.text(state))
 
     def after_epoch(self, state: FitState) -> None:
-        record = state.record
+        record, self.run.config = state.record, state.config  # a time budget may have re-planned
         self.samples_per_s = record.get("samples_per_s")
         self.run.final = record
         if record.get("val_accuracy") is not None:
