@@ -2,12 +2,14 @@
 
 Every helper the notebooks use is importable from here; each lives in the module of its idea:
 data (datasets), model (the fixed classifier), legacy (the broken original), train (fit),
-runlog (run log, show-latest-epoch), gradients (gradient-flow checks), imbalance (class
+runlog (run log, show-latest-epoch), doctor (check_training, watch: the silent-bug checks),
+gradients (gradient monitor), imbalance (class
 imbalance), live (live curves, widget panel), plots (static figures), notebooks (headless runs),
 cli (the `seqrep` command).
 """
 
 from .data import SequenceDataset, check_arrays, list_datasets, load_dataset, make_sequences
+from .doctor import KINDS, TrainingReport, check_training
 from .errors import SeqrepError
 from .gradients import GradientFlowError, GradientMonitor, GradientReport, check_gradient_flow
 from .imbalance import (
@@ -43,6 +45,7 @@ from .train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "KINDS",
     "Callback",
     "ClassReport",
     "ClassStats",
@@ -60,10 +63,12 @@ __all__ = [
     "SequenceClassifier",
     "SequenceDataset",
     "TrainConfig",
+    "TrainingReport",
     "adjust_logits",
     "build_model",
     "check_arrays",
     "check_gradient_flow",
+    "check_training",
     "class_stats",
     "class_weights",
     "evaluate",

@@ -8,6 +8,7 @@ kind; `BLOCKING` holds those that must stop a run.
 
 from .graph import check_gradient_flow
 from .report import BLOCKING, KINDS, Finding, GradientFlowError, GradientReport, TrainingReport
+from .training import check_training
 
 __all__ = ["BLOCKING", "KINDS", "Finding", "GradientFlowError", "GradientReport", "TrainingReport",
-           "check_gradient_flow"]
+           "check_gradient_flow", "check_training"]
