@@ -37,8 +37,11 @@ class _Capture:
             h.remove()
 
 
-def _run(model: nn.Module, x, forward: Callable) -> tuple[torch.Tensor, list]:
+def _run(model: nn.Module, x, forward: Callable, rng: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """The eval-mode output and the per-module record, from the same RNG state every time (so a
+    layer built inside forward() is built alike and its randomness does not count as a change)."""
     capture = _Capture(model)
+    torch.set_rng_state(rng)
     try:
         model.eval()
         with torch.no_grad():
@@ -54,7 +57,7 @@ def _per_sample(a: torch.Tensor, b: torch.Tensor, keep: torch.Tensor | None = No
     diff = (a.float() - b.float()).abs()
     if keep is not None:
         diff = diff * keep
-    return diff.flatten(1).amax(1) / (a.float().abs().max() + 1e-12)
+    return diff.reshape(len(diff), -1).amax(1) / (a.float().abs().max() + 1e-12)
 
 
 def _first_affected(base: list, changed: list, n: int, affected: Callable) -> tuple[str, bool] | None:
@@ -80,20 +83,22 @@ def _where(located: tuple[str, bool] | None) -> tuple[tuple[str, ...], str]:
     return (name,), name
 
 
-def run_captured(model: nn.Module, x, forward: Callable) -> tuple[torch.Tensor, list]:
-    """The eval-mode output and the per-module record both checks compare against."""
-    return _run(model, x, forward)
+def run_captured(model: nn.Module, x, forward: Callable) -> tuple[torch.Tensor, list, torch.Tensor]:
+    """The unperturbed eval-mode output, its per-module record, and the RNG state every
+    perturbed run starts from."""
+    rng = torch.get_rng_state()
+    return (*_run(model, x, forward, rng), rng)
 
 
 def check_batch_mixing(model: nn.Module, x, forward: Callable, generator: torch.Generator,
-                       base: tuple[torch.Tensor, list]) -> tuple[list[Finding], dict]:
+                       base: tuple) -> tuple[list[Finding], dict]:
     """Perturb the first and the middle sample at once; every other sample's output must stay."""
     x0 = first_input(x)
     n = x0.shape[0]
     chosen = sorted({0, n // 2})
     where = torch.zeros(x0.shape, dtype=torch.bool, device=x0.device)
     where[chosen] = True
-    out, calls = _run(model, replace_first(x, perturbed(x0, where, generator)), forward)
+    out, calls = _run(model, replace_first(x, perturbed(x0, where, generator)), forward, base[2])
     others = [i for i in range(n) if i not in chosen]
     change = _per_sample(base[0], out)
     worst = float(change[others].max()) if others else 0.0
@@ -170,7 +175,7 @@ def _extended(x, x0: torch.Tensor, axis: int, mask: torch.Tensor, extra: int = 4
 
 
 def check_padding_leak(model: nn.Module, x, forward: Callable, mask: torch.Tensor, time_dim: int | None,
-                       generator: torch.Generator, base: tuple[torch.Tensor, list]) -> tuple[list[Finding], dict]:
+                       generator: torch.Generator, base: tuple) -> tuple[list[Finding], dict]:
     """Change only padded steps of the first input (float values: noise; integer tokens padded
     with a pad id: more padded steps, as the model could read padding from the pad id); any
     change of an output is a leak."""
@@ -184,8 +189,8 @@ def check_padding_leak(model: nn.Module, x, forward: Callable, mask: torch.Tenso
         return [], {"largest_change": 0.0}
     changed = (_extended(x, x0, axis, mask) if _pad_token(x0, where) is not None
                else replace_first(x, perturbed(x0, where, generator)))
-    base, base_calls = base
-    out, calls = _run(model, changed, forward)
+    base, base_calls, rng = base
+    out, calls = _run(model, changed, forward, rng)
     change = _per_sample(base, out)
     worst = float(change.max())
     leaky = [i for i in range(len(change)) if change[i] > TOLERANCE]
