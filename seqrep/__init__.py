@@ -9,7 +9,7 @@ cli (the `seqrep` command).
 """
 
 from .data import SequenceDataset, check_arrays, list_datasets, load_dataset, make_sequences
-from .doctor import KINDS, TrainingReport, check_training
+from .doctor import KINDS, TrainingReport, check_training, watch
 from .errors import SeqrepError
 from .gradients import GradientFlowError, GradientMonitor, GradientReport, check_gradient_flow
 from .imbalance import (
@@ -89,4 +89,5 @@ __all__ = [
     "run_labels",
     "show_latest_epoch",
     "split_per_class",
+    "watch",
 ]

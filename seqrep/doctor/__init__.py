@@ -9,6 +9,7 @@ kind; `BLOCKING` holds those that must stop a run.
 from .graph import check_gradient_flow
 from .report import BLOCKING, KINDS, Finding, GradientFlowError, GradientReport, TrainingReport
 from .training import check_training
+from .watch import TrainingWarning, Watch, watch
 
 __all__ = ["BLOCKING", "KINDS", "Finding", "GradientFlowError", "GradientReport", "TrainingReport",
-           "check_gradient_flow", "check_training"]
+           "TrainingWarning", "Watch", "check_gradient_flow", "check_training", "watch"]
