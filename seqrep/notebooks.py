@@ -43,7 +43,7 @@ def _fingerprint(notebook: Path, params: dict) -> str:
     """Changes when the notebook, its parameters or any seqrep source file changes."""
     h = hashlib.sha256(notebook.read_bytes())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    for source in sorted((ROOT / "seqrep").glob("*.py")):
+    for source in sorted((ROOT / "seqrep").rglob("*.py")):
         h.update(source.read_bytes())
     return h.hexdigest()
 
