@@ -209,7 +209,7 @@ BUGS: list[Case] = [
     Case("eval_in_forward", "forward() calls self.encoder.eval(): BatchNorm frozen while training",
          "eval_mode", "encoder", "delete self.encoder.eval() from forward()",
          "this project's post-mortem (notebook 01)", _conv("eval_in_forward")),
-    Case("left_in_eval", "validation set model.eval() and training never switched back", "eval_mode", "",
+    Case("left_in_eval", "validation set model.eval() and training never switched back", "eval_mode", "(model)",
          "model.train()  # at the start of every training epoch",
          GH + "pytorch/tutorials issue 1624; " + GH + "fartashf/vsepp issue 4; " + GH + "facebookresearch/clevr-iep PR 22",
          _left_in_eval),
@@ -331,3 +331,32 @@ CLEAN: list[Clean] = [
     Clean("regression CNN with MSE", _clean(lambda: gm.ConvNet(out=1), _x, targets=lambda t: t.y.float(),
                                             loss_fn=nn.MSELoss(), forward=lambda m, x: m(x).squeeze(-1), full=True)),
 ]
+
+
+def train_curve(setup: Setup, train: Toy, val: Toy, steps: int, *, batch_size: int = 32, lr: float | None = 3e-3,
+                seed: int = 0) -> dict:
+    """Train `setup.model` for `steps` optimizer steps on minibatches of `train` (Adam with `lr`,
+    or the setup's own optimizer when lr is None) and return the training loss per step and the
+    accuracy on `val` (argmax of the logits, or logit > 0 for one output) at the end."""
+    from .batch import default_forward
+
+    model, forward = setup.model, setup.forward or default_forward
+    loss_fn = setup.loss_fn or F.cross_entropy
+    optimizer = setup.optimizer if lr is None else torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    model.train(setup.train_mode or model.training)
+    for _ in range(steps):
+        part = train.subset(torch.randint(len(train.y), (batch_size,), generator=g))
+        loss = loss_fn(forward(model, setup.inputs(part)), setup.targets(part))
+        optimizer.zero_grad()
+        if loss.requires_grad:
+            loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    model.eval()
+    with torch.no_grad():
+        out = forward(model, setup.inputs(val))
+    target = setup.targets(val)
+    predicted = (out > 0).long().reshape(target.shape) if out.dim() == 1 or out.shape[-1] == 1 else out.argmax(1)
+    return {"loss": losses, "accuracy": float((predicted == target.long()).float().mean())}

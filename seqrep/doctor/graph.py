@@ -96,7 +96,7 @@ def _mode_findings(c: _Context) -> list[Finding]:
     no_grad = outermost([n for n, call in c.calls.items() if call["no_grad_calls"] and c.module_params(n)])
     for name in no_grad:
         label = name or "the model"
-        found.append(Finding("no_grad", (name,), f"{label} ran under torch.no_grad() (or "
+        found.append(Finding("no_grad", (name or "(model)",), f"{label} ran under torch.no_grad() (or "
                              f"inference_mode) during a training forward, so its "
                              f"{_plural(len(c.module_params(name)), 'parameter')} cannot learn. Run it "
                              "with autograd on while training (the seed's fix: "
@@ -109,7 +109,7 @@ def _mode_findings(c: _Context) -> list[Finding]:
         label = name or "the model"
         why = ("Something calls .eval() in forward() or train() does not reach it" if c.train_mode else
                "The model was left in eval() (e.g. by a validation loop) and train_mode=False kept it")
-        found.append(Finding("eval_mode", (name,), f"{label} ran in eval mode during a "
+        found.append(Finding("eval_mode", (name or "(model)",), f"{label} ran in eval mode during a "
                              f"training forward: its {', '.join(layers)} layers behave as at inference "
                              f"(BatchNorm stops updating its statistics, Dropout stops dropping). {why}; "
                              "keep it in train() mode while training.", "model.train()"))
