@@ -118,7 +118,7 @@ def default_model(repeats: int) -> dict:
         optimizer.step()
         steps.append(time.perf_counter() - start)
     return {"check_s": summary(checks), "step_s": summary(steps), "findings": len(report.findings),
-            "per_check_s": report.seconds}
+            "per_check_s": report.seconds, "measured": report.measured}
 
 
 class _TimedWatch(Watch):
@@ -202,7 +202,8 @@ def markdown(r: dict) -> str:
                  ", ".join(x["other_kinds"]) or "-", ", ".join(x["fixed_findings"]) or "none", f"{x['seconds']:.2f}"]
                 for x in g["rows"]]
     margins = [[m["threshold"], f"{m['value']:g}", "-" if m["clean_worst"] is None else f"{m['clean_worst']:.3g}",
-                "-" if m["bug_mildest"] is None else f"{m['bug_mildest']:.3g}"] for m in _margins(c["rows"], g["rows"])]
+                "-" if m["bug_mildest"] is None else f"{m['bug_mildest']:.3g}"]
+               for m in _margins([*c["rows"], {"measured": d.get("measured", {})}], g["rows"])]
     per_arch = {}
     for row in c["rows"]:
         per_arch.setdefault(row["name"], []).append(row)
@@ -225,7 +226,8 @@ def markdown(r: dict) -> str:
         f"{1000 * w['off_s']['median']:.1f} ms vs {1000 * w['on_s']['median']:.1f} ms per step.",
         table(["bug", "kind", "culprit", "caught", "other findings", "findings after the fix", "seconds"], bug_rows),
         table(["clean architecture", "checks (seeds)", "with findings", "median seconds"], clean_rows),
-        "**Threshold margins** (worst clean value vs mildest bug of that kind):\n\n"
+        "**Threshold margins** (worst value over the clean architectures and the default model vs "
+        "the mildest reconstructed bug of that kind):\n\n"
         + table(["threshold", "value", "clean models, worst", "bugs, mildest"], margins),
     ])
 
