@@ -238,7 +238,7 @@ BUGS: list[Case] = [
          "output", "loss_fn(out.squeeze(-1), y)", GH + "deepset-ai/FARM issue 229; " + GH + "Photon-AI-Research/NeuralSolvers issue 20",
          _regression),
     Case("labels_one_based", "class labels 1..C with C outputs", "loss_input", "target", "y = y - 1",
-         "not verified: no single report found (on CUDA it surfaces as a device-side assert)", _one_based),
+         GH + "pytorch/pytorch issue 15666 (labels 1..10 for 10 classes; on CUDA a device-side assert)", _one_based),
     Case("bce_minus_one_labels", "labels in {-1, 1} for BCEWithLogitsLoss: no minimum", "loss_input", "target",
          "y = (y > 0).float()", "not verified: no single report found",
          lambda fixed: _binary(None, True, (lambda t: (t.y % 2).float()[:, None]) if fixed
@@ -255,13 +255,15 @@ BUGS: list[Case] = [
          _rnn("sorted")),
     Case("last_step_of_padding", "output[:, -1] of a right-padded batch: the last step is padding", "padding_leak",
          "head", "h = out[torch.arange(len(x)), lengths - 1]  # or pack the batch",
-         "not verified: widely answered on the PyTorch forum, no thread id checked", _rnn("last_step", mask=True)),
+         GH + "thtrieu/qclass_dl issue 1 (TensorFlow: outputs[-1] is the output of the <PAD/> word, "
+         "'terrible result')", _rnn("last_step", mask=True)),
     Case("inverted_key_padding_mask", "src_key_padding_mask with True = real step (PyTorch wants True = pad)",
          "padding_leak", "encoder", "src_key_padding_mask=~mask",
          GH + "pytorch/pytorch PR 39321 (True masks out, 'counterintuitive'); " + GH + "jadore801120/attention-is-all-you-need-pytorch issue 148",
          _attn("inverted_mask")),
     Case("mean_over_padding", "mean pooling over all steps, padding included", "padding_leak", "head",
-         "(h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)", "not verified: no single report found",
+         "(h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)",
+         GH + "jina-ai/clip-as-service issue 93 (REDUCE_MEAN without input_mask); " + GH + "dbiir/UER-py PR 190",
          _attn("mean_over_padding")),
     Case("layers_in_python_list", "layers kept in a Python list: never optimised", "unregistered", "layers",
          "self.layers = nn.ModuleList([...])", GH + "ikostrikov/pytorch-meta-optimizer issue 11", _listnet("list")),
@@ -282,8 +284,8 @@ BUGS: list[Case] = [
     Case("recurrent_gain", "ReLU RNN with recurrent weights 1.5 x identity: gradients explode", "exploding_gradient",
          "rnn.weight_hh_l0", "nn.init.orthogonal_(rnn.weight_hh_l0)", "not verified: no single report found", _gain),
     Case("dead_relu_bias", "a large negative bias kills every ReLU unit", "dead_units", "body.1",
-         "nn.init.zeros_(layer.bias)", DPT + "cross-entropy-loss-is-not-decreasing/43814 (answer 16: negative "
-         "parameters and ReLU, derivatives all zero)", _dead),
+         "nn.init.zeros_(layer.bias)", GH + "facebookresearch/dlrm PR 358 (a large negative bias init 'prevents any "
+         "training, as all derivatives are zero'); " + DPT + "cross-entropy-loss-is-not-decreasing/43814 (answer 16)", _dead),
 ]
 
 
