@@ -306,6 +306,13 @@ def _seqrep_default() -> Setup:
                  forward=lambda m, x: m(x[0], mask=x[1]), uses_mask=True)
 
 
+def _seqrep_as_fit_calls_it() -> Setup:
+    """fit's call: model(x, training=True, mask=m) switches the model to train mode itself."""
+    setup = _seqrep_default()
+    setup.forward = lambda m, x: m(x[0], training=True, mask=x[1])
+    return setup
+
+
 def _clean(model_fn: Callable[[], nn.Module], inputs: Callable, **kw) -> Callable[[], Setup]:
     def build() -> Setup:
         torch.manual_seed(0)
@@ -315,6 +322,7 @@ def _clean(model_fn: Callable[[], nn.Module], inputs: Callable, **kw) -> Callabl
 
 CLEAN: list[Clean] = [
     Clean("seqrep SequenceClassifier (multi-scale conv + attention, masked)", _seqrep_default),
+    Clean("seqrep SequenceClassifier as fit calls it (training=True)", _seqrep_as_fit_calls_it),
     Clean("LSTM, packed, last real step", _clean(gm.RNNNet, _x_lengths, uses_mask=True)),
     Clean("2-layer LSTM, packed, h_n[-1]", _clean(lambda: gm.RNNNet("hn_fixed"), _x_lengths, uses_mask=True)),
     Clean("bidirectional GRU, packed, attention pooling, dict output",

@@ -19,12 +19,20 @@ from .report import Finding
 TOLERANCE = 1e-4
 
 
+def _to_eval(module, args):
+    module.training = False
+
+
 class _Capture:
-    """Forward hooks that keep every module's first input and output tensor, in call order."""
+    """Forward hooks that keep every module's first input and output tensor, in call order; and
+    pre-hooks that put every module in eval mode right before it runs, so a forward that
+    switches modes itself (e.g. model(x, training=True)) still runs BatchNorm and dropout in
+    eval mode here (the modes are restored afterwards by `preserved`)."""
 
     def __init__(self, model: nn.Module):
         self.calls: list[tuple[str, torch.Tensor | None, torch.Tensor | None]] = []
         self.handles = [m.register_forward_hook(self._hook(n)) for n, m in model.named_modules() if n]
+        self.handles += [m.register_forward_pre_hook(_to_eval) for m in model.modules()]
 
     def _hook(self, name):
         def hook(module, args, output):
