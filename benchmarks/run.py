@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, results in benchmarks/results/.
 
-    python benchmarks/run.py [--quick] [--only accuracy,speed,overhead,live,notebooks]
+    python benchmarks/run.py [--quick] [--only accuracy,speed,overhead,doctor,live,notebooks]
 
 --quick (under 10 minutes): 3 small datasets x 1 seed, fewer repeats, and the notebook
 timings from the last `make notebooks` (executed/index.json) instead of a fresh run.
@@ -21,11 +21,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import accuracy  # noqa: E402
+import doctor  # noqa: E402
 import overhead  # noqa: E402
 import speed  # noqa: E402
 from common import RESULTS, table, write  # noqa: E402
 
-PARTS = ("accuracy", "speed", "overhead", "live", "notebooks")
+PARTS = ("accuracy", "speed", "overhead", "doctor", "live", "notebooks")
 
 
 def notebooks_part(quick: bool, out_dir: Path) -> str:
@@ -91,6 +92,10 @@ def main(argv=None) -> int:
             r = overhead.run(args.quick)
             sections[part] = overhead.markdown(r)
             write("overhead", r, sections[part], out_dir)
+        elif part == "doctor":
+            r = doctor.run(args.quick)
+            sections[part] = doctor.markdown(r)
+            write("doctor", r, sections[part], out_dir)
         elif part == "live":
             sections[part] = live_part(args.quick, out_dir)
         elif part == "notebooks":

@@ -3,7 +3,8 @@
 Every helper the notebooks use is importable from here; each lives in the module of its idea:
 config (TrainConfig, ModelSpec), data (datasets), model (the fixed classifier), legacy (the
 broken original), train (fit), callbacks (fit's events and built-in callbacks), checkpoint,
-runlog (run log, show-latest-epoch), gradients (gradient-flow checks), imbalance (class
+runlog (run log, show-latest-epoch), doctor (check_training, watch, check_gradient_flow: the
+silent-bug checks), imbalance (class
 imbalance), live (live curves, widget panel), plots (static figures), notebooks (headless runs),
 cli (the `seqrep` command).
 """
@@ -14,8 +15,16 @@ from .callbacks import Callback, CancelFit, GradientMonitor, NonFiniteLossError
 from .checkpoint import load_model
 from .config import ModelSpec, TrainConfig
 from .data import SequenceDataset, check_arrays, list_datasets, load_dataset, make_sequences
+from .doctor import (
+    KINDS,
+    GradientFlowError,
+    GradientReport,
+    TrainingReport,
+    check_gradient_flow,
+    check_training,
+    watch,
+)
 from .errors import SeqrepError
-from .gradients import GradientFlowError, GradientReport, check_gradient_flow
 from .imbalance import (
     ClassReport,
     ClassStats,
@@ -41,6 +50,7 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
     __version__ = "unknown"
 
 __all__ = [
+    "KINDS",
     "Callback",
     "CancelFit",
     "ClassReport",
@@ -61,11 +71,13 @@ __all__ = [
     "SequenceClassifier",
     "SequenceDataset",
     "TrainConfig",
+    "TrainingReport",
     "adjust_logits",
     "build_model",
     "check_arrays",
     "check_fit_inputs",
     "check_gradient_flow",
+    "check_training",
     "class_stats",
     "class_weights",
     "evaluate",
@@ -86,4 +98,5 @@ __all__ = [
     "run_labels",
     "show_latest_epoch",
     "split_per_class",
+    "watch",
 ]

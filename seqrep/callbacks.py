@@ -15,9 +15,10 @@ Callbacks run in ascending `order` (ties: the order given). To end a run cleanly
 next step boundary with the partial epoch logged and checkpointed. Any other exception ends
 the run with that error, after `after_fit`.
 
-Built in, in this order: the pre-flight `GradientGuard`, the `NonFiniteGuard`,
-`GradientStats` (per-component gradient norm and update ratio in every epoch record), the
-user's callbacks (order 0), the `RunLogger`, the `Checkpointer`, the `ProgressBar`.
+Built in, in this order: `StopSignals`, the `NonFiniteGuard`, the pre-flight `GradientGuard`
+(`seqrep.check_training`), `WatchTraining` (`seqrep.watch`), `GradientStats` (per-component
+gradient norm and update ratio in every epoch record), the user's callbacks (order 0),
+`TimeBudget` (budget-planned runs), the `RunLogger`, the `Checkpointer`, the `ProgressBar`.
 """
 
 from __future__ import annotations
@@ -274,33 +275,62 @@ def _mean_over(rows: list[dict], key: str) -> dict:
 
 
 class GradientGuard(Callback):
-    """Built in (config.check_gradients, new runs only): check the model on the first
-    batch_size training series before the first step and refuse to start on a blocking finding
-    (a parameter that cannot learn, a module that would train in eval mode); other findings warn."""
+    """Built in (config.check_gradients, new runs only): `seqrep.check_training` on the first
+    batch_size training series before the first step. A finding whose kind is in
+    `seqrep.doctor.BLOCKING` (the model cannot learn, or learns the wrong thing: a cut graph, a
+    module in eval mode, probabilities into the loss, batch mixing, a padding leak ...) refuses
+    the run; the others (heuristics a deliberate design can trip: loss at init, step size,
+    dead units, frozen parts) only warn. `seqrep.doctor.KINDS` gives each kind's reason."""
 
     order = -50
 
     def before_fit(self, state: FitState) -> None:
-        from .gradients import BLOCKING, GradientFlowError, check_gradient_flow
+        from .doctor import BLOCKING, GradientFlowError, check_training
 
         if not state.config.check_gradients or state.resumed:
             return
         n = min(state.config.batch_size, len(state.train))
         x, y, m = state.batch(torch.arange(n))
-        report = check_gradient_flow(
-            state.model, (x, y), loss_fn=state.loss_fn, optimizer=state.optimizer,
+        report = check_training(
+            state.model, (x, y), loss_fn=state.loss_fn, optimizer=state.optimizer, mask=m,
             forward=lambda model, inputs: model(inputs, training=True, mask=m),
         )
+        state.log.append({"event": "checked", "time": time.time(), "seconds": sum(report.seconds.values()),
+                          "findings": [{"kind": f.kind, "names": list(f.names), "message": f.message}
+                                       for f in report.findings]})
         if any(f.kind in BLOCKING for f in report.findings):
-            state.log.append({"event": "refused", "time": time.time(), "findings": [
-                {"kind": f.kind, "names": list(f.names), "message": f.message} for f in report.findings]})
             raise GradientFlowError(
-                f"fit refused to start: the gradient-flow check found problems that would waste the "
+                f"fit refused to start: the pre-flight check found problems that would waste the "
                 f"run.\n{report.verdict()}\nFix them, or pass a config with check_gradients=False "
                 "(seqrep train --no-check-gradients) to train anyway."
             )
         if report.findings:
-            warnings.warn(f"gradient-flow check: {report.verdict()}", stacklevel=2)
+            warnings.warn(f"pre-flight check: {report.verdict()}", stacklevel=2)
+
+
+class WatchTraining(Callback):
+    """Built in: `seqrep.watch` on fit's own loop — accumulated gradients, a step in eval mode,
+    parameters the optimizer holds that never change, a zero learning rate, non-finite loss or
+    gradients. Findings warn once each and go into the epoch record as "watch"."""
+
+    order = -45
+
+    def before_fit(self, state: FitState) -> None:
+        from .doctor import watch
+
+        self.watch, self.logged = watch(state.model, state.optimizer), 0
+        self.watch.start()
+
+    def after_loss(self, state: FitState) -> None:
+        self.watch.after_loss(state)
+
+    def after_epoch(self, state: FitState) -> None:
+        new, self.logged = self.watch.findings[self.logged:], len(self.watch.findings)
+        if new:
+            state.record["watch"] = [{"kind": f.kind, "names": list(f.names), "message": f.message} for f in new]
+
+    def after_fit(self, state: FitState) -> None:
+        self.watch.stop()
 
 
 class NonFiniteGuard(Callback):

@@ -140,7 +140,8 @@ class TrainConfig:
     logit_tau: float = field(default=1.0, metadata=_doc("tau of loss='logit_adjusted'"))
     sampler: str = field(default="shuffle", metadata=_doc("batch order", choices=SAMPLERS))
     check_gradients: bool = field(default=True, metadata=_doc(
-        "check the model on one batch before training and refuse to start on a blocking finding"))
+        "run seqrep.check_training on one batch before training and refuse to start on a "
+        "blocking finding"))
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):

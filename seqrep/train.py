@@ -38,6 +38,7 @@ from .callbacks import (
     ProgressBar,
     RunLogger,
     StopSignals,
+    WatchTraining,
 )
 from .checkpoint import CHECKPOINT_NAME, check_fits, read_checkpoint
 from .config import ModelSpec, TrainConfig
@@ -493,7 +494,7 @@ def fit(
     with _run_dir_lock(run_dir):
         state = _start(model, train, val, config, run_dir, device, resume)
         counts = _announce(state, verbose)
-        builtin = [stops, GradientGuard(), NonFiniteGuard(), GradientStats(), RunLogger(), Checkpointer(),
+        builtin = [stops, GradientGuard(), WatchTraining(), NonFiniteGuard(), GradientStats(), RunLogger(), Checkpointer(),
                    *([TimeBudget()] if state.budgeted else []), *([ProgressBar()] if progress else [])]
         events = Events(state, [*builtin, *callbacks])
         try:

@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import accuracy  # noqa: E402
 import common  # noqa: E402
+import doctor  # noqa: E402
 import overhead  # noqa: E402
 import speed  # noqa: E402
 
@@ -85,3 +86,15 @@ def test_ablation_variants_and_ensemble_from_a_tiny_run():
     assert row[ablation.ENSEMBLE]["train_s"]["median"] == pytest.approx(sum(row["default"]["train_s"]["values"]))
     text = ablation.markdown(r)
     assert "| more steps |" in text and "Coffee accuracy (train s)" in text
+
+
+def test_doctor_benchmark_parts(tmp_path):
+    d = doctor.default_model(repeats=1)
+    assert d["check_s"]["median"] > 0 and d["findings"] == 0 and "gradient_flow" in d["per_check_s"]
+    w = doctor.watch_overhead(pairs=1, steps=2)
+    assert 0 < w["own_share"]["median"] < 1 and w["ratio"]["median"] > 0
+    c = doctor.clean([0])
+    assert c["false"] == 0 and c["checks"] == len(doctor.CLEAN)
+    text = doctor.markdown({"gallery": {"rows": [], "caught": 0, "total": 1, "fixed_false": 0},
+                            "clean": c, "default_model": d, "watch": w})
+    assert "False findings**: 0 in" in text and "Threshold margins" in text

@@ -1,4 +1,4 @@
-"""seqrep.gradients: the gradient-flow doctor on planted bugs, its side-effect freedom, the
+"""seqrep.doctor.graph: the gradient-flow doctor on planted bugs, its side-effect freedom, the
 training monitor, and gradcheck of seqrep's custom pieces."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from torch import nn
 
 import seqrep
 from seqrep.callbacks import GradientMonitor
-from seqrep.gradients import GradientFlowError, check_gradient_flow
+from seqrep.doctor import GradientFlowError, check_gradient_flow
 from seqrep.model import AttentionPooling, DataShape, MultiScaleBlock
 
 torch.manual_seed(0)

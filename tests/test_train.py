@@ -83,14 +83,14 @@ def test_config_rejects_bad_values(changes, fragment):
 
 
 def test_automatic_epochs_give_small_training_sets_enough_steps(data, tmp_path, monkeypatch):
-    from seqrep import train as train_module
+    import seqrep.plan
     from seqrep.plan import AUTO_EPOCHS, MIN_STEPS, plan_epochs
 
     auto = TrainConfig(batch_size=16)
     assert plan_epochs(auto, 400).epochs == AUTO_EPOCHS  # 25 steps an epoch: 750 steps
     assert plan_epochs(auto, 36).epochs == math.ceil(MIN_STEPS / 3)  # ArrowHead: 3 steps an epoch
     assert plan_epochs(auto.replace(epochs=7), 36).epochs == 7  # an explicit choice stays
-    monkeypatch.setattr(train_module, "MIN_STEPS", 3 * AUTO_EPOCHS)  # fit reads it at run time
+    monkeypatch.setattr(seqrep.plan, "MIN_STEPS", 3 * AUTO_EPOCHS)  # fit reads it at run time
     train, val = data
     small = TINY.replace(epochs=0, batch_size=len(train))  # one step an epoch
     result = seqrep.fit(seqrep.build_model(small, train),

@@ -1,0 +1,268 @@
+"""Gradient flow: does every trainable parameter get a gradient from the loss? Names a no-grad,
+numpy or .detach() break, a module in eval mode, an unused branch, a frozen part, a parameter
+missing from the optimizer. `check_gradient_flow` is this family alone; `check_training` runs
+it as its first check."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from ..errors import SeqrepError
+from .batch import MODE_DEPENDENT, default_forward, unwrap
+from .report import Finding, GradientReport, _plural
+from .trace import Trace, trace_training_step
+
+__all__ = ["check_gradient_flow"]
+
+
+def matches(name: str, prefixes: Iterable[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def outermost(names: list[str]) -> list[str]:
+    """Drop names that lie inside another name of the list ('a.b' inside 'a')."""
+    return [n for n in names if not any(n != o and matches(n, [o]) for o in names if o)]
+
+
+def parameter_rows(trace: Trace, held: set[int] | None) -> list[dict]:
+    rows = []
+    for name, p, grad in trace.grads:
+        rows.append({
+            "name": name,
+            "module": name.rpartition(".")[0],
+            "shape": tuple(p.shape),
+            "numel": p.numel(),
+            "requires_grad": p.requires_grad,
+            "in_optimizer": None if held is None else id(p) in held,
+            "reachable": id(p) in trace.leaves,
+            "grad_norm": None if grad is None else float(grad.float().norm()),
+            "finite": None if grad is None else bool(torch.isfinite(grad).all()),
+        })
+    return rows
+
+
+def module_rows(model: nn.Module, calls: dict) -> list[dict]:
+    rows = []
+    for name, m in model.named_modules():
+        call = calls.get(name, {})
+        rows.append({
+            "name": name or "(model)",
+            "type": type(m).__name__,
+            "called": bool(call),
+            "ran_in_eval": bool(call.get("eval_calls")),
+            "ran_without_autograd": bool(call.get("no_grad_calls")),
+            "input_without_history": bool(call.get("no_history_input")),
+        })
+    return rows
+
+
+class _Context:
+    """What the diagnosis functions share: the trainable parameters, grouped by module."""
+
+    def __init__(self, parameters, calls, named_modules, expect_frozen, train_mode):
+        self.parameters, self.calls, self.named_modules = parameters, calls, named_modules
+        self.expect_frozen, self.train_mode = tuple(expect_frozen), train_mode
+        self.trainable = [p for p in parameters if p["requires_grad"] and not self.expected(p["name"])]
+
+    def expected(self, name: str) -> bool:
+        return matches(name, self.expect_frozen)
+
+    def module_params(self, module_name: str) -> list[dict]:
+        return [p for p in self.trainable if not module_name or matches(p["name"], [module_name])]
+
+
+def _loss_findings(loss_value: float, loss_has_graph: bool) -> list[Finding]:
+    found = []
+    if not math.isfinite(loss_value):
+        found.append(Finding("nonfinite_loss", (), f"the loss is {loss_value}: a NaN/Inf "
+                             "appears in the forward pass or the loss (log of 0, division by 0, "
+                             "sqrt of a negative?). Check the inputs and any log/exp/div in forward.",
+                             "x = torch.nan_to_num(x)  # or add an epsilon inside log/div/sqrt"))
+    if not loss_has_graph:
+        found.append(Finding("detached_loss", (), "the loss has no autograd graph: it was "
+                             "computed from a detached tensor (.detach(), .item(), numpy, or under "
+                             "torch.no_grad()), so backward cannot reach any parameter. Compute "
+                             "the loss from the model's output tensor directly.",
+                             "loss = loss_fn(model(x), y)  # not torch.tensor(loss_value, requires_grad=True)"))
+    return found
+
+
+def _mode_findings(c: _Context) -> list[Finding]:
+    found = []
+    no_grad = outermost([n for n, call in c.calls.items() if call["no_grad_calls"] and c.module_params(n)])
+    for name in no_grad:
+        label = name or "the model"
+        found.append(Finding("no_grad", (name or "(model)",), f"{label} ran under torch.no_grad() (or "
+                             f"inference_mode) during a training forward, so its "
+                             f"{_plural(len(c.module_params(name)), 'parameter')} cannot learn. Run it "
+                             "with autograd on while training (the seed's fix: "
+                             "extract_features(x, training=True)) and use no_grad only for inference.",
+                             "remove `with torch.no_grad():` around the training forward"))
+    eval_ran = [n for n, call in c.calls.items() if call["eval_calls"] and not c.expected(n)
+                and any(isinstance(m, MODE_DEPENDENT) for m in c.named_modules[n].modules())]
+    for name in outermost(eval_ran):
+        layers = sorted({type(m).__name__ for m in c.named_modules[name].modules() if isinstance(m, MODE_DEPENDENT)})
+        label = name or "the model"
+        why = ("Something calls .eval() in forward() or train() does not reach it" if c.train_mode else
+               "The model was left in eval() (e.g. by a validation loop) and train_mode=False kept it")
+        found.append(Finding("eval_mode", (name or "(model)",), f"{label} ran in eval mode during a "
+                             f"training forward: its {', '.join(layers)} layers behave as at inference "
+                             f"(BatchNorm stops updating its statistics, Dropout stops dropping). {why}; "
+                             "keep it in train() mode while training.", "model.train()"))
+    return found
+
+
+def _break_findings(c: _Context) -> list[Finding]:
+    """A module ran and its trainable parameters are unreachable from the loss (cut off); a
+    later module with parameters received an input without autograd history (not the batch).
+    Name the two modules on either side of the cut."""
+    cut = set(outermost(sorted(
+        n for n, call in c.calls.items()
+        if n and (ps := c.module_params(n)) and not any(p["reachable"] for p in ps)
+    )))
+    found, paired = [], set()
+    for name, call in sorted(c.calls.items(), key=lambda kv: kv[1]["start"]):
+        if (not name or not call["no_history_input"] or call["batch_input"] or not c.module_params(name)
+                or any(matches(name, [u]) for u in cut)):
+            continue
+        before = [u for u in cut if c.calls[u].get("end", 0) < call["start"] and u not in paired]
+        if not before:
+            continue
+        upstream = max(before, key=lambda u: c.calls[u]["end"])
+        paired.add(upstream)
+        found.append(Finding("graph_break", (upstream, name), f"graph break between {upstream} "
+                             f"and {name}: {name} receives an input with no autograd history although "
+                             f"{upstream}'s parameters require grad. Something between them leaves "
+                             "autograd: a numpy round-trip (.cpu().numpy() / torch.from_numpy), "
+                             ".detach(), torch.tensor(...) or no_grad. Pass the tensor through unchanged.",
+                             "h = self.encoder(x)  # no .detach() / .numpy() / torch.tensor(h)"))
+    return found
+
+
+def _reach_findings(c: _Context, loss_has_graph: bool) -> list[Finding]:
+    found = []
+    unreachable = [p for p in c.trainable if not p["reachable"]]
+    dead = [p for p in unreachable if p["module"] not in c.calls]
+    if dead:
+        groups = outermost(sorted({p["module"] for p in dead}))
+        groups = [g for g in groups if all(p["module"] not in c.calls for p in c.module_params(g))] or groups
+        found.append(Finding("unused", tuple(p["name"] for p in dead), f"{', '.join(g or 'the model' for g in groups)} "
+                             f"{'is' if len(groups) == 1 else 'are'} defined but never called in "
+                             f"forward: {_plural(len(dead), 'parameter')} ({_plural(sum(p['numel'] for p in dead), 'value')}) "
+                             "can never learn. Call the branch in forward(), or delete it.",
+                             f"out = out + self.{groups[0] or 'branch'}(h)  # or delete the branch"))
+    live = [p for p in unreachable if p["module"] in c.calls]
+    if live and loss_has_graph:
+        groups = outermost(sorted({p["module"] for p in live}))
+        names = tuple(p["name"] for p in live)
+        found.append(Finding("unreachable", names, f"{_plural(len(names), 'parameter')} of "
+                             f"{', '.join(g or 'the model' for g in groups)} "
+                             f"{'is' if len(names) == 1 else 'are'} not reachable from the loss "
+                             f"(e.g. {names[0]}): no gradient can reach them, so the optimizer never "
+                             "changes them. See the no_grad / graph_break findings for where the "
+                             "graph is cut."))
+    return found
+
+
+def _gradient_findings(c: _Context, loss_value: float, backward_error: str | None) -> list[Finding]:
+    found = []
+    if backward_error:
+        found.append(Finding("backward_error", (), f"backward failed: {backward_error}"))
+    nonfinite = [p["name"] for p in c.trainable if p["finite"] is False]
+    if nonfinite:
+        found.append(Finding("nonfinite_grad", tuple(nonfinite), f"non-finite (NaN/Inf) "
+                             f"gradients in {_plural(len(nonfinite), 'parameter')} (e.g. {nonfinite[0]}): "
+                             "an operation in forward has an infinite derivative here (sqrt or log "
+                             "at 0, division by ~0). Add an epsilon or clamp its input.",
+                             "torch.sqrt(z + 1e-8)"))
+    zero = [p["name"] for p in c.trainable if p["reachable"] and p["grad_norm"] == 0]
+    if zero and math.isfinite(loss_value):
+        found.append(Finding("zero_grad", tuple(zero), f"{_plural(len(zero), 'parameter')} got an "
+                             f"exactly-zero gradient (e.g. {zero[0]}): reachable, but every path "
+                             "multiplies by zero (dead ReLUs, a zero-initialised layer, a mask). "
+                             "Fine at initialisation for zero-init layers; otherwise check activations."))
+    return found
+
+
+def _optimizer_findings(c: _Context) -> list[Finding]:
+    found = []
+    frozen = [p["name"] for p in c.parameters if not p["requires_grad"] and not c.expected(p["name"])]
+    if frozen:
+        found.append(Finding("frozen", tuple(frozen), f"{_plural(len(frozen), 'parameter')} "
+                             f"{'has' if len(frozen) == 1 else 'have'} requires_grad=False (e.g. "
+                             f"{frozen[0]}) and will not train. If intended, list them in "
+                             "expect_frozen; if not, call .requires_grad_(True).",
+                             "model.requires_grad_(True)"))
+    missing = [p["name"] for p in c.trainable if p["in_optimizer"] is False]
+    if missing:
+        found.append(Finding("not_in_optimizer", tuple(missing), f"{_plural(len(missing), 'trainable parameter')} "
+                             f"{'is' if len(missing) == 1 else 'are'} not in the optimizer (e.g. {missing[0]}): "
+                             "they get gradients but never change. Build the optimizer from "
+                             "model.parameters() after the model is complete.",
+                             "optimizer = torch.optim.AdamW(model.parameters())"))
+    held_frozen = [p["name"] for p in c.parameters
+                   if p["in_optimizer"] and not p["requires_grad"] and not c.expected(p["name"])]
+    if held_frozen:
+        found.append(Finding("frozen_in_optimizer", tuple(held_frozen), f"the optimizer holds "
+                             f"{_plural(len(held_frozen), 'frozen parameter')} (e.g. {held_frozen[0]}); "
+                             "they cannot change. Remove them from the optimizer or unfreeze them."))
+    return found
+
+
+def diagnose_graph(trace: Trace, parameters: list[dict], model: nn.Module, expect_frozen,
+                   train_mode: bool) -> list[Finding]:
+    """The gradient-flow findings of one traced training step."""
+    c = _Context(parameters, trace.recorder.calls, dict(model.named_modules()), expect_frozen, train_mode)
+    return [*_loss_findings(trace.loss_value, trace.loss_has_graph), *_mode_findings(c),
+            *_break_findings(c), *_reach_findings(c, trace.loss_has_graph),
+            *_gradient_findings(c, trace.loss_value, trace.backward_error), *_optimizer_findings(c)]
+
+
+def held_by(optimizer: torch.optim.Optimizer | None) -> set[int] | None:
+    if optimizer is None:
+        return None
+    return {id(p) for group in optimizer.param_groups for p in group["params"]}
+
+
+def check_gradient_flow(
+    model: nn.Module,
+    batch,
+    loss_fn: Callable | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    forward: Callable | None = None,
+    expect_frozen: Iterable[str] = (),
+    train_mode: bool = True,
+) -> GradientReport:
+    """One forward and backward on `batch` = (x, y), without side effects, and a report of
+    where gradients do and do not flow.
+
+    Calls `model(x)` (`model(*x)` for a tuple, `model(**x)` for a dict, or `forward(model, x)`)
+    with the model in train() mode (as a training loop would set it; train_mode=False keeps the
+    current modes, and a model left in eval() is then reported), computes `loss_fn(output, y)`
+    (default cross-entropy), walks the autograd graph from the loss to find the reachable
+    parameters, then runs backward. Afterwards parameters, buffers (BatchNorm statistics),
+    stored gradients, RNG state and train/eval modes are exactly as before; the optimizer is
+    only read. `expect_frozen`: parameter/module names (or prefixes) that are meant to be frozen
+    (e.g. ("encoder",)); findings about them are not reported.
+
+    Example:
+        >>> report = check_gradient_flow(model, (x, y), optimizer=opt)
+        >>> print(report)            # verdict first, then one row per parameter
+        >>> report.raise_if_broken() # in a test or CI
+    """
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        raise SeqrepError("check_gradient_flow: batch must be (x, y), e.g. (x[:16], y[:16]).")
+    x, y = batch
+    model = unwrap(model)
+    trace = trace_training_step(model, x, y, loss_fn=loss_fn or nn.functional.cross_entropy,
+                                forward=forward or default_forward, forward_given=forward is not None,
+                                train_mode=train_mode)
+    if trace.error is not None:
+        raise trace.error
+    parameters = parameter_rows(trace, held_by(optimizer))
+    findings = diagnose_graph(trace, parameters, model, expect_frozen, train_mode)
+    return GradientReport(trace.loss_value, parameters, module_rows(model, trace.recorder.calls), findings)

@@ -1,0 +1,221 @@
+"""Does a sample's output depend only on that sample's real steps? `batch_mixing`: change one
+sample, watch the others. `padding_leak`: change only padded steps, watch every output. Both run
+in eval mode without autograd, so BatchNorm's batch statistics and dropout do not count, and
+name the first module whose output shows the effect."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .batch import first_input, logits_of, perturbed, replace_first, tensors, time_axis
+from .report import Finding
+
+# A relative change below this (of the largest output magnitude) is float noise. Measured
+# (benchmarks/results/doctor.md): clean models change by exactly 0; the reconstructed bugs by
+# 0.16 (mixing) and 0.41 (padding) at least.
+TOLERANCE = 1e-4
+
+
+def _to_eval(module, args):
+    module.training = False
+
+
+class _Capture:
+    """Forward hooks that keep every module's first input and output tensor, in call order; and
+    pre-hooks that put every module in eval mode right before it runs, so a forward that
+    switches modes itself (e.g. model(x, training=True)) still runs BatchNorm and dropout in
+    eval mode here (the modes are restored afterwards by `preserved`)."""
+
+    def __init__(self, model: nn.Module):
+        self.calls: list[tuple[str, torch.Tensor | None, torch.Tensor | None]] = []
+        self.handles = [m.register_forward_hook(self._hook(n)) for n, m in model.named_modules() if n]
+        self.handles += [m.register_forward_pre_hook(_to_eval) for m in model.modules()]
+
+    def _hook(self, name):
+        def hook(module, args, output):
+            first_in, first_out = tensors(args), tensors(output)
+            self.calls.append((name, first_in[0] if first_in else None, first_out[0] if first_out else None))
+        return hook
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def _run(model: nn.Module, x, forward: Callable, rng: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """The eval-mode output and the per-module record, from the same RNG state every time (so a
+    layer built inside forward() is built alike and its randomness does not count as a change)."""
+    capture = _Capture(model)
+    torch.set_rng_state(rng)
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = logits_of(forward(model, x), True)
+    finally:
+        capture.remove()
+    return out, capture.calls
+
+
+def _per_sample(a: torch.Tensor, b: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Largest absolute change per sample (dim 0), relative to the largest magnitude of `a`;
+    `keep` (broadcastable bool) restricts the comparison to those entries."""
+    diff = (a.float() - b.float()).abs()
+    if keep is not None:
+        diff = diff * keep
+    return diff.reshape(len(diff), -1).amax(1) / (a.float().abs().max() + 1e-12)
+
+
+def _first_affected(base: list, changed: list, n: int, affected: Callable) -> tuple[str, bool] | None:
+    """The first module (in completion order) whose output shows the effect, and whether its
+    input already did; None when the two runs called different modules."""
+    if len(base) != len(changed):
+        return None
+    for (name, in_a, out_a), (_, in_b, out_b) in zip(base, changed):
+        if out_a is None or out_b is None or out_a.shape != out_b.shape or out_a.dim() == 0 or out_a.shape[0] != n:
+            continue
+        if affected(out_a, out_b):
+            ok_in = in_a is not None and in_b is not None and in_a.shape == in_b.shape and in_a.dim() > 0 and in_a.shape[0] == n
+            return name, bool(ok_in and affected(in_a, in_b))
+    return None
+
+
+def _where(located: tuple[str, bool] | None) -> tuple[tuple[str, ...], str]:
+    if located is None:
+        return ("model",), "the model"
+    name, before = located
+    if before:
+        return (name,), f"the code in forward() before {name} (its input is already affected)"
+    return (name,), name
+
+
+def run_captured(model: nn.Module, x, forward: Callable) -> tuple[torch.Tensor, list, torch.Tensor]:
+    """The unperturbed eval-mode output, its per-module record, and the RNG state every
+    perturbed run starts from."""
+    rng = torch.get_rng_state()
+    return (*_run(model, x, forward, rng), rng)
+
+
+def check_batch_mixing(model: nn.Module, x, forward: Callable, generator: torch.Generator,
+                       base: tuple) -> tuple[list[Finding], dict]:
+    """Perturb the first and the middle sample at once; every other sample's output must stay."""
+    x0 = first_input(x)
+    n = x0.shape[0]
+    chosen = sorted({0, n // 2})
+    where = torch.zeros(x0.shape, dtype=torch.bool, device=x0.device)
+    where[chosen] = True
+    out, calls = _run(model, replace_first(x, perturbed(x0, where, generator)), forward, base[2])
+    others = [i for i in range(n) if i not in chosen]
+    change = _per_sample(base[0], out)
+    worst = float(change[others].max()) if others else 0.0
+    hit = [i for i in others if change[i] > TOLERANCE]
+    if not hit:
+        return [], {"largest_change": worst}
+
+    def mixes(a, b):
+        return bool((_per_sample(a, b)[others] > TOLERANCE).any())
+
+    names, label = _where(_first_affected(base[1], calls, n, mixes))
+    return [Finding("batch_mixing", names, f"changing only sample(s) {chosen} changes the output of "
+                    f"{len(hit)} other sample(s) (e.g. sample {hit[0]}, by {float(change[hit[0]]):.2g} "
+                    f"of the output scale): samples mix in {label}. Typical causes: an RNN fed "
+                    "(batch, time, features) while it expects time first, h_n reshaped across "
+                    "layers and batch, sequences sorted for packing and never unsorted.",
+                    "nn.LSTM(..., batch_first=True)  # or h_n[-1], or pack with enforce_sorted=False",
+                    {"perturbed": chosen, "affected": hit[:20], "largest_change": worst})], {"largest_change": worst}
+
+
+def _real(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+    """`mask` laid over the axis of `t` that has the mask's number of steps (None if none)."""
+    axes = [d for d in range(1, t.dim()) if t.shape[d] == mask.shape[1]]
+    if not axes:
+        return None
+    shape = [1] * t.dim()
+    shape[0], shape[axes[0]] = mask.shape[0], mask.shape[1]
+    return mask.reshape(shape)
+
+
+def _steps(row: torch.Tensor) -> str:
+    idx = (~row).nonzero().flatten().tolist()
+    return f"{idx[0]}-{idx[-1]}" if len(idx) > 1 else str(idx[0])
+
+
+def _pad_token(x0: torch.Tensor, where: torch.Tensor) -> int | None:
+    """The pad id of integer tokens: one value fills every padded step and no real one."""
+    if x0.is_floating_point() or not where.any():
+        return None
+    values = torch.unique(x0[where])
+    if len(values) == 1 and not (x0[~where] == values[0]).any():
+        return int(values[0])
+    return None
+
+
+def _extended(x, x0: torch.Tensor, axis: int, mask: torch.Tensor, extra: int = 4):
+    """x with `extra` more padded steps: every input with the mask's (batch, time) leading axes
+    (the tokens, a mask, a key_padding_mask) grows along time by the value it holds at a padded
+    step, so a model that reads padding from pad tokens still sees padding there."""
+    i, t = (~mask).nonzero()[0].tolist()
+    n, steps = mask.shape
+
+    def grow(value, tensor_axis):
+        index = [slice(None)] * value.dim()
+        index[0], index[tensor_axis] = slice(i, i + 1), slice(t, t + 1)
+        shape = list(value.shape)
+        shape[tensor_axis] = extra
+        return torch.cat([value, value[tuple(index)].expand(shape)], dim=tensor_axis)
+
+    def walk(value):
+        if isinstance(value, torch.Tensor):
+            if value is x0:
+                return grow(value, axis)
+            if value.dim() >= 2 and tuple(value.shape[:2]) == (n, steps):
+                return grow(value, 1)
+            return value
+        if isinstance(value, (list, tuple)):
+            return type(value)(walk(v) for v in value)
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    return walk(x)
+
+
+def check_padding_leak(model: nn.Module, x, forward: Callable, mask: torch.Tensor, time_dim: int | None,
+                       generator: torch.Generator, base: tuple) -> tuple[list[Finding], dict]:
+    """Change only padded steps of the first input (float values: noise; integer tokens padded
+    with a pad id: more padded steps, as the model could read padding from the pad id); any
+    change of an output is a leak."""
+    x0 = first_input(x)
+    mask = mask.to(torch.bool).to(x0.device)
+    axis = time_axis(x0, mask, time_dim)
+    shape = [1] * x0.dim()
+    shape[0], shape[axis] = mask.shape
+    where = (~mask).reshape(shape).expand(x0.shape)
+    if not where.any():
+        return [], {"largest_change": 0.0}
+    changed = (_extended(x, x0, axis, mask) if _pad_token(x0, where) is not None
+               else replace_first(x, perturbed(x0, where, generator)))
+    base, base_calls, rng = base
+    out, calls = _run(model, changed, forward, rng)
+    change = _per_sample(base, out)
+    worst = float(change.max())
+    leaky = [i for i in range(len(change)) if change[i] > TOLERANCE]
+    if not leaky:
+        return [], {"largest_change": worst}
+
+    def leaks(a, b):
+        keep = _real(a, mask) if a.dim() > 1 else None
+        return bool((_per_sample(a, b, keep) > TOLERANCE).any())
+
+    names, label = _where(_first_affected(base_calls, calls, len(change), leaks))
+    i = leaky[0]
+    return [Finding("padding_leak", (*names, f"sample {i}"), f"changing only padded steps changes "
+                    f"the output of {len(leaky)} sample(s): sample {i} (padded steps {_steps(mask[i])}) "
+                    f"moves by {float(change[i]):.2g} of the output scale. Padding leaks in at "
+                    f"{label}: the last step of a right-padded batch, a key_padding_mask with True "
+                    "for real steps (PyTorch wants True = padding), mean or attention pooling over "
+                    "padded steps.",
+                    "pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # or key_padding_mask=~mask",
+                    {"samples": leaky[:20], "largest_change": worst})], {"largest_change": worst}

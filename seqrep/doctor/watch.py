@@ -1,0 +1,188 @@
+"""`watch(model, optimizer)`: the doctor inside a training loop, hand-written or `fit`'s.
+
+It hooks the optimizer's step and the parameters' gradient accumulation, and reports:
+gradients accumulated across steps because zero_grad() was never called (`accumulated_grad`),
+optimizer.step() while a BatchNorm/Dropout module is in eval mode (`eval_step`), parameters the
+optimizer holds that did not change over a step (`stale_parameter`), a learning rate of zero
+for consecutive steps (`zero_lr`), a non-finite loss or gradients. Each finding is reported
+once; warn by default, raise with on_finding="raise", or only record with "record".
+
+    >>> with seqrep.watch(model, optimizer) as w:      # or w = watch(...); w.start(); ...; w.stop()
+    ...     for x, y in loader:
+    ...         loss = loss_fn(model(x), y)
+    ...         w.after_loss(loss)                   # optional: checks the loss itself
+    ...         loss.backward(); optimizer.step(); optimizer.zero_grad()
+    >>> w.findings
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import nn
+
+from ..errors import SeqrepError
+from .batch import MODE_DEPENDENT
+from .graph import matches, outermost
+from .report import Finding, GradientFlowError, _plural
+
+__all__ = ["TrainingWarning", "Watch", "watch"]
+
+
+class TrainingWarning(UserWarning):
+    """A finding of `watch` while training."""
+
+
+class Watch:
+    """See `watch`. Fit-protocol events: before_fit / after_loss / after_fit (start, loss, stop)."""
+
+    def __init__(self, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,
+                 on_finding: str = "warn", expect_eval=(), stale_every: int = 50, stale_steps: int = 3):
+        if on_finding not in ("warn", "raise", "record"):
+            raise SeqrepError(f"watch: on_finding must be 'warn', 'raise' or 'record', got {on_finding!r}.")
+        self.model, self.optimizer, self.on_finding = model, optimizer, on_finding
+        self.expect_eval, self.stale_every, self.stale_steps = tuple(expect_eval), stale_every, stale_steps
+        self.findings: list[Finding] = []
+        self.steps = 0
+        self._handles, self._reported, self._fresh = [], set(), set()
+        self._zero_lr_run, self._snapshot, self._unchanged = 0, None, {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Watch:
+        if self.model is None or self.optimizer is None:
+            raise SeqrepError("watch: give the model and the optimizer, e.g. watch(model, optimizer).start().")
+        if self._handles:
+            return self
+        opt = self.optimizer
+        self._held = [p for g in opt.param_groups for p in g["params"]]
+        self._names = {id(p): n for n, p in self.model.named_parameters()}
+        self._handles = [opt.register_step_pre_hook(self._before_step), opt.register_step_post_hook(self._after_step)]
+        self._handles += [p.register_hook(self._grad_hook(p)) for p in self._held if p.requires_grad]
+        self._modes = [(n, m) for n, m in self.model.named_modules() if isinstance(m, MODE_DEPENDENT)]
+        return self
+
+    def stop(self) -> Watch:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        return self
+
+    def __enter__(self) -> Watch:
+        return self.start()
+
+    def __exit__(self, *exc) -> bool:
+        self.stop()
+        return False
+
+    def before_fit(self, state=None) -> None:
+        self.model = self.model or getattr(state, "model", None)
+        self.optimizer = self.optimizer or getattr(state, "optimizer", None)
+        self.start()
+
+    def after_fit(self, state=None, *args) -> None:
+        self.stop()
+
+    def after_loss(self, state=None, loss=None) -> None:
+        """Check the loss: pass it (w.after_loss(loss)) or a state with a `.loss`."""
+        if loss is None:
+            loss = state if isinstance(state, (torch.Tensor, float, int)) else getattr(state, "loss", None)
+        if loss is None:
+            return
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        if not math.isfinite(value):
+            self._report(Finding("nonfinite_loss", (), f"the loss is {value} at step {self.steps + 1}: "
+                                 "every update from here is NaN. Lower the learning rate, clip gradients, "
+                                 "or guard log/div/sqrt in forward.", "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)"))
+
+    # -- hooks -----------------------------------------------------------------------------
+    def _grad_hook(self, p: torch.Tensor):
+        def hook(grad):
+            if self.steps and id(p) not in self._fresh:
+                self._fresh.add(id(p))
+                if p.grad is not None and bool(p.grad.ne(0).any()):
+                    self._accumulated(p)
+            return grad
+        return hook
+
+    def _accumulated(self, p) -> None:
+        self._report(Finding("accumulated_grad", (self._names.get(id(p), "parameter"),), "gradients of the "
+                             f"previous step were still in .grad when backward ran after step {self.steps}: "
+                             "zero_grad() was not called between optimizer steps, so every step follows "
+                             "the sum of all past gradients.", "optimizer.zero_grad()  # before loss.backward()"))
+
+    def _before_step(self, optimizer, args, kwargs) -> None:
+        self._check_modes()
+        self._check_lr()
+        grads = [p.grad for p in self._held if p.grad is not None]
+        if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
+            bad = [self._names.get(id(p), "?") for p in self._held if p.grad is not None and not torch.isfinite(p.grad).all()]
+            self._report(Finding("nonfinite_grad", tuple(bad), f"non-finite gradients at step {self.steps + 1} "
+                                 f"in {_plural(len(bad), 'parameter')} (e.g. {bad[0]}).",
+                                 "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)"))
+        due = self.steps < self.stale_steps or (self.steps + 1) % self.stale_every == 0
+        self._snapshot = [p.detach().clone() for p in self._held] if due else None
+
+    def _after_step(self, optimizer, args, kwargs) -> None:
+        self.steps += 1
+        self._fresh = set()
+        if self._snapshot is not None:
+            self._check_stale()
+            self._snapshot = None
+
+    # -- checks ----------------------------------------------------------------------------
+    def _check_modes(self) -> None:
+        off = [n for n, m in self._modes if not m.training and not matches(n, self.expect_eval)]
+        if off:
+            names = tuple(outermost(off))
+            self._report(Finding("eval_step", names, f"optimizer.step() {self.steps + 1} ran while "
+                                 f"{', '.join(names[:3])} {'is' if len(names) == 1 else 'are'} in eval mode: "
+                                 "validation left the model in eval(), so it trains without dropout and "
+                                 "with frozen BatchNorm statistics.", "model.train()  # at the start of every epoch"))
+
+    def _check_lr(self) -> None:
+        if all(g.get("lr", 1.0) == 0 for g in self.optimizer.param_groups):
+            self._zero_lr_run += 1
+            if self._zero_lr_run >= 2:  # warm-up may start at zero for one step
+                self._report(Finding("zero_lr", ("optimizer",), f"the learning rate is 0 at step "
+                                     f"{self.steps + 1} and the step before: nothing can change (a "
+                                     "scheduler that decays to 0, or lr=0).", "optimizer.param_groups[0]['lr'] = 1e-3"))
+        else:
+            self._zero_lr_run = 0
+
+    def _check_stale(self) -> None:
+        for p, before in zip(self._held, self._snapshot):
+            if p.requires_grad and torch.equal(p.detach(), before):
+                self._unchanged[id(p)] = self._unchanged.get(id(p), 0) + 1
+            else:
+                self._unchanged[id(p)] = 0
+        stale = [self._names.get(id(p), "?") for p in self._held if self._unchanged.get(id(p), 0) >= self.stale_steps]
+        if stale and self._zero_lr_run == 0:
+            self._report(Finding("stale_parameter", tuple(stale), f"{_plural(len(stale), 'parameter')} the "
+                                 f"optimizer holds did not change over {self.stale_steps} checked steps (e.g. "
+                                 f"{stale[0]}): they get no gradient (unused, cut from the graph) or their "
+                                 "update is zero.", "seqrep.check_training(model, batch, optimizer=optimizer)"))
+
+    def _report(self, finding: Finding) -> None:
+        # once per kind (stale parameters: once per set of names, as more may go stale later)
+        key = (finding.kind, finding.names if finding.kind == "stale_parameter" else ())
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        self.findings.append(finding)
+        text = f"[{finding.kind}] {finding.message} Fix: {finding.fix}"
+        if self.on_finding == "raise":
+            raise GradientFlowError(f"watch: {text}")
+        if self.on_finding == "warn":
+            warnings.warn(text, TrainingWarning, stacklevel=4)
+
+
+def watch(model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,
+          on_finding: str = "warn", expect_eval=(), stale_every: int = 50, stale_steps: int = 3) -> Watch:
+    """Watch a training loop for silent bugs (see the module docstring). Use as a context manager
+    or start()/stop() it; `expect_eval`: module names meant to stay in eval mode (a frozen
+    BatchNorm); parameters unchanged over `stale_steps` checked steps (the first steps, then
+    every `stale_every`-th) are reported."""
+    return Watch(model, optimizer, on_finding=on_finding, expect_eval=expect_eval,
+                 stale_every=stale_every, stale_steps=stale_steps)

@@ -1,0 +1,122 @@
+"""seqrep.watch inside hand-written training loops: each planted loop bug is reported once with
+its kind, a clean loop gets nothing, and start/stop, raise and the fit-protocol events work."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import seqrep
+from seqrep.doctor import TrainingWarning, watch
+
+
+class Net(nn.Module):
+    def __init__(self, unused: bool):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv1d(2, 8, 3, padding=1), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.1),
+                                  nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 3))
+        self.spare = nn.Linear(8, 3) if unused else None  # defined, never called
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def _model(unused: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    return Net(unused)
+
+
+X, Y = torch.randn(8, 2, 20), torch.arange(8) % 3
+
+
+def _loop(model, optimizer, steps=6, *, zero_grad=True, validate=False, nan_at=None):
+    for step in range(steps):
+        model.train() if not validate or step == 0 else None
+        loss = F.cross_entropy(model(X), Y)
+        if nan_at == step:
+            loss = loss * float("nan")
+        yield loss
+        if zero_grad:
+            optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if validate:
+            model.eval()  # the validation pass, never undone
+
+
+def _kinds(model, optimizer, **loop):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with watch(model, optimizer) as w:
+            for loss in _loop(model, optimizer, **loop):
+                w.after_loss(loss)
+    return [f.kind for f in w.findings], w
+
+
+def test_clean_loop_has_no_finding():
+    model = _model()
+    kinds, w = _kinds(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    assert kinds == [] and w.steps == 6
+
+
+@pytest.mark.parametrize(("loop", "kind"), [
+    ({"zero_grad": False}, "accumulated_grad"),
+    ({"validate": True}, "eval_step"),
+    ({"nan_at": 2}, "nonfinite_loss"),
+])
+def test_loop_bugs_are_reported_once(loop, kind):
+    model = _model()
+    kinds, _ = _kinds(model, torch.optim.AdamW(model.parameters(), lr=1e-3), **loop)
+    assert kinds.count(kind) == 1, kinds
+
+
+def test_stale_parameters_and_zero_lr():
+    model = _model(unused=True)
+    kinds, w = _kinds(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    assert kinds == ["stale_parameter"] and w.findings[0].names == ("spare.weight", "spare.bias")
+    model = _model()
+    kinds, _ = _kinds(model, torch.optim.SGD(model.parameters(), lr=0.0))
+    assert kinds == ["zero_lr"]
+
+
+def test_gradient_accumulation_on_purpose_is_fine():
+    model = _model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with watch(model, optimizer, on_finding="raise"):
+        for _ in range(4):
+            optimizer.zero_grad()
+            for half in (X[:4], X[4:]):  # two micro-batches, one step
+                F.cross_entropy(model(half), Y[:4]).backward()
+            optimizer.step()
+
+
+def test_raise_warn_and_explicit_start_stop():
+    model = _model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    w = watch(model, optimizer, on_finding="raise").start()
+    with pytest.raises(seqrep.GradientFlowError, match="accumulated_grad"):
+        for _loss in _loop(model, optimizer, zero_grad=False):
+            pass
+    w.stop()
+    assert not optimizer._optimizer_step_pre_hooks  # hooks removed
+    for _loss in _loop(model, optimizer, zero_grad=False):  # unwatched: nothing raised
+        pass
+    with pytest.warns(TrainingWarning, match="eval mode"), watch(model, optimizer):
+        for _loss in _loop(model, optimizer, validate=True):
+            pass
+
+
+def test_fit_protocol_events():
+    model = _model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    state = type("State", (), {"model": model, "optimizer": optimizer, "loss": float("inf")})()
+    w = watch(on_finding="record")
+    w.before_fit(state)
+    w.after_loss(state)
+    w.after_fit(state, None)
+    assert [f.kind for f in w.findings] == ["nonfinite_loss"]
+    assert not optimizer._optimizer_step_post_hooks
