@@ -215,12 +215,15 @@ BUGS: list[Case] = [
          _left_in_eval),
     Case("optimizer_misses_head", "the optimizer was built from part of the model", "not_in_optimizer",
          "head.weight", "optimizer = torch.optim.Adam(model.parameters())",
-         "not verified: no single report found; the bug class DDP's unused-parameter error and "
-         "mmcv's detect_anomalous_params exist for", _late_optimizer),
+         GH + "zjunlp/HVPNeT issue 5 (CRF and fc never added to the optimizer: 'crf and fc will not be "
+         "trained'); " + GH + "jwohlwend/boltz issue 204", _late_optimizer),
     Case("frozen_by_mistake", "a freezing loop froze the part that should train", "frozen", "encoder.0.weight",
-         "p.requires_grad_(True)", "not verified: no single report found", _frozen),
+         "p.requires_grad_(True)", GH + "wannabeOG/MAS-PyTorch issue 1 (inverted freeze: 'we actually train "
+         "frozen layers and ignore the not frozen layers'); " + GH + "r-three/t-few issue 31", _frozen),
     Case("unused_branch", "a branch defined in __init__ is never called in forward", "unused", "aux.weight",
-         "out = out + self.aux(h)", "not verified: the case DDP's find_unused_parameters error names", _conv("unused")),
+         "out = out + self.aux(h)", DPT + "relationship-between-the-net-structure-and-forward/17826 (a layer "
+         "defined in __init__, unused in forward, is never updated); " + GH + "pytorch/pytorch issue 43259",
+         _conv("unused")),
     Case("loss_rebuilt_from_item", "loss = torch.tensor(loss.item(), requires_grad=True)", "detached_loss", None,
          "loss = F.cross_entropy(out, y)  # keep the graph", GH + "ronghuaiyang/arcface-pytorch issue 56 "
          "(loss.requires_grad = True; loss does not decline, accuracy 0)", _item_loss),
@@ -240,7 +243,8 @@ BUGS: list[Case] = [
     Case("labels_one_based", "class labels 1..C with C outputs", "loss_input", "target", "y = y - 1",
          GH + "pytorch/pytorch issue 15666 (labels 1..10 for 10 classes; on CUDA a device-side assert)", _one_based),
     Case("bce_minus_one_labels", "labels in {-1, 1} for BCEWithLogitsLoss: no minimum", "loss_input", "target",
-         "y = (y > 0).float()", "not verified: no single report found",
+         "y = (y > 0).float()", GH + "bigmb/Unet-Segmentation-Pytorch-Nest-of-Unets issue 18 (masks in "
+         "[-1, 1] into BCE: the loss goes negative); " + GH + "huanglianghua/siamfc-pytorch issue 37",
          lambda fixed: _binary(None, True, (lambda t: (t.y % 2).float()[:, None]) if fixed
                                else (lambda t: (2 * (t.y % 2) - 1).float()[:, None]))),
     Case("lstm_time_first", "an LSTM without batch_first fed (batch, time, features)", "batch_mixing", "lstm",
@@ -271,18 +275,25 @@ BUGS: list[Case] = [
          "model", "self.head = nn.Linear(...)  # in __init__", DPT + "can-i-instantiate-layers-in-forward-function/105054",
          _listnet("in_forward")),
     Case("tensor_not_parameter", "a weight as a plain tensor with requires_grad=True", "unregistered", "scale",
-         "self.scale = nn.Parameter(torch.ones(width))", "not verified: no single report found", _listnet("tensor")),
+         "self.scale = nn.Parameter(torch.ones(width))", GH + "automan000/Convolutional_LSTM_PyTorch issue 17 "
+         "(ConvLSTM peephole weights as plain tensors: 'parameters will not be updated forever'); "
+         + GH + "SimonThomine/RememberingNormality issue 7", _listnet("tensor")),
     Case("unscaled_inputs", "raw inputs ~1000x the unit scale, no normalisation: loss at init huge", "init_loss",
-         "head", "x = (x - mean) / std", "not verified: Karpathy's recipe ('verify loss @ init'), no thread id",
+         "head", "x = (x - mean) / std", DPT + "neural-network-could-not-learn-on-this-type-of-data-why/96648 "
+         "(inputs 1-4000 do not learn until normalised); " + GH + "zhouhaoyi/Informer2020 issue 251",
          _unscaled),
     Case("learning_rate_too_high", "Adam with lr=1 (an SGD habit)", "step_size", "body.0",
-         "torch.optim.Adam(model.parameters(), lr=1e-3)", "not verified: no single report found", _lr(1.0, 1e-3)),
+         "torch.optim.Adam(model.parameters(), lr=1e-3)", GH + "OpenNMT/OpenNMT-py issue 805 (Adam with the SGD "
+         "default lr 1: perplexity stays high; fix lr=0.001); " + GH + "OpenNMT/OpenNMT-py issue 253", _lr(1.0, 1e-3)),
     Case("learning_rate_too_low", "SGD with lr=1e-9: nothing moves", "step_size", "optimizer",
-         "torch.optim.SGD(model.parameters(), lr=0.1)", "not verified: no single report found", _lr(1e-9, 0.1, sgd=True)),
+         "torch.optim.SGD(model.parameters(), lr=0.1)", GH + "OpenLMLab/LOMO issue 50 (the loss does not go "
+         "down; the maintainer: the learning rate is too small)", _lr(1e-9, 0.1, sgd=True)),
     Case("deep_sigmoid_stack", "12 sigmoid layers: early gradients vanish", "vanishing_gradient", "body.0.weight",
-         "nn.ReLU()", "not verified: textbook case (Glorot and Bengio 2010), no thread id", _deep_sigmoid),
+         "nn.ReLU()", GH + "phlippe/uvadlc_notebooks issue 119 (a sigmoid MLP barely trains: the early layers' "
+         "gradients; Glorot and Bengio 2010)", _deep_sigmoid),
     Case("recurrent_gain", "ReLU RNN with recurrent weights 1.5 x identity: gradients explode", "exploding_gradient",
-         "rnn.weight_hh_l0", "nn.init.orthogonal_(rnn.weight_hh_l0)", "not verified: no single report found", _gain),
+         "rnn.weight_hh_l0", "nn.init.orthogonal_(rnn.weight_hh_l0)", GH + "Marcovaldong/lstmp.pytorch issue 2 (LSTM "
+         "loss NaN after ~1200 iterations; clipping at norm 1 fixed it); " + GH + "pytorch/pytorch issue 2623", _gain),
     Case("dead_relu_bias", "a large negative bias kills every ReLU unit", "dead_units", "body.1",
          "nn.init.zeros_(layer.bias)", GH + "facebookresearch/dlrm PR 358 (a large negative bias init 'prevents any "
          "training, as all derivatives are zero'); " + DPT + "cross-entropy-loss-is-not-decreasing/43814 (answer 16)", _dead),
