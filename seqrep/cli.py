@@ -13,7 +13,7 @@ from .errors import SeqrepError
 
 
 def _describe(args: argparse.Namespace) -> None:
-    from .data import dataset_files, list_datasets, load_dataset, make_sequences
+    from .data import check_train_val, dataset_files, list_datasets, load_dataset, make_sequences
 
     if args.list:
         print("\n".join(list_datasets()))
@@ -25,10 +25,16 @@ def _describe(args: argparse.Namespace) -> None:
     else:
         missing = getattr(args, "missing", None) or "error"
         name, files = dataset_files(args.name)
-        splits = {s: load_dataset(args.name, split=s, missing=missing).describe() for s in files}
+        loaded = {s: load_dataset(args.name, split=s, missing=missing) for s in files}
+        splits = {s: ds.describe() for s, ds in loaded.items()}
         for split in ("train", "test"):
             if split not in files:
                 print(f"seqrep data: note: {name} has no {split} split", file=sys.stderr)
+        if "train" in loaded:  # what `seqrep train` would warn about or refuse, said up front
+            try:
+                check_train_val(loaded["train"], loaded.get("test"))
+            except SeqrepError as err:
+                print(f"seqrep data: note: cannot train on it: {err}", file=sys.stderr)
     if args.json:
         print(json.dumps(splits, indent=1))
         return

@@ -182,6 +182,15 @@ class SequenceDataset:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        names = [str(c) for c in self.class_names]
+        if not names:
+            raise SeqrepError(f"{self.name}: class_names is empty; pass one name per class.")
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated:
+            raise SeqrepError(
+                f"{self.name}: class_names {names[:10]} repeat {repeated[:5]}; two class indices "
+                "with one name cannot be told apart. Give each class its own name."
+            )
         check_arrays(self.X, self.y, self.mask, n_classes=len(self.class_names), where=self.name)
         with np.errstate(over="ignore"):  # only masked padding can exceed float32 here
             object.__setattr__(self, "X", np.ascontiguousarray(self.X, dtype=np.float32))
@@ -704,9 +713,14 @@ def _strip_padding(x: np.ndarray) -> np.ndarray:
     return x[:, : real[-1] + 1] if real.size else x[:, :0]
 
 
-def _header_labels(line: str) -> list[str]:
-    """The class labels a header declares, in order, each once ('1 1 2' -> ['1', '2'])."""
-    return list(dict.fromkeys(_label(t) for t in re.split(r"[\s,]+", line.strip()) if t.strip()))
+def _header_labels(line: str, quoted: bool = False) -> list[str]:
+    """The class labels a header declares, in order, each once ('1 1 2' -> ['1', '2']).
+    quoted=True (.arff): names are comma-separated and may be quoted ('walk fast',run)."""
+    if quoted:
+        tokens = re.findall(r"'[^']*'|\"[^\"]*\"|[^,]+", line)
+    else:
+        tokens = re.split(r"[\s,]+", line.strip())
+    return list(dict.fromkeys(_label(t) for t in tokens if t.strip()))
 
 
 def _parse_ts(path: Path, lines: list[str]) -> _Parsed:
@@ -806,7 +820,7 @@ def _parse_arff(path: Path, lines: list[str]) -> _Parsed:
             low = line.lower()
             if low.startswith("@attribute"):
                 match = re.search(r"\{(.*)\}\s*$", line)
-                declared = _header_labels(match.group(1)) if match else None
+                declared = _header_labels(match.group(1), quoted=True) if match else None
                 kind = low.split()[-1] if len(low.split()) > 2 else ""
                 n_numeric += kind in ("numeric", "real", "integer")
             elif low.startswith("@data"):
@@ -1072,7 +1086,10 @@ def _choose(formats: dict[str, dict[str, Path]]) -> dict[str, Path]:
 def find_dataset(name: str) -> dict[str, Path]:
     """{'train': path, 'test': path} of the named dataset (case-insensitive) in `data_dirs()`."""
     for root in data_dirs():
-        for folder in [root / d.name for d in root.iterdir() if d.name.lower() == name.lower()] + [root]:
+        folders = sorted(d for d in root.iterdir() if d.is_dir())
+        named = [d for d in folders if d.name.lower() == name.lower()]
+        # then every other folder, as list_datasets looks: JapaneseVowels_eq lives in JapaneseVowels/
+        for folder in named + [root] + [d for d in folders if d not in named]:
             found = _split_files(folder, name)
             if found:
                 return _choose(next(iter(found.values())))
@@ -1201,7 +1218,9 @@ def check_train_val(train: SequenceDataset, val: SequenceDataset | None = None) 
     Raises `SeqrepError` when train has fewer than 2 classes, or when val's classes or
     channels differ from train's. Warns (UserWarning) naming every class with no training
     series and its count in val: a model cannot predict a class it never saw, so those val
-    series are always wrong. Returns {class name: series in val} for those classes, empty
+    series are always wrong. Warns too when 10% or more of val are exact copies of training
+    series (a test file copied from the train file inflates every metric; the archive's own
+    sets have at most a few percent). Returns {class name: series in val} for those classes, empty
     when every class has training series.
 
     Example:
@@ -1235,6 +1254,7 @@ def check_train_val(train: SequenceDataset, val: SequenceDataset | None = None) 
                 f"{train.meta.get('source', train.name)}); both splits must come from the same "
                 "dataset."
             )
+        _warn_copies(train, val)
     val_counts = val.counts if val is not None else np.zeros(train.n_classes, dtype=np.int64)
     unseen = {train.class_names[k]: int(val_counts[k]) for k in np.flatnonzero(train.counts == 0)}
     if unseen:
@@ -1248,3 +1268,21 @@ def check_train_val(train: SequenceDataset, val: SequenceDataset | None = None) 
             stacklevel=1,  # one location: the CLI and fit both checking warn once, not twice
         )
     return unseen
+
+
+def _warn_copies(train: SequenceDataset, val: SequenceDataset) -> None:
+    """Warn when 10% or more of `val` are exact copies of training series (values and length)."""
+    def key(ds: SequenceDataset, i: int) -> bytes:
+        return ds.X[i, :, : ds.lengths[i]].tobytes()
+
+    seen = {key(train, i): i for i in range(len(train))}
+    copies = [(i, seen[k]) for i in range(len(val)) if (k := key(val, i)) in seen]
+    if copies and len(copies) >= 0.1 * len(val):
+        i, j = copies[0]
+        warnings.warn(
+            f"{val.name}: {len(copies)} of {len(val)} series are exact copies of training series "
+            f"(the first: sample {i} = {train.name} sample {j}); metrics on them measure memory, "
+            "not generalisation. Check that the test file is not a copy of the train file, or "
+            "remove the copies from one split.",
+            stacklevel=1,
+        )

@@ -554,7 +554,7 @@ def test_classes_without_training_series_are_named_with_counts(tmp_path):
     from seqrep.data import check_train_val
 
     (tmp_path / "O_TRAIN.tsv").write_text("1\t1\t2\t3\n1\t3\t2\t1\n")
-    (tmp_path / "O_TEST.tsv").write_text("1\t1\t2\t3\n2\t3\t2\t1\n2\t3\t2\t2\n")
+    (tmp_path / "O_TEST.tsv").write_text("1\t1\t2\t5\n2\t3\t2\t7\n2\t3\t2\t2\n")
     train, test = seqrep.load_dataset(tmp_path, "train"), seqrep.load_dataset(tmp_path, "test")
     with pytest.warns(UserWarning, match=r"O train: 1 of 2 classes have no training series.*'2' \(2 in O test\)"):
         assert check_train_val(train, test) == {"2": 2}
@@ -593,3 +593,44 @@ def test_class_order_does_not_depend_on_set_iteration():
     ties = ["1e400", "1e500", "12345678901234567891", "12345678901234567890", "2"]
     assert _sort_labels(ties) == _sort_labels(ties[::-1])
     assert _sort_labels(ties)[0] == "2"
+
+
+def test_every_listed_dataset_can_be_found():
+    """list_datasets() listed JapaneseVowels_eq (it lives in JapaneseVowels/) but
+    load_dataset('JapaneseVowels_eq') answered "no dataset named ... did you mean
+    'JapaneseVowels_eq'?"."""
+    names = seqrep.list_datasets()
+    assert "JapaneseVowels_eq" in names
+    for name in names:
+        assert find_dataset(name)["train"].name.lower().startswith(name.lower() + "_train")
+    assert seqrep.load_dataset("JapaneseVowels_eq", "test").X.shape[1:] == (12, 25)
+
+
+@pytest.mark.parametrize(("names", "fragment"), [
+    (("a", "a"), "repeat ['a']; two class indices with one name"),
+    ((), "class_names is empty"),
+])
+def test_class_names_are_unique_and_not_empty(names, fragment):
+    """Repeated names were accepted (two classes shown as one); no names gave
+    'Labels must index the 0 classes'."""
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
+        seqrep.SequenceDataset(np.zeros((2, 1, 3)), np.array([0, 0]), names)
+
+
+def test_arff_class_names_may_be_quoted(tmp_path):
+    path = tmp_path / "Q_TRAIN.arff"
+    path.write_text("@relation x\n@attribute a numeric\n@attribute b numeric\n"
+                    "@attribute c {'walk fast',run}\n@data\n1,2,'walk fast'\n2,1,run\n")
+    ds = read_file(path)
+    assert ds.class_names == ("walk fast", "run") and ds.y.tolist() == [0, 1]
+
+
+def test_a_test_split_copying_the_train_split_is_named(tmp_path):
+    """`cp A_TRAIN.tsv A_TEST.tsv` trained and 'validated' without a word."""
+    from seqrep.data import check_train_val
+
+    _two_splits(tmp_path)
+    (tmp_path / "A_TEST.tsv").write_text((tmp_path / "A_TRAIN.tsv").read_text())
+    train, test = seqrep.load_dataset(tmp_path, "train"), seqrep.load_dataset(tmp_path, "test")
+    with pytest.warns(UserWarning, match=r"A test: 4 of 4 series are exact copies of training series \(the first: sample 0 = A train sample 0\)"):
+        check_train_val(train, test)
