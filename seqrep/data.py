@@ -612,13 +612,18 @@ def _floats(tokens: list[str], path: Path, line_no: int, sep: str = "','") -> np
     except ValueError:
         bad = next(t for t in tokens if not _is_float(t)).strip()
         other = _foreign_delimiter(bad)
-        fix = (
-            f"It looks like numbers separated by {other!r}, but this format separates them "
-            f"with {sep}; rewrite the file with that separator."
-            if other
-            else "Fix or remove that line (missing values are written '?' in .ts/.arff and NaN "
-            "in .tsv)."
-        )
+        if re.fullmatch(r"[-+]?\d+,\d+", bad):
+            fix = "A decimal comma? seqrep reads '.' as the decimal point; re-export with '.'."
+        elif other:
+            fix = (
+                f"It looks like numbers separated by {other!r}, but this format separates them "
+                f"with {sep}; rewrite the file with that separator."
+            )
+        else:
+            fix = (
+                "Fix or remove that line (missing values are written '?' in .ts/.arff and NaN "
+                "in .tsv)."
+            )
         raise SeqrepError(
             f"{path}, line {line_no}: {bad[:60]!r} is not a number. {fix}"
         ) from None
@@ -659,10 +664,10 @@ def _parse_delimited(path: Path, lines: list[str]) -> _Parsed:
     for line_no, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        if "\t" in line or "," in line:
-            tokens = re.split(r"[\t,]", line.strip(" \r\n"))  # keep an empty first field
-        else:
-            tokens = line.split()
+        # Tabs (.tsv), else commas, else spaces (.txt); never tabs and commas at once, which
+        # would split a decimal comma ('0,5') into two values.
+        sep = next((d for d in "\t," if d in line), None)
+        tokens = line.strip(" \r\n").split(sep) if sep else line.split()  # keeps an empty first field
         if len(tokens) == 1:
             other = next((d for d in ";|" if d in line), None)
             raise SeqrepError(

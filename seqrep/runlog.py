@@ -125,20 +125,18 @@ class RunLog:
         """
         keep, damaged, present = [], [], set()
         with _open(self.path, "rb") as f:
-            lines = f.read().split(b"\n")
-        last = len(lines) - 1  # text after the last newline: empty, or a half-written line
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            record = _parse_line(line)
-            if record is None:
-                if number <= last:
-                    damaged.append(number)
-                continue
-            if "epoch" in record and _after(record["epoch"], epoch):
-                break
-            present.add(record.get("epoch"))
-            keep.append(line + b"\n")
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                record = _parse_line(line)
+                if record is None:
+                    if line.endswith(b"\n"):  # else a half-written last line
+                        damaged.append(number)
+                    continue
+                if "epoch" in record and _after(record["epoch"], epoch):
+                    break
+                present.add(record.get("epoch"))
+                keep.append(line.rstrip(b"\n") + b"\n")
         if damaged:
             warnings.warn(
                 f"{self.path}: lines {damaged} are not JSON records (damaged) and were dropped.",
@@ -195,17 +193,18 @@ def read_log(run: str | os.PathLike) -> list[dict]:
     holds lines but no record at all.
     """
     path = _log_path(run)
-    with _open(path, "rb") as f:
-        lines = f.read().split(b"\n")
     records, damaged = [], []
-    for number, line in enumerate(lines[:-1], 1):  # lines[-1]: after the last newline
-        if not line.strip():
-            continue
-        record = _parse_line(line)
-        if record is None:
-            damaged.append(number)
-        else:
-            records.append(record)
+    with _open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            if not line.endswith(b"\n"):
+                break  # half-written last line
+            if not line.strip():
+                continue
+            record = _parse_line(line)
+            if record is None:
+                damaged.append(number)
+            else:
+                records.append(record)
     if damaged and not records:
         raise _not_a_log(path)
     if damaged:

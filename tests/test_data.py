@@ -465,6 +465,8 @@ def _ts_text(rows: list[str], header: str = "@classLabel true") -> str:
         ("D_TRAIN.tsv", "1;0.5;0.7\n2;0.1;0.2\n", "line 1: one field ('1;0.5;0.7'); expected the class label"),
         ("D_TRAIN.tsv", "1;0.5;0.7\n2;0.1;0.2\n", "The file seems to use ';'"),
         ("D_TRAIN.ts", _ts_text(["1;2;3:1", "3;2;1:2"]), "line 3: '1;2;3' is not a number. It looks like numbers separated by ';'"),
+        # a decimal comma was split into two values: 0,5 read as 0 and 5
+        ("D_TRAIN.tsv", "1\t0,5\t0,7\n2\t0,1\t0,2\n", "line 1: '0,5' is not a number. A decimal comma?"),
         ("D_TRAIN.ts", _ts_text(["1,2,3,1"]), "The line starts '1,2,3,1'. Did the writer put ',' before the label?"),
         # a truncated first line is blamed, not the good lines after it
         ("T_TRAIN.arff", "@relation x\n@attribute a numeric\n@attribute b numeric\n@attribute c {1,2}\n"
