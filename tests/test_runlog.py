@@ -279,3 +279,16 @@ def test_show_latest_epoch_rejects_a_bad_interval(tmp_path, interval):
     RunLog(tmp_path / "run.jsonl").append(_epoch(0))
     with pytest.raises(seqrep.SeqrepError, match="interval must be a positive number of seconds"):
         show_latest_epoch(tmp_path, follow=True, interval=interval, out=io.StringIO(), max_updates=2)
+
+
+def test_a_full_disk_while_appending_is_a_clear_error(tmp_path, monkeypatch):
+    import errno
+
+    import seqrep.runlog
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(seqrep.runlog.os, "fsync", full)
+    with pytest.raises(seqrep.SeqrepError, match=r"cannot write the run log \(No space left on device\); free disk space"):
+        RunLog(tmp_path / "run.jsonl").append(_epoch(0))
