@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import SeqrepError
 
 
 def _describe(args: argparse.Namespace) -> None:
-    from .data import list_datasets, load_dataset, make_sequences
+    from .data import check_train_val, dataset_files, list_datasets, load_dataset, make_sequences
 
     if args.list:
         print("\n".join(list_datasets()))
@@ -22,7 +24,18 @@ def _describe(args: argparse.Namespace) -> None:
     if args.name.lower() == "synthetic":
         splits = {"all": make_sequences().describe()}
     else:
-        splits = {s: load_dataset(args.name, split=s).describe() for s in ("train", "test")}
+        missing = getattr(args, "missing", None) or "error"
+        name, files = dataset_files(args.name)
+        loaded = {s: load_dataset(args.name, split=s, missing=missing) for s in files}
+        splits = {s: ds.describe() for s, ds in loaded.items()}
+        for split in ("train", "test"):
+            if split not in files:
+                print(f"seqrep data: note: {name} has no {split} split", file=sys.stderr)
+        if "train" in loaded:  # what `seqrep train` would warn about or refuse, said up front
+            try:
+                check_train_val(loaded["train"], loaded.get("test"))
+            except SeqrepError as err:
+                print(f"seqrep data: note: cannot train on it: {err}", file=sys.stderr)
     if args.json:
         print(json.dumps(splits, indent=1))
         return
@@ -39,17 +52,31 @@ def _describe(args: argparse.Namespace) -> None:
               f"{imb['classes_under_5']} classes under 5 samples")
         counts = ", ".join(f"{c}:{n}" for c, n in d["class_counts"].items())
         print(f"  counts ({split}): {counts}")
+        if d.get("source"):
+            print(f"  file: {d['source']}")
 
 
 def _train_data(args: argparse.Namespace):
     """(train, val) for `seqrep train`: the synthetic scenario split 80/20 (stratified), or a
-    real dataset's train split with its test split as validation."""
-    from .data import load_dataset, make_sequences
+    real dataset's train split with its test split as validation (a stratified 20% of the
+    train split when there is no test split: never the training series themselves)."""
+    from .data import check_train_val, dataset_files, load_dataset, make_sequences
 
     if args.dataset.lower() == "synthetic":
         ds = make_sequences(args.classes, args.samples, args.length, seed=args.data_seed)
-        return ds.split(0.2, seed=args.data_seed)
-    return load_dataset(args.dataset, "train"), load_dataset(args.dataset, "test")
+        train, val = ds.split(0.2, seed=args.data_seed)
+    else:
+        missing = getattr(args, "missing", None) or "error"
+        name, files = dataset_files(args.dataset)
+        train = load_dataset(args.dataset, "train", missing=missing)
+        if "test" in files:
+            val = load_dataset(args.dataset, "test", missing=missing)
+        else:
+            print(f"seqrep train: note: {name} has no test split; validating on a stratified 20% "
+                  "of its training series (seed --data-seed) instead.", file=sys.stderr)
+            train, val = train.split(0.2, seed=args.data_seed)
+    check_train_val(train, val)
+    return train, val
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -193,14 +220,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command)
+            args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
     except SeqrepError as err:
         print(f"seqrep {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"seqrep {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `seqrep ... | head` stopped reading: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush cannot fail again
+        return 1
     return 0
+
+
+def _warning_printer(command: str):
+    """showwarning that prints 'seqrep COMMAND: warning: message' instead of a source line."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"seqrep {command}: warning: {message}", file=file or sys.stderr)
+
+    return show
 
 
 if __name__ == "__main__":

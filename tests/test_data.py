@@ -391,3 +391,256 @@ class _nullcontext:
 
     def __exit__(self, *exc):
         return False
+
+
+# ---------------------------------------------------------------------- hostile inputs (issue 14)
+
+
+def _two_splits(folder: Path, train_name="A_TRAIN.tsv", test_name="A_TEST.tsv"):
+    """A train file of 4 series (values 1..4) and a test file of 2 (values 9, 8)."""
+    (folder / train_name).write_text("1\t1\t2\t3\n2\t3\t2\t1\n1\t1\t2\t4\n2\t4\t2\t1\n")
+    (folder / test_name).write_text("1\t9\t9\t9\n2\t8\t8\t8\n")
+
+
+@pytest.mark.parametrize("given", ["A_TRAIN.tsv", "A_TEST.tsv"])
+def test_a_split_file_finds_its_partner_split(tmp_path, given):
+    """Issue 14.1: a NAME_TRAIN/NAME_TEST path stands for its dataset; 'train' and 'test' are
+    never the same file (before, `split` was ignored and every metric inflated)."""
+    _two_splits(tmp_path)
+    train = seqrep.load_dataset(tmp_path / given, "train")
+    test = seqrep.load_dataset(tmp_path / given, "test")
+    assert (len(train), len(test)) == (4, 2)
+    assert train.meta["source"].endswith("A_TRAIN.tsv") and test.meta["source"].endswith("A_TEST.tsv")
+    assert test.X.min() >= 8 and train.X.max() <= 4
+    assert seqrep.load_dataset(tmp_path / given).meta["split"] == given[2:-4].lower()  # own split
+
+
+def test_the_partner_may_differ_in_case_and_format(tmp_path):
+    _two_splits(tmp_path, "a_train.tsv", "A_TEST.tsv")
+    (tmp_path / "A_TEST.tsv").rename(tmp_path / "A_TEST.txt")
+    test = seqrep.load_dataset(tmp_path / "a_train.tsv", "test")
+    assert len(test) == 2 and test.meta["source"].endswith("A_TEST.txt")
+
+
+def test_a_file_without_partner_says_there_is_none(tmp_path):
+    _two_splits(tmp_path)
+    (tmp_path / "A_TEST.tsv").unlink()
+    with pytest.raises(seqrep.SeqrepError, match=r"A: no test split found \(looked for A_TEST"):
+        seqrep.load_dataset(tmp_path / "A_TRAIN.tsv", "test")
+    (tmp_path / "A_TRAIN.tsv").rename(tmp_path / "plain.tsv")
+    with pytest.raises(seqrep.SeqrepError, match="no test split: the file name has no _TRAIN/_TEST"):
+        seqrep.load_dataset(tmp_path / "plain.tsv", "test")
+    assert seqrep.data.dataset_files(tmp_path / "plain.tsv") == ("plain", {"train": tmp_path / "plain.tsv"})
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_label(tmp_path):
+    """Issue 14.5: before, the BOM made a phantom class '\\ufeff1'."""
+    path = tmp_path / "B_TRAIN.tsv"
+    path.write_bytes("\ufeff1\t1\t2\n2\t2\t1\n1\t1\t3\n".encode("utf-8"))
+    ds = read_file(path)
+    assert ds.class_names == ("1", "2") and ds.y.tolist() == [0, 1, 0]
+
+
+def test_labels_are_decoded_exactly_or_refused(tmp_path):
+    """Issue 14.5: Latin-1 'café'/'cafè' decoded with replacement merged into one class."""
+    text = "@classLabel true\n@data\n1,2,3:café\n3,2,1:cafè\n"
+    path = tmp_path / "L_TRAIN.ts"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(seqrep.SeqrepError, match=r"line 3: byte b'\\xe9' at column 10 is not UTF-8.*iconv"):
+        read_file(path)
+    for encoding in ("utf-8", "utf-16"):  # UTF-16 files carry a byte-order mark
+        path.write_bytes(text.encode(encoding))
+        ds = read_file(path)
+        assert set(ds.class_names) == {"café", "cafè"} and ds.y[0] != ds.y[1]
+
+
+def _ts_text(rows: list[str], header: str = "@classLabel true") -> str:
+    return "\n".join([header, "@data", *rows]) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        # a wrong delimiter: say which one was expected and what the line looks like
+        ("D_TRAIN.tsv", "1;0.5;0.7\n2;0.1;0.2\n", "line 1: one field ('1;0.5;0.7'); expected the class label"),
+        ("D_TRAIN.tsv", "1;0.5;0.7\n2;0.1;0.2\n", "The file seems to use ';'"),
+        ("D_TRAIN.ts", _ts_text(["1;2;3:1", "3;2;1:2"]), "line 3: '1;2;3' is not a number. It looks like numbers separated by ';'"),
+        # a decimal comma was split into two values: 0,5 read as 0 and 5
+        ("D_TRAIN.tsv", "1\t0,5\t0,7\n2\t0,1\t0,2\n", "line 1: '0,5' is not a number. A decimal comma?"),
+        ("D_TRAIN.ts", _ts_text(["1,2,3,1"]), "The line starts '1,2,3,1'. Did the writer put ',' before the label?"),
+        # a truncated first line is blamed, not the good lines after it
+        ("T_TRAIN.arff", "@relation x\n@attribute a numeric\n@attribute b numeric\n@attribute c {1,2}\n"
+         "@data\n0.5,1\n0.5,0.6,2\n0.5,0.6,1\n", "line 6: 1 channel(s) x 1 values where the header declares 2 values"),
+        ("T_TRAIN.tsv", "1\t0.5\n2\t0.1\t0.2\n1\t0.3\t0.2\n", "line 1: 2 fields where later lines have 3 (2 of 3 lines)"),
+        ("T_TRAIN.ts", _ts_text(["5,6:2", "1,2:3,4:1", "1,2:3,4:1"]), "line 3: 1 channels where later lines have 2"),
+        ("T_TRAIN.ts", _ts_text(["1,2:1", "1,2,3:1", "4,5,6:2"], "@classLabel true 1 2\n@equalLength true"),
+         "line 4: 2 values where the header says all series have equal length (3, as 2 of 3 lines have)"),
+        ("T_TRAIN.ts", _ts_text(["1,2,3:1", "3,2,1:2"], "@classLabel true 1 2\n@equalLength true\n@seriesLength 4"),
+         "line 5: 3 values where the header says all series have equal length (@seriesLength 4)"),
+        # finite in the file, infinite once in float32 / too large for float64
+        ("F_TRAIN.tsv", "1\t1\t2\n2\t1e39\t2\n", "line 2: sample 1 has the value 1e+39 at channel 0, time 0, beyond the float32 range"),
+        ("F_TRAIN.tsv", "1\t1\t2\n2\t1\t1e309\n", "line 2: sample 1 has an infinite value at channel 0, time 1"),
+        # labels that would silently become classes
+        ("E_TRAIN.ts", _ts_text(["1,2,3:", "3,2,1:2"]), "line 3: the class label (after the last ':') is missing"),
+        ("E_TRAIN.ts", _ts_text(["1,2,3:?", "3,2,1:2"]), "line 3: the class label (after the last ':') is missing ('?')"),
+        ("E_TRAIN.tsv", "\t1\t2\t3\n2\t1\t2\t5\n", "line 1: the class label (the first field) is missing"),
+        # structure
+        ("S_TRAIN.ts", _ts_text(["1,2,3:1", "@problemName x", "1,2,3:1"]), "line 4: header line '@problemName x' after @data (line 2)"),
+        ("S_TRAIN.ts", _ts_text(["1,2,3:1,2:1", "3,2,1:1,2,3:2"]), "line 3: its channels have different lengths [3, 2]"),
+        ("M_TRAIN.ts", _ts_text(["1,?,3:1"]), "Pass missing='interpolate' (Python) or --missing interpolate (seqrep train / seqrep data)"),
+        ("U_TRAIN.ts", _ts_text(["1,2,3:7"], "@classLabel true 1 2"), "line 3: label '7' is not among the declared classes"),
+    ],
+)
+def test_hostile_files_are_refused_naming_line_and_fix(tmp_path, name, text, fragment):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
+        read_file(path)
+
+
+def test_label_last_tsv_is_refused(tmp_path):
+    """A .tsv written with the label last: its first column (a measurement) became the label,
+    one class per series."""
+    rng = np.random.default_rng(0)
+    rows = ["\t".join(f"{v:.3f}" for v in rng.normal(size=6)) + f"\t{i % 2 + 1}" for i in range(12)]
+    path = tmp_path / "LL_TRAIN.tsv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(seqrep.SeqrepError, match=r"12 of 12 lines have distinct non-integer labels.*move it to the front"):
+        read_file(path)
+
+
+def test_a_folder_is_not_a_file(tmp_path):
+    with pytest.raises(seqrep.SeqrepError, match="a folder, not a file"):
+        read_file(tmp_path)
+
+
+def test_declared_classes_are_each_one_class(tmp_path):
+    """'@classLabel true 1 1 2' gave three classes, one of them never used."""
+    path = tmp_path / "D_TRAIN.ts"
+    path.write_text(_ts_text(["1,2,3:1", "3,2,1:2"], "@classLabel true 1 1 2"))
+    ds = read_file(path)
+    assert ds.class_names == ("1", "2") and ds.y.tolist() == [0, 1]
+
+
+def test_big_integer_labels_stay_distinct(tmp_path):
+    """Through float64, 12345678901234567890 and ...891 were one class."""
+    path = tmp_path / "I_TRAIN.tsv"
+    path.write_text("12345678901234567890\t1\t2\n12345678901234567891\t2\t1\n")
+    assert read_file(path).class_names == ("12345678901234567890", "12345678901234567891")
+
+
+def test_splits_declaring_different_classes_share_one_class_list(tmp_path):
+    (tmp_path / "C_TRAIN.ts").write_text(_ts_text(["1,2,3:1", "3,2,1:2"], "@classLabel true 1 2"))
+    (tmp_path / "C_TEST.ts").write_text(_ts_text(["1,2,3:3", "3,2,1:2"], "@classLabel true 1 2 3"))
+    train, test = seqrep.load_dataset(tmp_path, "train"), seqrep.load_dataset(tmp_path, "test")
+    assert train.class_names == test.class_names == ("1", "2", "3")
+    assert test.y.tolist() == [2, 1]
+
+
+def test_float64_values_beyond_float32_are_refused():
+    """They passed validation and became inf in the float32 copy."""
+    X = np.array([[[1.0, 2.0]], [[1.0, 1e39]]])
+    with pytest.raises(seqrep.SeqrepError, match=r"exceed the float32 range .* 1e\+39 at sample 1, channel 0, time 1"):
+        seqrep.SequenceDataset(X, np.array([0, 1]), ("a", "b"))
+    masked = np.array([[True, True], [True, False]])  # padding may hold anything
+    assert np.isfinite(seqrep.SequenceDataset(X, np.array([0, 1]), ("a", "b"), mask=masked).X[0]).all()
+
+
+def test_a_typo_suggests_the_close_name():
+    with pytest.raises(seqrep.SeqrepError, match=r"no dataset named 'GunPiont'\. Did you mean 'GunPoint'\?"):
+        seqrep.load_dataset("GunPiont")
+
+
+def test_classes_without_training_series_are_named_with_counts(tmp_path):
+    """Issue 14.6: one class in train and two in test trained silently."""
+    from seqrep.data import check_train_val
+
+    (tmp_path / "O_TRAIN.tsv").write_text("1\t1\t2\t3\n1\t3\t2\t1\n")
+    (tmp_path / "O_TEST.tsv").write_text("1\t1\t2\t5\n2\t3\t2\t7\n2\t3\t2\t2\n")
+    train, test = seqrep.load_dataset(tmp_path, "train"), seqrep.load_dataset(tmp_path, "test")
+    with pytest.warns(UserWarning, match=r"O train: 1 of 2 classes have no training series.*'2' \(2 in O test\)"):
+        assert check_train_val(train, test) == {"2": 2}
+    full = seqrep.load_dataset("GunPoint", "train")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_train_val(full, seqrep.load_dataset("GunPoint", "test")) == {}
+
+
+def test_a_single_class_dataset_names_the_dataset_and_the_cause(tmp_path):
+    from seqrep.data import check_train_val
+
+    (tmp_path / "S_TRAIN.tsv").write_text("1\t1\t2\t3\n1\t3\t2\t1\n")
+    train = seqrep.load_dataset(tmp_path / "S_TRAIN.tsv")
+    with pytest.raises(seqrep.SeqrepError, match=r"S train: one class \('1'\), but a classifier needs at least 2; every series in .*S_TRAIN.tsv has that label: check the label column"):
+        check_train_val(train)
+
+
+def test_splits_with_different_channels_are_refused(tmp_path):
+    from seqrep.data import check_train_val
+
+    (tmp_path / "K_TRAIN.ts").write_text(_ts_text(["1,2,3:4,5,6:1", "3,2,1:6,5,4:2"], "@classLabel true 1 2"))
+    (tmp_path / "K_TEST.ts").write_text(_ts_text(["1,2,3:1", "3,2,1:2"], "@classLabel true 1 2"))
+    train, test = seqrep.load_dataset(tmp_path, "train"), seqrep.load_dataset(tmp_path, "test")
+    with pytest.raises(seqrep.SeqrepError, match=r"K test has 1 channel\(s\) per series but K train has 2 \(.*K_TEST.ts vs .*K_TRAIN.ts\)"):
+        check_train_val(train, test)
+
+
+def test_class_order_does_not_depend_on_set_iteration():
+    """Labels equal as floats (1e400 and 1e500 are both inf) were ordered by the hash-seeded
+    iteration of a set, so class indices could differ between two processes."""
+    from seqrep.data import _sort_labels
+
+    ties = ["1e400", "1e500", "12345678901234567891", "12345678901234567890", "2"]
+    assert _sort_labels(ties) == _sort_labels(ties[::-1])
+    assert _sort_labels(ties)[0] == "2"
+
+
+def test_every_listed_dataset_can_be_found():
+    """list_datasets() listed JapaneseVowels_eq (it lives in JapaneseVowels/) but
+    load_dataset('JapaneseVowels_eq') answered "no dataset named ... did you mean
+    'JapaneseVowels_eq'?"."""
+    names = seqrep.list_datasets()
+    assert "JapaneseVowels_eq" in names
+    for name in names:
+        assert find_dataset(name)["train"].name.lower().startswith(name.lower() + "_train")
+    assert seqrep.load_dataset("JapaneseVowels_eq", "test").X.shape[1:] == (12, 25)
+
+
+@pytest.mark.parametrize(("names", "fragment"), [
+    (("a", "a"), "repeat ['a']; two class indices with one name"),
+    ((), "class_names is empty"),
+])
+def test_class_names_are_unique_and_not_empty(names, fragment):
+    """Repeated names were accepted (two classes shown as one); no names gave
+    'Labels must index the 0 classes'."""
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
+        seqrep.SequenceDataset(np.zeros((2, 1, 3)), np.array([0, 0]), names)
+
+
+def test_arff_class_names_may_be_quoted(tmp_path):
+    path = tmp_path / "Q_TRAIN.arff"
+    path.write_text("@relation x\n@attribute a numeric\n@attribute b numeric\n"
+                    "@attribute c {'walk fast',run}\n@data\n1,2,'walk fast'\n2,1,run\n")
+    ds = read_file(path)
+    assert ds.class_names == ("walk fast", "run") and ds.y.tolist() == [0, 1]
+
+
+def test_a_test_split_copying_the_train_split_is_named(tmp_path):
+    """`cp A_TRAIN.tsv A_TEST.tsv` trained and 'validated' without a word."""
+    from seqrep.data import check_train_val
+
+    _two_splits(tmp_path)
+    (tmp_path / "A_TEST.tsv").write_text((tmp_path / "A_TRAIN.tsv").read_text())
+    train, test = seqrep.load_dataset(tmp_path, "train"), seqrep.load_dataset(tmp_path, "test")
+    with pytest.warns(UserWarning, match=r"A test: 4 of 4 series are exact copies of training series \(the first: sample 0 = A train sample 0\)"):
+        check_train_val(train, test)
+
+
+def test_a_mistyped_seqrep_data_is_an_error_not_another_copy(tmp_path, monkeypatch):
+    """SEQREP_DATA pointing nowhere was skipped, and load_dataset('GunPoint') quietly loaded
+    the copy shipped with aeon instead of the user's."""
+    monkeypatch.setenv("SEQREP_DATA", str(tmp_path / "typo"))
+    with pytest.raises(seqrep.SeqrepError, match=r"SEQREP_DATA is '.*typo', which is not a folder"):
+        seqrep.load_dataset("GunPoint")

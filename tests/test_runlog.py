@@ -123,3 +123,165 @@ def test_truncate_after_drops_later_epochs(tmp_path):
         log.append(_epoch(i))
     log.truncate_after(2)
     assert [r.get("epoch") for r in read_log(tmp_path)] == [None, 0, 1, 2]
+
+
+# ---------------------------------------------------------------------- hostile cases (issue 14)
+
+
+def test_append_after_a_half_written_line_keeps_the_new_record(tmp_path):
+    """Issue 14.7: the new record was glued onto the half line and both were lost."""
+    path = tmp_path / "run.jsonl"
+    path.write_text(json.dumps(_epoch(0)) + "\n" + '{"epoch": 1, "train_lo')
+    with pytest.warns(UserWarning, match=r"removed a half-written last line \(22 bytes"):
+        RunLog(path).append(_epoch(1))
+    assert [r["epoch"] for r in read_log(path)] == [0, 1]
+    assert path.read_text().count("\n") == 2  # valid JSON Lines: no damaged line left behind
+
+
+def test_append_after_a_whole_record_missing_its_newline_keeps_both(tmp_path):
+    path = tmp_path / "run.jsonl"
+    path.write_text(json.dumps(_epoch(0)) + "\n" + json.dumps(_epoch(1)))
+    RunLog(path).append(_epoch(2))
+    assert [r["epoch"] for r in read_log(path)] == [0, 1, 2]
+
+
+def _cut_log(path, epochs: int) -> dict:
+    """A log of `epochs` epochs whose last line lost its tail; returns the record cut off."""
+    log = RunLog(path)
+    log.append({"event": "start"})
+    for i in range(epochs):
+        log.append(_epoch(i))
+    text = path.read_text()
+    path.write_text(text[: len(text) - 15])
+    return _epoch(epochs - 1)
+
+
+def test_truncate_after_restores_the_checkpoint_record_whose_line_was_cut(tmp_path):
+    """Issue 14.7: resuming from a checkpoint of epoch 2 whose log line was cut lost epoch 2
+    for good; the checkpoint's copy of the record now takes its place."""
+    path = tmp_path / "run.jsonl"
+    record = _cut_log(path, 3)
+    RunLog(path).truncate_after(2, last_record=record)
+    assert [r.get("epoch") for r in read_log(path)] == [None, 0, 1, 2]
+    assert read_log(path)[-1] == record
+    RunLog(path).append(_epoch(3))
+    assert [r.get("epoch") for r in read_log(path)] == [None, 0, 1, 2, 3]
+
+
+def test_truncate_after_says_when_a_record_is_lost(tmp_path):
+    path = tmp_path / "run.jsonl"
+    _cut_log(path, 3)
+    with pytest.warns(UserWarning, match="the record of epoch 2 is missing"):
+        RunLog(path).truncate_after(2)
+    assert [r.get("epoch") for r in read_log(path)] == [None, 0, 1]
+
+
+def test_truncate_after_keeps_a_whole_last_record_missing_its_newline(tmp_path):
+    path = tmp_path / "run.jsonl"
+    path.write_text(json.dumps(_epoch(0)) + "\n" + json.dumps(_epoch(1)))
+    RunLog(path).truncate_after(1)
+    assert [r["epoch"] for r in read_log(path)] == [0, 1]
+
+
+class _StopAfter(seqrep.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def after_epoch(self, state):
+        if state.epoch == self.epoch:
+            state.request_stop("test")
+
+
+def _cut_run(tmp_path):
+    """A fit stopped after epoch 1 whose log lost the tail of epoch 1's line (disk full, a
+    copied run cut short), then resumed to the end. Returns the log's epochs."""
+    from seqrep.config import ModelSpec, TrainConfig
+
+    train, val = seqrep.make_sequences(n_classes=3, n_samples=24, length=30, motif_widths=(5, 9), seed=1).split(0.25)
+    config = TrainConfig(model=ModelSpec(width=9, kernel_sizes=(3, 5), blocks=1, bottleneck=4), epochs=3,
+                         batch_size=8, check_gradients=False)
+    run = tmp_path / "run"
+
+    def fit(**kw):
+        model = seqrep.build_model(config, train)
+        return seqrep.fit(model, train, val, config, run, progress=False, verbose=False, **kw)
+
+    fit(callbacks=[_StopAfter(1)])
+    log = run / "run.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    last_epoch = max(i for i, line in enumerate(lines) if '"epoch":' in line)
+    log.write_text("".join(lines[:last_epoch]) + lines[last_epoch][:40])
+    fit(resume=True)
+    return [r["epoch"] for r in read_log(run) if "epoch" in r]
+
+
+def test_resume_after_a_cut_log_line_restores_it(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _cut_run(tmp_path) == [0, 1, 2]
+
+
+def _deny(monkeypatch, target, error):
+    real_open = builtins.open
+
+    def fake(path, *args, **kwargs):
+        if str(path).endswith(target):
+            raise error(13 if error is PermissionError else 21, "Permission denied" if error is PermissionError else "Is a directory", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake)
+
+
+@pytest.mark.parametrize("reader", [read_log, latest_epoch])
+def test_an_unreadable_log_is_a_clear_error(tmp_path, monkeypatch, reader):
+    """A raw PermissionError traceback before (tests run as root, so chmod cannot deny)."""
+    RunLog(tmp_path / "run.jsonl").append(_epoch(0))
+    _deny(monkeypatch, "run.jsonl", PermissionError)
+    with pytest.raises(seqrep.SeqrepError, match=r"cannot read the run log \(Permission denied\).*chmod u\+rw"):
+        reader(tmp_path)
+
+
+@pytest.mark.parametrize("reader", [read_log, latest_epoch])
+def test_a_folder_or_a_binary_file_is_not_a_log(tmp_path, reader):
+    (tmp_path / "a" / "run.jsonl").mkdir(parents=True)
+    with pytest.raises(seqrep.SeqrepError, match="a folder, not a run log file"):
+        reader(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "run.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x01\n")
+    with pytest.raises(seqrep.SeqrepError, match="not a seqrep run log"):
+        reader(tmp_path / "b")
+
+
+def test_read_log_returns_only_records_and_names_damaged_lines(tmp_path):
+    """JSON lines that are not objects came back as records (and broke `"epoch" in r`)."""
+    path = tmp_path / "run.jsonl"
+    path.write_text(json.dumps(_epoch(0)) + "\n3\n[1, 2]\n{bad json\n" + json.dumps(_epoch(1)) + "\n")
+    with pytest.warns(UserWarning, match=r"lines \[2, 3, 4\] are not JSON records"):
+        assert [r["epoch"] for r in read_log(path)] == [0, 1]
+
+
+def test_format_record_shows_odd_values_as_written():
+    text = format_record({"epoch": "x", "train_loss": "n/a", "lr": None, "grad_norm": [1, 2]})
+    assert text == "epoch x | train loss n/a"
+
+
+@pytest.mark.parametrize("interval", [-1.0, 0.0, float("nan"), float("inf")])
+def test_show_latest_epoch_rejects_a_bad_interval(tmp_path, interval):
+    RunLog(tmp_path / "run.jsonl").append(_epoch(0))
+    with pytest.raises(seqrep.SeqrepError, match="interval must be a positive number of seconds"):
+        show_latest_epoch(tmp_path, follow=True, interval=interval, out=io.StringIO(), max_updates=2)
+
+
+def test_a_full_disk_while_appending_is_a_clear_error(tmp_path, monkeypatch):
+    import errno
+
+    import seqrep.runlog
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(seqrep.runlog.os, "fsync", full)
+    with pytest.raises(seqrep.SeqrepError, match=r"cannot write the run log \(No space left on device\); free disk space"):
+        RunLog(tmp_path / "run.jsonl").append(_epoch(0))
