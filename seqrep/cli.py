@@ -57,26 +57,13 @@ def _describe(args: argparse.Namespace) -> None:
 
 
 def _train_data(args: argparse.Namespace):
-    """(train, val) for `seqrep train`: the synthetic scenario split 80/20 (stratified), or a
-    real dataset's train split with its test split as validation (a stratified 20% of the
-    train split when there is no test split: never the training series themselves)."""
-    from .data import check_train_val, dataset_files, load_dataset, make_sequences
+    """(train, val) for `seqrep train`: `seqrep.data.load_train_val` (the synthetic scenario
+    split 80/20, or a dataset's train split validated on its test split)."""
+    from .data import load_train_val
 
-    if args.dataset.lower() == "synthetic":
-        ds = make_sequences(args.classes, args.samples, args.length, seed=args.data_seed)
-        train, val = ds.split(0.2, seed=args.data_seed)
-    else:
-        missing = getattr(args, "missing", None) or "error"
-        name, files = dataset_files(args.dataset)
-        train = load_dataset(args.dataset, "train", missing=missing)
-        if "test" in files:
-            val = load_dataset(args.dataset, "test", missing=missing)
-        else:
-            print(f"seqrep train: note: {name} has no test split; validating on a stratified 20% "
-                  "of its training series (seed --data-seed) instead.", file=sys.stderr)
-            train, val = train.split(0.2, seed=args.data_seed)
-    check_train_val(train, val)
-    return train, val
+    synthetic = {"n_classes": args.classes, "n_samples": args.samples, "length": args.length}
+    return load_train_val(args.dataset, missing=getattr(args, "missing", None) or "error",
+                          seed=args.data_seed, **(synthetic if args.dataset.lower() == "synthetic" else {}))
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -172,6 +159,12 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, **kwargs)
 
 
+def _add_missing_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--missing", choices=("error", "interpolate"), default=None,
+                        help="missing values (NaN, '?') in a dataset file: refuse them (default) "
+                             "or interpolate them linearly along time")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqrep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="'synthetic', a dataset name, a folder or a file")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--list", action="store_true", help="list the datasets found by name")
+    _add_missing_flag(p)
     p.set_defaults(func=_describe)
 
     p = sub.add_parser("train", help="train the fixed (or --broken) model, logging to a run dir")
@@ -196,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=500, help="synthetic: number of samples")
     p.add_argument("--length", type=int, default=128, help="synthetic: series length")
     p.add_argument("--data-seed", type=int, default=0, help="synthetic: generator and split seed")
+    _add_missing_flag(p)
     _add_config_flags(p)
     p.set_defaults(func=_train)
 

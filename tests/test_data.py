@@ -79,7 +79,7 @@ def test_generator_properties(n_classes, per_class, length, channels, imbalance,
     assert ds.X.shape == (n, channels, length)
     assert np.isfinite(ds.X).all()
     assert ds.counts.sum() == n and ds.counts.min() >= 2
-    exact = seqrep.data._class_targets(imbalance ** -np.linspace(0, 1, n_classes), n, 2)
+    exact = seqrep.data.synthetic._class_targets(imbalance ** -np.linspace(0, 1, n_classes), n, 2)
     assert np.abs(np.sort(ds.counts)[::-1] - exact).max() < 1  # rounding only
     starts, stops = ds.motifs[..., 0], ds.motifs[..., 1]
     assert (starts >= 0).all() and (stops <= length).all()
@@ -590,7 +590,7 @@ def test_splits_with_different_channels_are_refused(tmp_path):
 def test_class_order_does_not_depend_on_set_iteration():
     """Labels equal as floats (1e400 and 1e500 are both inf) were ordered by the hash-seeded
     iteration of a set, so class indices could differ between two processes."""
-    from seqrep.data import _sort_labels
+    from seqrep.data.archives import _sort_labels
 
     ties = ["1e400", "1e500", "12345678901234567891", "12345678901234567890", "2"]
     assert _sort_labels(ties) == _sort_labels(ties[::-1])

@@ -69,16 +69,14 @@ SHIPPED_DATASETS = ("ArrowHead", "GunPoint", "ItalyPowerDemand", "OSULeaf", "ACS
 
 
 def default_datasets() -> dict[str, Callable]:
-    """{name: loader -> (train, val)}: the synthetic seed scenario (80/20 stratified split, as
-    `seqrep train` does) and the shipped real datasets that are installed (train split, test
-    split as validation). Loaders run at the first Start that needs them."""
-    from ..data import list_datasets, load_dataset, make_sequences
+    """{name: loader -> (train, val)}: the synthetic seed scenario and the shipped real
+    datasets that are installed, each as `seqrep.data.load_train_val` gives them (the same
+    split as `seqrep train`). Loaders run at the first Start that needs them."""
+    from ..data import list_datasets, load_train_val
 
     found = set(list_datasets())
-    loaders: dict[str, Callable] = {"synthetic": lambda: make_sequences().split(0.2, seed=0)}
-    for name in (n for n in SHIPPED_DATASETS if n in found):
-        loaders[name] = lambda name=name: (load_dataset(name, "train"), load_dataset(name, "test"))
-    return loaders
+    names = ["synthetic", *(n for n in SHIPPED_DATASETS if n in found)]
+    return {name: (lambda name=name: load_train_val(name)) for name in names}
 
 
 def parse_kernel_sizes(text: str) -> tuple[int, ...]:

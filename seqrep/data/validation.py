@@ -1,0 +1,385 @@
+"""The dataset type and its checks: `SequenceDataset` (validated on construction),
+`check_arrays`, `check_train_val` (what a (train, validation) pair must satisfy before
+training) and `stratified_split`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from ..errors import SeqrepError
+
+__all__ = ["SequenceDataset", "check_arrays", "check_train_val", "stratified_split"]
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def check_arrays(
+    X: np.ndarray,
+    y: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    *,
+    n_classes: int | None = None,
+    min_length: int = 1,
+    where: str = "X",
+) -> None:
+    """Raise `SeqrepError` naming the first problem in (X, y, mask), or return None.
+
+    X: (n, channels, time) finite floats within the float32 range (seqrep trains in float32);
+    y: (n,) integer labels in 0..n_classes-1;
+    mask: (n, time) bool, True on real time steps (padding may hold anything).
+    `min_length`: the fewest real time steps a series may have. `where` names the data in
+    messages (a file, a dataset name).
+    """
+    try:
+        X = np.asarray(X)
+    except ValueError:
+        raise SeqrepError(
+            f"{where}: series of different lengths cannot form one array; zero-pad them to the "
+            "longest and pass mask (n_samples, time), True on real steps."
+        ) from None
+    if X.ndim != 3:
+        hint = " Add a channel axis with X[:, None, :]." if X.ndim == 2 else ""
+        raise SeqrepError(
+            f"{where}: expected an array of shape (n_samples, channels, time), got rank "
+            f"{X.ndim} with shape {X.shape}.{hint}"
+        )
+    if 0 in X.shape:
+        raise SeqrepError(
+            f"{where}: empty data, shape {X.shape} (n_samples, channels, time); "
+            "every axis needs at least one element."
+        )
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise SeqrepError(f"{where}: values must be real numbers, got dtype {X.dtype}.")
+    n, _, t = X.shape
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != (n, t) or mask.dtype != bool:
+            raise SeqrepError(
+                f"{where}: mask must be a bool array of shape {(n, t)} (n_samples, time), "
+                f"got {mask.dtype} {mask.shape}."
+            )
+    lengths = mask.sum(axis=1) if mask is not None else np.full(n, t)
+    short = np.flatnonzero(lengths < min_length)
+    if short.size:
+        i = int(short[0])
+        raise SeqrepError(
+            f"{where}: sample {i} has {int(lengths[i])} time steps, fewer than the minimum "
+            f"{min_length} ({short.size} samples are that short). Drop them, pad them, or use "
+            "smaller kernels (TrainConfig.kernel_sizes)."
+        )
+    bad = ~np.isfinite(X)
+    if mask is not None:
+        bad &= mask[:, None, :]
+    if bad.any():
+        i, c, s = (int(v) for v in np.argwhere(bad)[0])
+        kind = "NaN" if np.isnan(X[i, c, s]) else "Inf"
+        raise SeqrepError(
+            f"{where}: {int(bad.sum())} non-finite values; the first is {kind} at sample {i}, "
+            f"channel {c}, time {s}. Fill them (load_dataset(..., missing='interpolate'), or "
+            "--missing interpolate on the command line, interpolates linearly) or drop those "
+            "samples."
+        )
+    _check_float32_range(X, mask, where)
+    if y is not None:
+        _check_labels(np.asarray(y), n, n_classes, where)
+
+
+def _check_float32_range(X: np.ndarray, mask: np.ndarray | None, where: str) -> None:
+    """Finite float64 values beyond float32's range would become Inf once seqrep casts them."""
+    if X.dtype.itemsize > 4 and np.issubdtype(X.dtype, np.floating):
+        big = np.abs(X) > np.finfo(np.float32).max
+        if mask is not None:
+            big &= mask[:, None, :]
+        if big.any():
+            i, c, s = (int(v) for v in np.argwhere(big)[0])
+            raise SeqrepError(
+                f"{where}: {int(big.sum())} values exceed the float32 range "
+                f"(+-{np.finfo(np.float32).max:.3g}) that seqrep trains in; the first is "
+                f"{X[i, c, s]:.3g} at sample {i}, channel {c}, time {s}. Rescale the data "
+                "(e.g. z-normalise each series) before building the dataset."
+            )
+
+
+def _check_labels(y: np.ndarray, n: int, n_classes: int | None, where: str) -> None:
+    """y: (n,) integer labels in 0..n_classes-1 (or >= 0 when n_classes is unknown)."""
+    if y.ndim != 1:
+        raise SeqrepError(f"{where}: labels must be one-dimensional, got shape {y.shape}.")
+    if len(y) != n:
+        raise SeqrepError(
+            f"{where}: {len(y)} labels for {n} samples; X and y must have the same length."
+        )
+    if not np.issubdtype(y.dtype, np.number) or np.iscomplexobj(y):
+        raise SeqrepError(
+            f"{where}: labels must be integers 0..K-1, got dtype {y.dtype}. "
+            "Map names to integers first (np.unique(names, return_inverse=True))."
+        )
+    frac = np.flatnonzero(~np.isfinite(y.astype(float)) | (y != np.round(y)))
+    if frac.size:
+        i = int(frac[0])
+        raise SeqrepError(
+            f"{where}: label of sample {i} is {y[i].item()!r}, not an integer; labels must be "
+            "integers 0..K-1."
+        )
+    if n_classes is not None:
+        out = np.flatnonzero((y < 0) | (y >= n_classes))
+        if out.size:
+            i = int(out[0])
+            raise SeqrepError(
+                f"{where}: label of sample {i} is {int(y[i])}, outside 0..{n_classes - 1} "
+                f"({out.size} labels out of range). Labels must index the {n_classes} classes."
+            )
+    elif (y < 0).any():
+        i = int(np.flatnonzero(y < 0)[0])
+        raise SeqrepError(f"{where}: label of sample {i} is {int(y[i])}; labels must be >= 0.")
+
+
+# --------------------------------------------------------------------------------------------
+# The dataset type
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceDataset:
+    """Labelled sequences, validated on construction.
+
+    X: (n, channels, time) float32. y: (n,) int64 in 0..n_classes-1.
+    class_names: the original label of each class index.
+    mask: (n, time) bool, True on real steps, or None when every series has full length.
+    motifs: (n, m, 2) int64 [start, stop) windows of the m class motifs planted in each sample
+    (synthetic data only).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+    mask: np.ndarray | None = None
+    motifs: np.ndarray | None = None
+    name: str = "dataset"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [str(c) for c in self.class_names]
+        if not names:
+            raise SeqrepError(f"{self.name}: class_names is empty; pass one name per class.")
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated:
+            raise SeqrepError(
+                f"{self.name}: class_names {names[:10]} repeat {repeated[:5]}; two class indices "
+                "with one name cannot be told apart. Give each class its own name."
+            )
+        check_arrays(self.X, self.y, self.mask, n_classes=len(self.class_names), where=self.name)
+        with np.errstate(over="ignore"):  # only masked padding can exceed float32 here
+            object.__setattr__(self, "X", np.ascontiguousarray(self.X, dtype=np.float32))
+        object.__setattr__(self, "y", np.asarray(self.y).astype(np.int64))
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if self.mask is not None and self.mask.all():
+            object.__setattr__(self, "mask", None)
+        if self.motifs is not None and (
+            self.motifs.ndim != 3 or len(self.motifs) != len(self.y) or self.motifs.shape[2] != 2
+        ):
+            raise SeqrepError(
+                f"{self.name}: motifs must have shape (n_samples, m, 2), got {self.motifs.shape}."
+            )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __repr__(self) -> str:
+        return (
+            f"SequenceDataset({self.name!r}: {len(self)} samples, {self.n_classes} classes, "
+            f"{self.channels} channel(s), length {self.length}"
+            f"{', variable length' if self.mask is not None else ''})"
+        )
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def length(self) -> int:
+        """Padded length (the time axis of X)."""
+        return self.X.shape[2]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(n,) real length of each series."""
+        if self.mask is None:
+            return np.full(len(self), self.length)
+        return self.mask.sum(axis=1)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(n_classes,) samples per class."""
+        return np.bincount(self.y, minlength=self.n_classes)
+
+    def subset(self, index: np.ndarray, name: str | None = None) -> SequenceDataset:
+        """The samples at `index` (indices or a boolean mask), same classes."""
+        index = np.asarray(index)
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[index]
+
+        return replace(
+            self,
+            X=self.X[index],
+            y=self.y[index],
+            mask=pick(self.mask),
+            motifs=pick(self.motifs),
+            name=name or self.name,
+            meta=dict(self.meta),
+        )
+
+    def split(
+        self, val_fraction: float = 0.2, seed: int = 0, require_val: bool = False
+    ) -> tuple[SequenceDataset, SequenceDataset]:
+        """Seeded stratified (train, validation) split; see `stratified_split`."""
+        train, val, missing = stratified_split(self.y, val_fraction, seed, require_val)
+        tr = self.subset(train, f"{self.name} (train part)")
+        va = self.subset(val, f"{self.name} (validation part)")
+        va.meta["classes_without_val"] = [self.class_names[k] for k in missing]
+        return tr, va
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(x, y, mask) as torch tensors: x (n, channels, time) float32, y (n,) int64,
+        mask (n, time) bool or None."""
+        mask = None if self.mask is None else torch.from_numpy(self.mask)
+        return torch.from_numpy(self.X), torch.from_numpy(self.y), mask
+
+    def describe(self) -> dict:
+        """A JSON-ready summary: sizes, length, channels, class counts and imbalance statistics."""
+        from ..imbalance import class_stats
+
+        stats = class_stats(self.y, self.n_classes)
+        lengths = self.lengths
+        return {
+            "name": self.name,
+            "source": self.meta.get("source"),
+            "samples": len(self),
+            "classes": self.n_classes,
+            "channels": self.channels,
+            "length": {"min": int(lengths.min()), "max": int(lengths.max())},
+            "variable_length": self.mask is not None,
+            "class_counts": {c: int(n) for c, n in zip(self.class_names, self.counts)},
+            "imbalance": stats.summary(),
+        }
+
+
+def stratified_split(
+    y: np.ndarray, val_fraction: float = 0.2, seed: int = 0, require_val: bool = False
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Seeded stratified split of sample indices into (train, val).
+
+    Every class keeps at least one sample in train. A class with n >= 2 samples puts
+    max(1, round(val_fraction * n)) of them (at most n - 1) in validation; a class with one
+    sample cannot, and is listed in the third return value (a warning names them too).
+    `require_val=True` raises instead. Returns (train_idx, val_idx, classes_without_val).
+    """
+    y = np.asarray(y)
+    check_arrays(np.zeros((len(y), 1, 1)), y, where="labels")
+    if not 0 < val_fraction < 1:
+        raise SeqrepError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
+    rng = np.random.default_rng(seed)
+    train, val, missing = [], [], []
+    for k in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == k))
+        n_val = min(max(1, round(val_fraction * len(idx))), len(idx) - 1)
+        if n_val == 0:
+            missing.append(int(k))
+        val.extend(idx[:n_val])
+        train.extend(idx[n_val:])
+    if missing:
+        message = (
+            f"classes {missing} have a single sample: it stays in train and they get no "
+            "validation sample. Collect more samples for them or merge them with similar classes."
+        )
+        if require_val:
+            raise SeqrepError(message.replace("it stays in train and", "so"))
+        warnings.warn(message, stacklevel=2)
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64)), missing
+
+
+def check_train_val(train: SequenceDataset, val: SequenceDataset | None = None) -> dict[str, int]:
+    """Check that `train` can train a classifier validated on `val`, before any training.
+
+    Raises `SeqrepError` when train has fewer than 2 classes, or when val's classes or
+    channels differ from train's. Warns (UserWarning) naming every class with no training
+    series and its count in val: a model cannot predict a class it never saw, so those val
+    series are always wrong. Warns too when 10% or more of val are exact copies of training
+    series (a test file copied from the train file inflates every metric; the archive's own
+    sets have at most a few percent). Returns {class name: series in val} for those classes, empty
+    when every class has training series.
+
+    Example:
+        >>> check_train_val(load_dataset("GunPoint", "train"), load_dataset("GunPoint", "test"))
+        {}
+    """
+    if train.n_classes < 2:
+        source = train.meta.get("source")
+        fix = (
+            f"every series in {source} has that label: check the label column (first field in "
+            ".tsv/.txt, last in .ts/.arff) or add series of other classes"
+            if source
+            else "build the data with at least 2 classes (make_sequences(n_classes=...), "
+            "seqrep train --classes)"
+        )
+        raise SeqrepError(
+            f"{train.name}: one class ({train.class_names[0]!r}), but a classifier needs at least "
+            f"2; {fix}."
+        )
+    if val is not None:
+        if val.class_names != train.class_names:
+            raise SeqrepError(
+                f"{val.name} has the classes {list(val.class_names)[:10]} but {train.name} has "
+                f"{list(train.class_names)[:10]}; load both splits with load_dataset so labels "
+                "map to the same class indices."
+            )
+        if val.channels != train.channels:
+            raise SeqrepError(
+                f"{val.name} has {val.channels} channel(s) per series but {train.name} has "
+                f"{train.channels} ({val.meta.get('source', val.name)} vs "
+                f"{train.meta.get('source', train.name)}); both splits must come from the same "
+                "dataset."
+            )
+        _warn_copies(train, val)
+    val_counts = val.counts if val is not None else np.zeros(train.n_classes, dtype=np.int64)
+    unseen = {train.class_names[k]: int(val_counts[k]) for k in np.flatnonzero(train.counts == 0)}
+    if unseen:
+        where = val.name if val is not None else "val"
+        listed = ", ".join(f"{c!r} ({n} in {where})" for c, n in list(unseen.items())[:10])
+        more = f" and {len(unseen) - 10} more" if len(unseen) > 10 else ""
+        warnings.warn(
+            f"{train.name}: {len(unseen)} of {train.n_classes} classes have no training series, "
+            f"so the model can never predict them: {listed}{more}. Add training series for "
+            "them, or expect those validation series to be misclassified.",
+            stacklevel=1,  # one location: the CLI and fit both checking warn once, not twice
+        )
+    return unseen
+
+
+def _warn_copies(train: SequenceDataset, val: SequenceDataset) -> None:
+    """Warn when 10% or more of `val` are exact copies of training series (values and length)."""
+    def key(ds: SequenceDataset, i: int) -> bytes:
+        return ds.X[i, :, : ds.lengths[i]].tobytes()
+
+    seen = {key(train, i): i for i in range(len(train))}
+    copies = [(i, seen[k]) for i in range(len(val)) if (k := key(val, i)) in seen]
+    if copies and len(copies) >= 0.1 * len(val):
+        i, j = copies[0]
+        warnings.warn(
+            f"{val.name}: {len(copies)} of {len(val)} series are exact copies of training series "
+            f"(the first: sample {i} = {train.name} sample {j}); metrics on them measure memory, "
+            "not generalisation. Check that the test file is not a copy of the train file, or "
+            "remove the copies from one split.",
+            stacklevel=1,
+        )
