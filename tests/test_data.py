@@ -644,3 +644,17 @@ def test_a_mistyped_seqrep_data_is_an_error_not_another_copy(tmp_path, monkeypat
     monkeypatch.setenv("SEQREP_DATA", str(tmp_path / "typo"))
     with pytest.raises(seqrep.SeqrepError, match=r"SEQREP_DATA is '.*typo', which is not a folder"):
         seqrep.load_dataset("GunPoint")
+
+
+def test_load_train_val_is_the_one_choice_of_validation_data(tmp_path):
+    from seqrep.data import load_train_val
+
+    train, val = load_train_val("GunPoint")
+    assert (len(train), len(val)) == (50, 150)  # the test split validates
+    train, val = load_train_val("synthetic", n_classes=4, n_samples=40, length=80, seed=3)
+    assert len(train) + len(val) == 40 and set(val.y) == set(range(4))
+    lines = [f"{k}\t" + "\t".join(str(v + k) for v in range(12)) for k in (1, 2) for _ in range(10)]
+    (tmp_path / "Alone_TRAIN.tsv").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match="has no test split; validating on a stratified 20%"):
+        train, val = load_train_val(tmp_path / "Alone_TRAIN.tsv")
+    assert (len(train), len(val)) == (16, 4)
