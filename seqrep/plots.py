@@ -125,17 +125,21 @@ def plot_runs(
 
 
 def _legend_outside(fig, axes) -> None:
-    """One legend for all panels (each label once), outside them to the right of the figure,
-    in columns of at most 16 entries. Saved with bbox_inches="tight" (as notebooks show
-    figures) the image widens to hold it."""
+    """One legend for all panels (each label once), outside them: right of the figure for a
+    few entries, below it in up to three columns for many (to the right, a long column would
+    make a wide image that viewers shrink until the text is unreadable). Saved with
+    bbox_inches="tight" (as notebooks show figures) the image grows to hold it."""
     entries: dict[str, object] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     fig.tight_layout()
-    if entries:
+    if len(entries) > 6:
+        fig.legend(list(entries.values()), list(entries), loc="upper center", fontsize=9,
+                   bbox_to_anchor=(0.5, 0.0), ncols=min(3, math.ceil(len(entries) / 4)), frameon=False)
+    elif entries:
         fig.legend(list(entries.values()), list(entries), loc="center left", fontsize=9,
-                   bbox_to_anchor=(1.0, 0.5), ncols=math.ceil(len(entries) / 16), frameon=False)
+                   bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
 # --------------------------------------------------------------------------------------------

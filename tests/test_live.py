@@ -164,10 +164,10 @@ def test_overlay_legend_of_many_runs_sits_outside_the_panels(data, tmp_path):
     fig = seqrep.overlay(runs, chance=seqrep.plots.chance_levels(data[1].y))
     fig.canvas.draw()
     legend = fig.legends[0].get_window_extent()
-    right_of_panels = max(ax.get_window_extent().x1 for ax in fig.axes)
+    below_panels = min(ax.get_window_extent().y0 for ax in fig.axes)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     plt.close(fig)
-    assert all(ax.get_legend() is None for ax in fig.axes) and legend.x0 >= right_of_panels
+    assert all(ax.get_legend() is None for ax in fig.axes) and legend.y1 <= below_panels
     assert labels[:9] == list(runs) and labels[9].startswith("chance (majority class): ")
     assert labels[10].startswith("chance, balanced (1/4): 0.250")
     assert min(t.get_fontsize() for t in fig.legends[0].get_texts()) >= 9

@@ -647,7 +647,7 @@ def _overlay_png(curves: dict, chance: dict | None, title: str) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10.5, 3.4), dpi=80)
+    fig = Figure(figsize=(10.0, 3.3), dpi=90)
     FigureCanvasAgg(fig)
     overlay(curves, chance=chance, title=title, axes=fig.subplots(1, 3))
     buffer = io.BytesIO()
