@@ -20,6 +20,7 @@ from pathlib import Path
 from .errors import SeqrepError
 
 SUMMARY_MIME = "application/vnd.seqrep.key-numbers+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PACKAGE = Path(__file__).resolve().parent  # installed or in a checkout
 TEMPLATES = PACKAGE / "templates"  # nbconvert templates (seqrep-offline)
 
@@ -68,21 +69,41 @@ def parse_params(pairs: list[str]) -> dict:
     return params
 
 
-def export_html(nb, path: str | os.PathLike) -> Path:
+def export_html(nb, path: str | os.PathLike, log=print) -> Path:
     """Write an executed notebook (an nbformat node) as one self-contained HTML page that
     opens with no network: JupyterLab's look, figures embedded, and widgets rendered from the
     saved widget state by the inlined widget manager (`seqrep.offline`); nothing comes from
-    a CDN. Returns the path."""
+    a CDN. Where the manager cannot be had (no npm at set-up), widgets are exported as their
+    static fallback (the panel's last frame and status line) and `log` says so. Returns the
+    path."""
     from nbconvert import HTMLExporter
 
     from .offline import inline_html
 
-    exporter = HTMLExporter(template_name="seqrep-offline", extra_template_basedirs=[str(TEMPLATES)])
-    widgets = inline_html() if nb.metadata.get("widgets") else ""
-    body, _ = exporter.from_notebook_node(nb, resources={"seqrep_widgets": widgets})
     path = Path(path)
+    widgets = ""
+    if nb.metadata.get("widgets"):
+        try:
+            widgets = inline_html()
+        except SeqrepError as err:
+            log(f"{path.name}: widgets exported as their static images and text ({err})")
+            nb = _static_widgets(nb)
+    exporter = HTMLExporter(template_name="seqrep-offline", extra_template_basedirs=[str(TEMPLATES)])
+    body, _ = exporter.from_notebook_node(nb, resources={"seqrep_widgets": widgets})
     path.write_text(body, encoding="utf-8")
     return path
+
+
+def _static_widgets(nb):
+    """A copy of `nb` whose widget outputs show their fallback (image, text) instead."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
+    return nb
 
 
 def _headline_png(nb) -> bytes | None:
@@ -260,7 +281,7 @@ def run_notebooks(
         target, seconds = _execute(nb_path, out_dir, params, timeout)
         nb = nbformat.read(target, as_version=4)
         html_path = target.with_suffix(".html")
-        export_html(nb, html_path)
+        export_html(nb, html_path, log)
         records[nb_path.stem] = {
             "notebook": nb_path.stem, "ipynb": target.name, "html": html_path.name, "status": "ok",
             "seconds": round(seconds, 1), "ran_at": f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}",

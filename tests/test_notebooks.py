@@ -178,3 +178,28 @@ def test_fetching_refuses_a_tarball_that_is_not_the_pinned_one(monkeypatch, tmp_
     with pytest.raises(seqrep.SeqrepError, match=r"is not the pinned @jupyter-widgets/html-manager 1\.0\.15"):
         offline.fetch()
     assert not (tmp_path / "bundle").exists()
+
+
+def test_without_the_widget_manager_the_html_shows_the_static_fallback(tmp_path, monkeypatch):
+    import base64
+
+    from seqrep import offline
+    from seqrep.notebooks import export_html
+
+    def unavailable():
+        raise seqrep.SeqrepError("fetching it needs npm")
+
+    monkeypatch.setattr(offline, "inline_html", unavailable)
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\nplanted frame").decode()
+    cell = nbformat.v4.new_code_cell("panel")
+    cell.outputs = [nbformat.v4.new_output("display_data", {
+        "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0, "model_id": "m1"},
+        "image/png": png, "text/plain": "seqrep panel: finished #1"})]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "version_major": 2, "version_minor": 0, "state": {"m1": {"model_name": "VBoxModel", "state": {}}}}}
+    said: list[str] = []
+    page = export_html(nb, tmp_path / "nb.html", log=said.append).read_text()
+    assert f"data:image/png;base64,{png}" in page and "widget-view+json" not in page
+    assert said == ["nb.html: widgets exported as their static images and text (fetching it needs npm)"]
+    assert "application/vnd.jupyter.widget-view+json" in nb.cells[0].outputs[0]["data"]  # left as it was
