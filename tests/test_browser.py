@@ -409,11 +409,17 @@ def executed_05(tmp_path_factory) -> Path:
 
 
 def _left_values(nb) -> dict[str, str]:
-    """The panel's text boxes and its extraction toggle as the executed notebook left them."""
+    """The displayed panel's text boxes and extraction toggle as the executed notebook left
+    them (read from the widget state, under the panel output's model: the notebook's second,
+    undisplayed panel has the same controls)."""
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    values = {}
-    for model in state.values():
+    root = next(o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for c in nb.cells
+                for o in c.get("outputs", []) if str(o.get("data", {}).get("text/plain", "")).startswith("seqrep panel: "))
+    values, todo = {}, [root]
+    while todo:
+        model = state[todo.pop()]
         s = model["state"]
+        todo.extend(child.removeprefix("IPY_MODEL_") for child in s.get("children", []))
         if model["model_name"] == "TextModel" and s.get("description") in ("epochs", "model width", "seed"):
             values[s["description"]] = s["value"]
         if model["model_name"] == "ToggleButtonsModel" and s.get("description") == "extraction":

@@ -52,7 +52,7 @@ class FakeHandle:
     def __init__(self, log):
         self.log = log
 
-    def update(self, obj):
+    def update(self, obj, **kwargs):
         self.log.append(("update", obj))
 
 
@@ -498,6 +498,9 @@ def test_panel_display_data_carries_a_static_fallback(panel):
     assert panel.wait(TIMEOUT)
     bundle = panel._repr_mimebundle_()
     assert base64.b64decode(bundle["image/png"]) == bytes(panel.figure.value) == panel.live.png
+    updates = []
+    panel._handles = [FakeHandle(updates)]  # as if shown in a notebook
+    assert panel.wait() and updates == [("update", bundle)]  # wait() brings the displayed fallback up to date
     assert bundle["text/plain"].startswith("seqrep panel: finished #1: epoch 1/1") and "\n" not in bundle["text/plain"]
     descriptions = {b.description for b in (panel.start, panel.stop)}
     assert descriptions == {"Start", "Stop"} and panel.controls["epochs"].description == "epochs"

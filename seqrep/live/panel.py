@@ -6,7 +6,8 @@ What it shows is what ran: number boxes are parsed as typed (a value that cannot
 refused in the status line, never clamped), a setting the model changes (the width under
 automatic kernel sizes) is changed in its control with the reason, and the controls are
 locked while a run trains. Its display data carries a static fallback (the last frame of the
-live figure and the status line) for viewers that do not run widget JavaScript.
+live figure and the status line, as of the last `wait()`) for viewers that do not run widget
+JavaScript.
 """
 
 from __future__ import annotations
@@ -288,7 +289,8 @@ class Panel:
 
     In a notebook executed headless the thread only advances while a cell runs: call `wait()`
     in a later cell (it also re-sends the panel's final state, which a headless runner records
-    only from the running cell), or train in the foreground with `fit(..., callbacks=[LivePlot()])`.
+    only from the running cell, and refreshes the static fallback), or train in the foreground
+    with `fit(..., callbacks=[LivePlot()])`.
     """
 
     def __init__(
@@ -388,7 +390,10 @@ class Panel:
         return data
 
     def _publish(self) -> None:
-        """Bring the static fallback of every displayed copy of the panel up to date."""
+        """Bring the static fallback of every displayed copy of the panel up to date. Only
+        `wait()` calls it, not the end of every run: JupyterLab rebuilds the widget view of an
+        output whose display data changes (a flash, and the old view lingers), so after
+        clicking through runs in JupyterLab, call `wait()` before saving a notebook to share."""
         bundle = self._bundle()
         for handle in self._handles:
             handle.update(bundle, raw=True)
@@ -470,9 +475,10 @@ class Panel:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the current run ends (or `timeout` seconds); True if it has ended.
 
-        Once it has, the panel's state is sent again from the calling thread, with the static
-        fallback: a headless runner (nbclient, papermill) records only the messages of the
-        cell that is running, and the training thread's messages may belong to none."""
+        Once it has, the panel's state is sent again from the calling thread and its static
+        fallback (the last frame and the status line, for viewers without widget JavaScript)
+        is brought up to date: a headless runner (nbclient, papermill) records only the
+        messages of the cell that is running, and the training thread's may belong to none."""
         if self._thread is not None:
             self._thread.join(timeout)
         if self.running:
@@ -547,7 +553,6 @@ class Panel:
             self._refresh_runs()
             if run.number - 1 in self.overlaid:
                 self._draw_overlay()
-            self._publish()
 
     def _ended_text(self, run: PanelRun, result) -> str:
         final = result.final
