@@ -1,4 +1,7 @@
 # Thin wrappers: every target sets up .venv first (once; again only when pyproject.toml changes).
+# Set-up also fetches the widget manager the HTML export inlines (seqrep/offline.py: pinned,
+# integrity-checked, with npm), so shared notebooks render their widgets with no network;
+# without npm it says why and the HTML shows widgets as their static images and text.
 PYTHON ?= python3
 VENV ?= .venv
 # An unpinned torch on Linux pulls a multi-GB CUDA build; 2.13.0 is a CPU wheel here.
@@ -17,6 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	-$(BIN)/python -m seqrep.offline
 	touch $@
 
 notebooks: setup

@@ -1,14 +1,17 @@
-"""Execute the notebooks headless into executed/ (.ipynb with outputs and widget state, .html),
-write an index, and let notebooks report their key numbers.
+"""Execute the notebooks headless into executed/ (.ipynb with outputs and widget state; .html
+that renders those widgets with no network, see `seqrep.offline`), write an index with each
+notebook's headline figure and key numbers, and let notebooks report those numbers.
 
 `seqrep run-notebooks` (and `make notebooks`) call `run_notebooks`.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import html
+import io
 import json
 import os
 import time
@@ -17,7 +20,9 @@ from pathlib import Path
 from .errors import SeqrepError
 
 SUMMARY_MIME = "application/vnd.seqrep.key-numbers+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PACKAGE = Path(__file__).resolve().parent  # installed or in a checkout
+TEMPLATES = PACKAGE / "templates"  # nbconvert templates (seqrep-offline)
 
 
 def key_numbers(**numbers: float | int | str) -> None:
@@ -40,10 +45,11 @@ def _read_key_numbers(nb) -> dict:
 
 
 def _fingerprint(notebook: Path, params: dict) -> str:
-    """Changes when the notebook, its parameters or any seqrep source file changes."""
+    """Changes when the notebook, its parameters, any seqrep source file or the HTML template
+    changes."""
     h = hashlib.sha256(notebook.read_bytes())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    for source in sorted(PACKAGE.rglob("*.py")):
+    for source in sorted([*PACKAGE.rglob("*.py"), *TEMPLATES.rglob("*.j2")]):
         h.update(source.read_bytes())
     return h.hexdigest()
 
@@ -63,11 +69,69 @@ def parse_params(pairs: list[str]) -> dict:
     return params
 
 
-def _export_html(nb, path: Path) -> None:
+def export_html(nb, path: str | os.PathLike, log=print) -> Path:
+    """Write an executed notebook (an nbformat node) as one self-contained HTML page that
+    opens with no network: JupyterLab's look, figures embedded, and widgets rendered from the
+    saved widget state by the inlined widget manager (`seqrep.offline`); nothing comes from
+    a CDN. Where the manager cannot be had (no npm at set-up), widgets are exported as their
+    static fallback (the panel's last frame and status line) and `log` says so. Returns the
+    path."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    from .offline import inline_html
+
+    path = Path(path)
+    widgets = ""
+    if nb.metadata.get("widgets"):
+        try:
+            widgets = inline_html()
+        except SeqrepError as err:
+            log(f"{path.name}: widgets exported as their static images and text ({err})")
+            nb = _static_widgets(nb)
+    exporter = HTMLExporter(template_name="seqrep-offline", extra_template_basedirs=[str(TEMPLATES)])
+    body, _ = exporter.from_notebook_node(nb, resources={"seqrep_widgets": widgets})
     path.write_text(body, encoding="utf-8")
+    return path
+
+
+def _static_widgets(nb):
+    """A copy of `nb` whose widget outputs show their fallback (image, text) instead."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
+    return nb
+
+
+def _headline_png(nb) -> bytes | None:
+    """The notebook's headline figure: the last image in a cell tagged "headline", or else
+    the last image the notebook shows (where the notebooks put their summary figure)."""
+    tagged = [c for c in nb.cells if "headline" in c.get("metadata", {}).get("tags", [])]
+    for cell in reversed(tagged or nb.cells):
+        for output in reversed(cell.get("outputs", [])):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                return base64.b64decode(png)
+    return None
+
+
+def _write_thumbnail(nb, out_dir: Path, stem: str) -> str | None:
+    """A small copy of the headline figure as out_dir/thumbs/STEM.png; its path relative to
+    out_dir, or None for a notebook without figures."""
+    from PIL import Image
+
+    png = _headline_png(nb)
+    if png is None:
+        return None
+    image = Image.open(io.BytesIO(png))
+    image.thumbnail((400, 260))
+    path = out_dir / "thumbs" / f"{stem}.png"
+    path.parent.mkdir(exist_ok=True)
+    image.save(path, optimize=True)
+    return path.relative_to(out_dir).as_posix()
 
 
 def _write_index(out_dir: Path, records: list[dict]) -> Path:
@@ -82,17 +146,23 @@ def _write_index(out_dir: Path, records: list[dict]) -> Path:
         numbers = "<br>".join(
             f"{html.escape(str(k))} = {html.escape(str(v))}" for k, v in r["key_numbers"].items()
         )
+        thumb = r.get("thumbnail")
+        figure = (f"<a href='{html.escape(r['html'])}'><img src='{html.escape(thumb)}' "
+                  f"alt='headline figure of {html.escape(r['notebook'])}'></a>" if thumb else "")
         rows.append(
             f"<tr><td><a href='{html.escape(r['html'])}'>{html.escape(r['notebook'])}</a>"
             f" (<a href='{html.escape(r['ipynb'])}'>ipynb</a>)</td><td>{r['status']}</td>"
-            f"<td>{html.escape(r['ran_at'])}</td><td>{r['seconds']:.1f}</td><td>{numbers}</td></tr>"
+            f"<td>{html.escape(r['ran_at'])}</td><td>{r['seconds']:.1f}</td>"
+            f"<td class='figure'>{figure}</td><td>{numbers}</td></tr>"
         )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>seqrep notebooks</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:.4em .8em;vertical-align:top;text-align:left}}</style>
+td,th{{border:1px solid #ccc;padding:.4em .8em;vertical-align:top;text-align:left}}
+td.figure img{{display:block;max-width:400px;border:0}}</style>
 </head><body><h1>seqrep: executed notebooks</h1>
 <p>seqrep {__version__}, torch {torch.__version__}, built {dt.datetime.now():%Y-%m-%d %H:%M}.</p>
-<table><tr><th>notebook</th><th>status</th><th>run at</th><th>seconds</th><th>key numbers</th></tr>
+<table><tr><th>notebook</th><th>status</th><th>run at</th><th>seconds</th><th>headline figure</th>
+<th>key numbers</th></tr>
 {chr(10).join(rows)}
 </table></body></html>
 """
@@ -211,11 +281,12 @@ def run_notebooks(
         target, seconds = _execute(nb_path, out_dir, params, timeout)
         nb = nbformat.read(target, as_version=4)
         html_path = target.with_suffix(".html")
-        _export_html(nb, html_path)
+        export_html(nb, html_path, log)
         records[nb_path.stem] = {
             "notebook": nb_path.stem, "ipynb": target.name, "html": html_path.name, "status": "ok",
             "seconds": round(seconds, 1), "ran_at": f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}",
             "parameters": params, "key_numbers": _read_key_numbers(nb), "fingerprint": fingerprint,
+            "thumbnail": _write_thumbnail(nb, out_dir, nb_path.stem),
         }
         log(f"{nb_path.name}: ok in {seconds:.1f} s -> {target}, {html_path.name}")
         _write_index(out_dir, sorted(records.values(), key=lambda r: r["notebook"]))

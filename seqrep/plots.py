@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -45,17 +47,54 @@ def history(run) -> list[dict]:
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
+def chance_levels(y) -> dict[str, float]:
+    """What a model that always predicts one class scores on labels y: (n,) class indices.
+
+    {"accuracy": the largest class's share of y (always predicting it is the best such guess;
+    on an imbalanced set it is far above 1/k), "balanced_accuracy": 1/k for the k classes
+    present in y (every single-class guess scores that)}. Compare validation accuracy with
+    chance_levels(val.y)["accuracy"], balanced accuracy with ["balanced_accuracy"].
+    """
+    counts = np.bincount(np.asarray(y, dtype=np.int64).ravel()) if len(y) else np.zeros(0)
+    present = counts[counts > 0]
+    if not len(present):
+        raise SeqrepError("chance_levels: no labels given; pass the validation labels (val.y).")
+    return {"accuracy": float(present.max() / present.sum()), "balanced_accuracy": 1.0 / len(present)}
+
+
+def chance_label(kind: str, value: float) -> str:
+    """Legend text of a chance line: kind "accuracy" (majority class) or "balanced_accuracy"."""
+    if kind == "balanced_accuracy":
+        return f"chance, balanced (1/{round(1 / value)}): {value:.3f}"
+    return f"chance (majority class): {value:.3f}"
+
+
+def _chance_for(metric: str, chance) -> tuple[float, str, str] | None:
+    """The chance line of `metric` (value, legend text, line style): `chance` is one number
+    for every accuracy panel, or {metric or "accuracy" / "balanced_accuracy": value}."""
+    if chance is None or "accuracy" not in metric:
+        return None
+    if not isinstance(chance, Mapping):
+        return float(chance), f"chance ({float(chance):.3f})", "--"
+    kind = metric.removeprefix("val_").removeprefix("train_")
+    value = chance.get(metric, chance.get(kind))
+    style = "--" if kind == "balanced_accuracy" else ":"  # as in the live figure
+    return None if value is None else (float(value), chance_label(kind, value), style)
+
+
 def plot_runs(
     runs: Mapping[str, object],
     metrics: Sequence[str] = ("val_accuracy", "val_balanced_accuracy"),
-    chance: float | None = None,
+    chance: float | Mapping[str, float] | None = None,
     title: str | None = None,
     axes=None,
 ):
     """One panel per metric, one line per run, against epoch.
 
-    runs: {label: run directory | FitResult | list of epoch records}. chance: draws a dashed
-    chance line on accuracy panels. Returns the figure.
+    runs: {label: run directory | FitResult | list of epoch records}. chance: a dashed chance
+    line on accuracy panels, one number for all, or per metric ({"val_accuracy": 0.51,
+    "val_balanced_accuracy": 0.5}, or `chance_levels(val.y)`). The legend sits to the right of
+    the panels, outside them, so it never covers a curve. Returns the figure.
     """
     if axes is None:
         fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
@@ -69,8 +108,9 @@ def plot_runs(
             epochs = [r["epoch"] + 1 for r in records if r.get(metric) is not None]
             values = [r[metric] for r in records if r.get(metric) is not None]
             ax.plot(epochs, values, marker="o", markersize=3, label=label)
-        if chance is not None and "accuracy" in metric:
-            ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance ({chance:.3f})")
+        line = _chance_for(metric, chance)
+        if line is not None:
+            ax.axhline(line[0], color="0.3", linestyle=line[2], linewidth=1.1, label=line[1])
         if "loss" in metric or metric == "lr":
             ax.set_yscale("log")
         elif "accuracy" in metric or "f1" in metric:
@@ -78,11 +118,28 @@ def plot_runs(
         ax.set_xlabel("epoch")
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="best", fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    _legend_outside(fig, axes)
     return fig
+
+
+def _legend_outside(fig, axes) -> None:
+    """One legend for all panels (each label once), outside them: right of the figure for a
+    few entries, below it in up to three columns for many (to the right, a long column would
+    make a wide image that viewers shrink until the text is unreadable). Saved with
+    bbox_inches="tight" (as notebooks show figures) the image grows to hold it."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.tight_layout()
+    if len(entries) > 6:
+        fig.legend(list(entries.values()), list(entries), loc="upper center", fontsize=9,
+                   bbox_to_anchor=(0.5, 0.0), ncols=min(3, math.ceil(len(entries) / 4)), frameon=False)
+    elif entries:
+        fig.legend(list(entries.values()), list(entries), loc="center left", fontsize=9,
+                   bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,16 +330,23 @@ def config_differences(facts: Sequence[Mapping]) -> list[str]:
     return [k for k in keys if k not in _NOT_IN_LABELS and len({repr(f.get(k)) for f in facts}) > 1]
 
 
+def run_name(run) -> str:
+    """A run directory's name without the timestamp `new_run_dir` puts in front of it."""
+    return re.sub(r"^\d{8}-\d{6}-\d+-", "", _run_dir(run).name)
+
+
 def run_labels(runs: Sequence) -> list[str]:
     """A legend label per run from what differs between their configs (and data), e.g.
     ["lr=0.003", "lr=0.01"] or ["extraction=broken", "extraction=fixed"]. Runs whose configs
-    are identical are told apart by their run directory names."""
+    are identical are told apart by their run directory names (without the timestamp), and
+    by their position when those are the same too."""
     facts = [_runconfig_facts(r) for r in runs]
     keys = config_differences(facts)
     labels = [", ".join(f"{k}={format_value(f.get(k))}" for k in keys) for f in facts]
     if len(set(labels)) < len(labels):
-        labels = [f"{label} ({_run_dir(r).name})" if label else _run_dir(r).name
-                  for label, r in zip(labels, runs)]
+        labels = [f"{label} ({run_name(r)})" if label else run_name(r) for label, r in zip(labels, runs)]
+    if len(set(labels)) < len(labels):
+        labels = [f"#{i + 1} {label}" for i, label in enumerate(labels)]
     return labels
 
 
@@ -291,12 +355,14 @@ def overlay(
     metrics: Sequence[str] = ("val_loss", "val_accuracy", "val_balanced_accuracy"),
     *,
     title: str | None = None,
-    chance: float | None = None,
+    chance: float | Mapping[str, float] | None = None,
+    axes=None,
 ):
     """Finished or still-running runs on shared axes, one line per run per metric, read from
-    their run logs. runs: run directories or FitResults, labelled by `run_labels`; or a mapping
-    {label: run} to choose the labels. Returns the (pyplot) figure: in a notebook it shows
-    below the cell; elsewhere save it or `plt.close` it.
+    their run logs (a running run as far as it has got). runs: run directories or FitResults,
+    labelled by `run_labels`; or a mapping {label: run} to choose the labels. chance: as in
+    `plot_runs`. Returns the figure (pyplot's unless `axes` are given, one per metric): in a
+    notebook it shows below the cell; elsewhere save it or `plt.close` it.
 
     Example: `overlay([broken.run_dir, fixed.run_dir], title="only the fixed model learns")`.
     """
@@ -304,5 +370,5 @@ def overlay(
         runs = dict(zip(run_labels(runs), runs))
     if not runs:
         raise SeqrepError("overlay: no runs given; pass run directories or FitResults.")
-    return plot_runs(runs, metrics, chance=chance,
+    return plot_runs(runs, metrics, chance=chance, axes=axes,
                      title=title or f"{len(runs)} runs on shared axes (from their run logs)")

@@ -311,6 +311,22 @@ FRAMES = """() => {
 }"""
 
 
+def _ended(page: Page, number: int) -> str:
+    """Wait until the panel's run #number has ended; its status line."""
+    page.wait_for_function(
+        f"() => /^(stopped|finished|failed) #{number}\\b/.test("
+        "document.querySelector('.seqrep-status').innerText.trim())",
+        timeout=TRAIN_TIMEOUT * 1000,
+    )
+    return page.locator(".seqrep-status").inner_text()
+
+
+def _type(page: Page, label: str, value: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")  # the text box sends its value on Enter
+
+
 def test_live_training_panel_start_frames_stop(page, lab):
     from playwright.sync_api import expect
 
@@ -324,41 +340,133 @@ def test_live_training_panel_start_frames_stop(page, lab):
     assert status.count() == figure.count() == start.count() == stop.count() == 1, (
         "expected one panel (status line, live figure, Start, Stop) in the page, found "
         f"{status.count()}, {figure.count()}, {start.count()}, {stop.count()}")
-    assert status.inner_text().startswith("ready"), f"panel status before Start: {status.inner_text()!r}"
+    # The notebook presses Start itself once (a short broken run) and waits for it.
+    assert status.inner_text().startswith("finished #1"), f"panel status after Run All: {status.inner_text()!r}"
     page.screenshot(path=_artifact(f"{name}-1-run-all"))
 
-    epochs = page.get_by_label("epochs", exact=True)
-    epochs.fill(str(PANEL_EPOCHS))
-    epochs.press("Enter")  # the text box sends its value on Enter
+    # A broken run from the controls: the status line leads with the final validation
+    # accuracy, the best beside it, and the chance level (issue 20.1).
+    page.locator(".widget-toggle-button", has_text=re.compile(r"^\s*broken\s*$")).click()
+    _type(page, "epochs", "3")
+    start.click()
+    ended = _ended(page, 2)
+    assert re.match(r"finished #2: epoch 3/3 in \d+ s \| val acc (\d\.\d{3}) \(best \d\.\d{3} at epoch \d\), "
+                    r"balanced \d\.\d{3} \| chance: acc \d\.\d{3} \(majority class\), balanced "
+                    r"\d\.\d{3} \(1/\d+ classes\)", ended), f"status line of the broken run: {ended!r}"
+    expect(page.locator(".seqrep-runs")).to_contain_text("broken", timeout=TRAIN_TIMEOUT * 1000)
+    figure.scroll_into_view_if_needed()
+    page.screenshot(path=_artifact(f"{name}-2-broken-run"))
+
+    page.locator(".widget-toggle-button", has_text=re.compile(r"^\s*fixed\s*$")).click()
+    _type(page, "epochs", str(PANEL_EPOCHS))
     page.evaluate(FRAMES)  # records every frame the live figure shows from now on
     start.click()
 
     # Two new frames while the run trains: the figure is redrawn live, not only at the end.
     page.wait_for_function("() => window.seqrepFrames.length >= 2", timeout=TRAIN_TIMEOUT * 1000)
     training = status.inner_text()
-    assert re.match(rf"training: epoch \d+/{PANEL_EPOCHS}\b", training), (
-        f"expected the run to be training {PANEL_EPOCHS} epochs after two frames, status line: "
+    assert re.match(rf"training #3: epoch \d+/{PANEL_EPOCHS}\b", training), (
+        f"expected run #3 to be training {PANEL_EPOCHS} epochs after two frames, status line: "
         f"{training!r}")
     seen = [text for _, text in page.evaluate("window.seqrepFrames")]
-    assert all(re.match(r"(starting|training):", text) for text in seen), (
+    assert all(re.match(r"(starting|training) #3:", text) for text in seen), (
         f"expected the frames to arrive while the run starts or trains; status at each: {seen}")
+    # Locked while it trains (issue 20.3).
+    expect(page.get_by_label("epochs", exact=True)).to_be_disabled()
     figure.scroll_into_view_if_needed()
-    page.screenshot(path=_artifact(f"{name}-2-training"))
+    page.screenshot(path=_artifact(f"{name}-3-training"))
 
     stop.click()
-    page.wait_for_function(
-        "() => /^(stopped|finished|failed)/.test(document.querySelector('.seqrep-status').innerText.trim())",
-        timeout=TRAIN_TIMEOUT * 1000,
-    )
-    ended = status.inner_text()
-    stopped = re.match(rf"stopped at epoch (\d+)/{PANEL_EPOCHS}\b.*\(stop requested\)", ended)
-    assert stopped, f"expected 'stopped at epoch N/{PANEL_EPOCHS} ... (stop requested)', status line: {ended!r}"
+    ended = _ended(page, 3)
+    stopped = re.match(rf"stopped #3 at epoch (\d+)/{PANEL_EPOCHS}\b.*\(stop requested\)", ended)
+    assert stopped, f"expected 'stopped #3 at epoch N/{PANEL_EPOCHS} ... (stop requested)', status line: {ended!r}"
     assert int(stopped[1]) < PANEL_EPOCHS, f"Stop did not end the run early: {ended!r}"
     # The buttons and the runs table follow the status line (the thread's last updates).
     expect(start).to_be_enabled(timeout=TRAIN_TIMEOUT * 1000)
     expect(stop).to_be_disabled(timeout=TRAIN_TIMEOUT * 1000)
     expect(page.locator(".seqrep-runs")).to_contain_text("stopped", timeout=TRAIN_TIMEOUT * 1000)
     assert figure.evaluate("img => img.naturalWidth") > 0, "the live figure does not render as an image"
+    assert status.count() == 1, "the panel shows twice after its display was updated"
     figure.scroll_into_view_if_needed()
-    page.screenshot(path=_artifact(f"{name}-3-stopped"))
+    page.screenshot(path=_artifact(f"{name}-4-stopped"))
     assert_no_errors(page, name)
+
+
+# --------------------------------------------------------------------------------------------
+# The shared HTML, offline
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def executed_05(tmp_path_factory) -> Path:
+    """notebooks/05 executed with quick parameters by the runner behind `make notebooks`."""
+    from seqrep.notebooks import run_notebooks
+
+    out = tmp_path_factory.mktemp("executed")
+    run_notebooks(["05_live_training"], {"quick": True}, notebooks_dir=ROOT / "notebooks", out_dir=out,
+                  log=lambda line: None)
+    return out
+
+
+def _left_values(nb) -> dict[str, str]:
+    """The displayed panel's text boxes and extraction toggle as the executed notebook left
+    them (read from the widget state, under the panel output's model: the notebook's second,
+    undisplayed panel has the same controls)."""
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    root = next(o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for c in nb.cells
+                for o in c.get("outputs", []) if str(o.get("data", {}).get("text/plain", "")).startswith("seqrep panel: "))
+    values, todo = {}, [root]
+    while todo:
+        model = state[todo.pop()]
+        s = model["state"]
+        todo.extend(child.removeprefix("IPY_MODEL_") for child in s.get("children", []))
+        if model["model_name"] == "TextModel" and s.get("description") in ("epochs", "model width", "seed"):
+            values[s["description"]] = s["value"]
+        if model["model_name"] == "ToggleButtonsModel" and s.get("description") == "extraction":
+            values["extraction"] = s["_options_labels"][s["index"]]
+    return values
+
+
+def test_shared_html_renders_the_panel_offline(browser, executed_05):
+    """Issue 18: executed/05_live_training.html opened from disk with every request that is
+    not file:, data: or blob: blocked shows the panel: controls, status line, figure."""
+    html = executed_05 / "05_live_training.html"
+    nb = nbformat.read(executed_05 / "05_live_training.ipynb", as_version=4)
+    fallback = next(o["data"]["text/plain"] for c in nb.cells for o in c.get("outputs", [])
+                    if str(o.get("data", {}).get("text/plain", "")).startswith("seqrep panel: "))
+    context = browser.new_context(viewport={"width": 1300, "height": 1400})
+    requests, refused = [], []
+
+    def local_only(route):
+        if route.request.url.startswith(("file:", "data:", "blob:")):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", local_only)
+    page = context.new_page()
+    page.on("request", lambda request: requests.append(request.url))
+    try:
+        page.goto(html.as_uri())
+        status = page.locator(".seqrep-status")
+        status.wait_for(timeout=KERNEL_TIMEOUT * 1000)
+        left = _left_values(nb)
+        assert left["extraction"] == "broken" and left["epochs"] == "2", left
+        for label in ("epochs", "model width", "seed"):
+            assert page.get_by_label(label, exact=True).input_value() == left[label], label
+        active = page.locator(".widget-toggle-button.mod-active").inner_text().strip()
+        assert active == left["extraction"], f"extraction shows {active!r}, left at {left['extraction']!r}"
+        shown = status.inner_text().strip()
+        assert shown.startswith("finished #1: epoch 2/2") and "chance: acc" in shown, shown
+        assert "seqrep panel: " + shown.replace("\n", " | ") == fallback
+        figure = page.locator("img.seqrep-live-figure")
+        assert figure.evaluate("img => img.complete && img.naturalWidth > 0"), "the live figure is not drawn"
+        assert page.locator(".widget-button", has_text=re.compile(r"^\s*Start\s*$")).count() == 1
+        assert page.evaluate("document.fonts.check('900 12px \"Font Awesome 5 Free\"')"), "button icons missing"
+        status.locator("xpath=..").screenshot(path=_artifact("05-offline-html-panel"))
+    finally:
+        page.screenshot(path=_artifact("05-offline-html-end"), full_page=True)
+        context.close()
+    assert refused == [], f"the page asked the network for {refused}"
+    assert [u for u in requests if not u.startswith(("data:", "blob:"))] == [html.as_uri()], requests

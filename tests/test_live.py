@@ -52,7 +52,7 @@ class FakeHandle:
     def __init__(self, log):
         self.log = log
 
-    def update(self, obj):
+    def update(self, obj, **kwargs):
         self.log.append(("update", obj))
 
 
@@ -145,11 +145,49 @@ def test_overlay_labels_come_from_config_differences(data, tmp_path):
     assert seqrep.run_labels([broken, runs[1]]) == ["extraction=broken", "extraction=fixed"]
     same = _fit(data, tmp_path / "same", TINY.replace(epochs=1, lr=0.01))
     assert seqrep.run_labels([runs[1], same]) == ["0.01", "same"]  # identical configs: directory names
+    # Timestamped directories are told apart by the name after the stamp, or by position.
+    stamped = [_fit(data, seqrep.new_run_dir(tmp_path, "panel-fixed"), TINY.replace(epochs=1)) for _ in range(2)]
+    assert seqrep.run_labels(stamped) == ["#1 panel-fixed", "#2 panel-fixed"]
 
     fig = seqrep.overlay([r.run_dir for r in runs], title="lr=0.01 learns faster")
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
     plt.close(fig)
     assert legend == ["lr=0.003", "lr=0.01"]
+
+
+def test_overlay_legend_of_many_runs_sits_outside_the_panels(data, tmp_path):
+    """Issue 20.5: with nine runs the legend covered the middle panel."""
+    import matplotlib.pyplot as plt
+
+    run = _fit(data, tmp_path / "run", TINY.replace(epochs=2))
+    runs = {f"#{i} lr=0.00{i}, seed={i}, a long label": run.run_dir for i in range(1, 10)}
+    fig = seqrep.overlay(runs, chance=seqrep.plots.chance_levels(data[1].y))
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    below_panels = min(ax.get_window_extent().y0 for ax in fig.axes)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    plt.close(fig)
+    assert all(ax.get_legend() is None for ax in fig.axes) and legend.y1 <= below_panels
+    assert labels[:9] == list(runs) and labels[9].startswith("chance (majority class): ")
+    assert labels[10].startswith("chance, balanced (1/4): 0.250")
+    assert min(t.get_fontsize() for t in fig.legends[0].get_texts()) >= 9
+
+
+@pytest.mark.parametrize(("y", "accuracy", "balanced"), [
+    ([0, 0, 0, 1], 0.75, 0.5),  # imbalanced: always predicting class 0 scores 0.75
+    ([0, 1, 2, 3, 3, 2], 2 / 6, 0.25),
+    ([3, 3, 5], 2 / 3, 0.5),  # balanced accuracy averages over the classes present
+])
+def test_chance_levels(y, accuracy, balanced):
+    import numpy as np
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    levels = seqrep.plots.chance_levels(np.array(y))
+    assert levels == pytest.approx({"accuracy": accuracy, "balanced_accuracy": balanced})
+    # What a model always predicting the most frequent class scores.
+    constant = np.full(len(y), np.bincount(y).argmax())
+    assert accuracy_score(y, constant) == pytest.approx(accuracy)
+    assert balanced_accuracy_score(y, constant) == pytest.approx(balanced)
 
 
 # ---------------------------------------------------------------------- the panel
@@ -163,31 +201,52 @@ def panel(data, tmp_path):
     assert panel.wait(TIMEOUT), "the training thread did not end"
 
 
+def _start_event(run_dir: Path) -> dict:
+    return next(r for r in read_log(run_dir) if r.get("event") == "start")
+
+
+def _table(panel) -> tuple[list[str], list[list[str]]]:
+    """The runs table as (header, rows of cell texts)."""
+    from html.parser import HTMLParser
+
+    rows: list[list[str]] = []
+
+    class Cells(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                rows.append([])
+
+        def handle_data(self, text):
+            if rows:
+                rows[-1].append(text)
+
+    Cells().feed(panel.table.value)
+    return rows[0], rows[1:]
+
+
 def test_panel_config_follows_the_widgets(panel):
     c = panel.controls
-    c["lr"].value, c["batch_size"].value, c["epochs"].value = 0.003, 4, 7
+    c["lr"].value, c["batch_size"].value, c["epochs"].value = 0.003, "4", "7"
     c["kernel_sizes"].value, c["attention"].value, c["dropout"].value = "3, 5", False, 0.2
-    c["remedy"].value, c["extraction"].value, c["seed"].value = "focal loss", "broken", 3
-    c["width"].value = 9  # 3 branches with two kernel sizes
+    c["remedy"].value, c["extraction"].value, c["seed"].value = "focal loss", "broken", "3"
+    c["width"].value = "9"  # 3 branches with two kernel sizes
     assert panel.config() == TINY.replace(
         lr=0.003, batch_size=4, epochs=7, loss="focal", check_gradients=False, seed=3,
         model={"kernel_sizes": (3, 5), "attention": False, "dropout": 0.2, "extraction": "broken", "width": 9})
-    c["kernel_sizes"].value, c["remedy"].value = "auto", "none"
+    c["kernel_sizes"].value, c["remedy"].value, c["epochs"].value = "auto", "none", "auto"
     assert panel.config().model.kernel_sizes == () and panel.config().loss == "cross_entropy"
+    assert panel.config().epochs == 0
 
 
 def test_panel_start_train_stop_keeps_log_checkpoint_and_status(panel):
-    panel.controls["epochs"].value = 10_000  # would run for hours: only Stop ends it
+    panel.controls["epochs"].value = "10000"  # would run for hours: only Stop ends it
     panel.start.click()
     assert panel.running and len(panel.runs) == 1
     run_dir = panel.runs[0].run_dir
     _until(lambda: len(_epochs(run_dir)) >= 2, "two epochs in the run log")
-    assert re.match(r"training: epoch \d+/10000, step \d+/\d+ \| best val acc [\d.]+ \| "
-                    r"\d+ samples/s \| ETA [\d.]+ (s|min) \| ", panel.status_text), panel.status_text
-
-    panel.start.click()  # a second Start while training is refused
-    assert len(panel.runs) == 1 and panel.running
-    assert "still training" in panel.status_text and "press Stop first" in panel.status_text
+    assert re.match(r"training #1: epoch \d+/10000, step \d+/\d+ \| val acc [\d.]+ \(best [\d.]+ at "
+                    r"epoch \d+\), balanced [\d.]+ \| chance: .* \| \d+ samples/s \| ETA [\d.]+ (s|min) \| ",
+                    panel.status_text), panel.status_text
 
     out = io.StringIO()  # a terminal following the same run keeps working meanwhile
     seqrep.show_latest_epoch(run_dir, follow=True, interval=0.02, out=out, max_updates=2)
@@ -202,28 +261,197 @@ def test_panel_start_train_stop_keeps_log_checkpoint_and_status(panel):
     epochs = _epochs(run_dir)
     assert 2 <= len(epochs) < 10_000
     assert panel.runs[0].state == "stopped"
-    assert "stopped at epoch" in panel.status_text and str(run_dir) in panel.status_text
-    assert "stop requested" in panel.status_text and "best val acc" in panel.status_text
+    assert panel.status_text.startswith("stopped #1 at epoch") and str(run_dir) in panel.status_text
+    assert "stop requested" in panel.status_text and "val acc" in panel.status_text
     assert not panel.start.disabled and panel.stop.disabled
     assert bytes(panel.figure.value).startswith(PNG)
     assert "stopped" in panel.table.value and run_dir.name in panel.table.value
 
 
-def test_panel_runs_can_be_overlaid(panel):
-    for lr in (0.003, 0.01):
-        panel.controls["epochs"].value, panel.controls["lr"].value = 2, lr
+def test_panel_leads_with_the_final_accuracy_the_best_beside_it_and_chance(panel, data):
+    """Issue 20.1: a one-epoch spike led the status line, the title and the table."""
+    panel.controls["epochs"].value = "4"
+    panel.start.click()
+    assert panel.wait(TIMEOUT)
+    run_dir = panel.runs[0].run_dir
+    scores = [r["val_accuracy"] for r in _epochs(run_dir)]
+    final, best, best_epoch = scores[-1], max(scores), scores.index(max(scores)) + 1
+    balanced = _epochs(run_dir)[-1]["val_balanced_accuracy"]
+    counts = __import__("numpy").bincount(data[1].y)
+    majority, k = counts.max() / counts.sum(), int((counts > 0).sum())
+    said = (f"val acc {final:.3f} (best {best:.3f} at epoch {best_epoch}), balanced {balanced:.3f} | "
+            f"chance: acc {majority:.3f} (majority class), balanced {1 / k:.3f} (1/{k} classes)")
+    assert panel.status_text.startswith("finished #1: epoch 4/4 in ") and said in panel.status_text
+    header, rows = _table(panel)
+    assert rows[0][header.index("val acc (final)")] == f"{final:.3f}"
+    assert rows[0][header.index("best val acc (epoch)")] == f"{best:.3f} ({best_epoch})"
+    assert rows[0][header.index("chance acc / bal")] == f"{majority:.3f} / {1 / k:.3f}"
+    assert header.index("val acc (final)") < header.index("best val acc (epoch)")
+    assert f"val acc {final:.3f} (best {best:.3f}) | chance {majority:.3f}" in panel.live.title
+    chance_lines = [line.get_label() for line in panel.live._figure.axes["accuracy"].get_lines()
+                    if line.get_label().startswith("chance")]
+    assert chance_lines == [f"chance (majority class): {majority:.3f}", f"chance, balanced (1/{k}): {1 / k:.3f}"]
+
+
+def test_panel_run_best_and_final_when_they_differ():
+    run = live.PanelRun(1, Path("r"), TINY, "GunPoint", {"accuracy": 0.507, "balanced_accuracy": 0.5}, epochs=2)
+    run.record({"epoch": 0, "val_accuracy": 0.753, "val_balanced_accuracy": 0.75})
+    run.record({"epoch": 1, "val_accuracy": 0.493, "val_balanced_accuracy": 0.5})
+    assert run.accuracy() == ("val acc 0.493 (best 0.753 at epoch 1), balanced 0.500 | chance: acc 0.507 "
+                              "(majority class), balanced 0.500 (1/2 classes)")
+
+
+@pytest.mark.parametrize(("control", "typed", "message"), [
+    ("seed", "-5", "seed '-5' is out of range; write a whole number from 0 to 2147483647."),
+    ("batch_size", "0", "batch size '0' is out of range; write a whole number >= 1."),
+    ("batch_size", "2.5", "batch size '2.5' is not a whole number"),
+    ("batch_size", "1e3", "batch size 1000 is larger than the training set of tiny"),  # 1e3 is 1000, not 13
+    ("epochs", "-3", "epochs '-3' is out of range; write a whole number >= 1, or 'auto'."),
+    ("epochs", "", "epochs is empty; write a whole number >= 1, or 'auto'."),
+    ("width", "2", "model width '2' is out of range; write a whole number >= 4."),
+    ("width", "abc", "model width 'abc' is not a number"),
+    ("kernel_sizes", "3, 5, 7, 9, 11", "width 8 does not divide over 6 branches (5 kernel sizes + max-pool); use 6 or 12"),
+])
+def test_panel_refuses_input_it_would_not_run_as_shown(panel, control, typed, message):
+    """Issue 20.2: out-of-range numbers were clamped, '1e3' became 13, blank epochs became 0."""
+    panel.controls[control].value = typed
+    panel.start.click()
+    assert "cannot start: " in panel.status_text and message in panel.status_text, panel.status_text
+    assert "seqrep-notice-error" in panel.status.value
+    assert panel.runs == [] and not panel.running
+    assert panel.controls[control].value == typed  # left as typed, for the user to correct
+
+
+@pytest.mark.parametrize(("control", "typed", "shown", "field"), [
+    ("batch_size", "1e1", "10", ("batch_size", 10)),
+    ("seed", " 7 ", "7", ("seed", 7)),
+    ("epochs", "0", "auto", None),  # 0 is TrainConfig's automatic: said as such
+])
+def test_panel_rewrites_what_it_accepts_as_it_will_run(panel, control, typed, shown, field):
+    panel.controls[control].value = typed
+    if control != "epochs":
+        panel.controls["epochs"].value = "1"
+    panel.start.click()
+    assert panel.controls[control].value == shown and panel.running, panel.status_text
+    run_dir = panel.runs[0].run_dir
+    _until(lambda: len(_epochs(run_dir)) >= 1, "an epoch in the run log")
+    panel.stop.click()
+    assert panel.wait(TIMEOUT) and panel.runs[0].state in ("finished", "stopped"), panel.status_text
+    logged = _start_event(run_dir)["config"]
+    if field:
+        assert logged[field[0]] == field[1]
+    else:  # automatic epochs: the log has the number planned, the table says it was automatic
+        assert panel.runs[0].config.epochs == 0 and logged["epochs"] == panel.runs[0].epochs > 1
+        header, rows = _table(panel)
+        assert rows[0][header.index("epochs done")].endswith(f"/{logged['epochs']} (auto)")
+
+
+def test_panel_shows_and_logs_the_width_that_trains(panel):
+    """Issue 20.2: width 7 with automatic kernel sizes trained 8 wide; the table and log said 7."""
+    c = panel.controls
+    c["width"].value, c["kernel_sizes"].value, c["epochs"].value = "7", "auto", "1"
+    panel.start.click()
+    assert c["width"].value == "8"
+    assert re.search(r"model width 7 -> 8: the automatic kernel sizes \([\d, ]+\) and max-pool make 4 "
+                     r"branches", panel.status_text), panel.status_text
+    assert "seqrep-notice-info" in panel.status.value
+    assert panel.wait(TIMEOUT)
+    start = _start_event(panel.runs[0].run_dir)
+    assert start["config"]["model"]["width"] == start["model_spec"]["width"] == 8
+    assert panel.runs[0].config.model.width == 8 and "model width 7 -> 8" in panel.status_text
+
+
+def test_panel_locks_its_controls_while_a_run_trains(panel):
+    """Issue 20.3: controls changed mid-run were ignored without a word."""
+    panel.controls["epochs"].value = "10000"
+    panel.start.click()
+    assert all(control.disabled for control in panel.controls.values()), "a control is editable mid-run"
+    assert panel.start.disabled and not panel.stop.disabled
+    panel.stop.click()
+    assert panel.wait(TIMEOUT)
+    assert not any(control.disabled for control in panel.controls.values())
+    assert panel.config() == panel.runs[0].config  # the controls describe the run on screen
+
+
+def test_panel_runs_table_and_overlay_list_tell_runs_apart(panel):
+    """Issue 20.4: two columns headed 'epochs'; a 4-row list whose entries were cut off and
+    looked alike; legends named runs by their directories."""
+    for lr, epochs in ((0.003, "2"), (0.01, "2"), (0.01, "2"), (0.01, "1")):
+        panel.controls["epochs"].value, panel.controls["lr"].value = epochs, lr
         panel.start.click()
         assert panel.wait(TIMEOUT)
-    assert [r.state for r in panel.runs] == ["finished", "finished"]
-    assert "finished epoch 2/2" in panel.status_text
-    assert "<th style='border:1px solid #ccc;padding:2px 6px'>lr</th>" in panel.table.value
-    assert panel.selection.value == (0, 1)
+    header, rows = _table(panel)
+    assert len(header) == len(set(header)) and [h for h in header if "epochs" in h] == ["epochs (setting)", "epochs done"]
+    assert [row[header.index("epochs done")] for row in rows] == ["2/2", "2/2", "2/2", "1/1"]
+    options = [label for label, _ in panel.selection.options]
+    assert len(set(options)) == 4 and [o.split()[0] for o in options] == ["#1", "#2", "#3", "#4"]
+    assert options[0] == f"#1  epochs=2, lr=0.003  (finished, val acc {panel.runs[0].final['val_accuracy']:.3f})"
+    assert panel.selection.rows >= 4 and panel.selection.layout.width == "100%"
+    assert panel.selection.value == (0, 1, 2, 3)
     panel.overlay_button.click()
     assert bytes(panel.overlay_figure.value).startswith(PNG)
+    assert panel.overlay_labels == ["#1 epochs=2, lr=0.003", "#2 epochs=2, lr=0.01", "#3 epochs=2, lr=0.01",
+                                    "#4 epochs=1, lr=0.01"]
+    assert re.fullmatch(r"4 runs as of \d\d:\d\d:\d\d", panel.overlay_title)
+
+
+def test_panel_overlay_of_a_running_run_is_redrawn_as_it_trains(panel):
+    """Issue 20.5: an overlay of a running run was a still snapshot that never refreshed."""
+    panel.overlay_interval = 0
+    panel.controls["epochs"].value = "10000"
+    panel.start.click()
+    run_dir = panel.runs[0].run_dir
+    _until(lambda: len(_epochs(run_dir)) >= 1, "an epoch in the run log")
+    panel.overlay_button.click()
+    assert "#1 still training (redrawn as it trains)" in panel.overlay_title
+    first = bytes(panel.overlay_figure.value)
+    _until(lambda: bytes(panel.overlay_figure.value) != first, "the overlay redrawn by the next epoch")
+    panel.stop.click()
+    assert panel.wait(TIMEOUT)
+    assert "still training" not in panel.overlay_title  # redrawn once more when the run ended
+
+
+def test_panel_before_any_run_shows_no_empty_images(panel):
+    """Issue 20.6: two broken-image icons where the figures go."""
+    assert panel.figure.layout.display == panel.overlay_figure.layout.display == "none"
+    panel.controls["epochs"].value = "1"
+    panel.start.click()
+    assert panel.wait(TIMEOUT)
+    assert panel.figure.layout.display is None and panel.overlay_figure.layout.display == "none"
+    panel.overlay_button.click()
+    assert panel.overlay_figure.layout.display is None
+
+
+def test_live_figure_legends_cover_no_curve_and_equal_lines_stay_visible(data, tmp_path):
+    """Issue 20.6: legends over the loss and accuracy curves; validation accuracy hiding
+    balanced accuracy when they are equal."""
+    plot = live.LivePlot(to="file")
+    _fit(data, tmp_path, TINY.replace(epochs=2), [plot])
+    figure = plot._figure
+    figure.fig.canvas.draw()
+    for name in ("loss", "accuracy", "grad"):
+        ax = figure.axes[name]
+        assert ax.get_legend().get_window_extent().y0 >= ax.get_window_extent().y1 - 1, name
+    plain, balanced = figure.lines["val_accuracy"], figure.lines["val_balanced_accuracy"]
+    assert (plain.get_marker(), plain.get_linestyle()) != (balanced.get_marker(), balanced.get_linestyle())
+    assert balanced.get_zorder() > plain.get_zorder()
+
+
+def test_panel_double_click_on_start_starts_one_run_quietly(panel, monkeypatch):
+    """Issue 20.6: the second click of a double-click showed a red 'still training'."""
+    panel.controls["epochs"].value = "10000"
+    panel.start.click()
+    panel.start.click()
+    assert len(panel.runs) == 1 and panel.running
+    assert "still training" not in panel.status_text and "seqrep-notice" not in panel.status.value
+    monkeypatch.setattr(live.panel, "DOUBLE_CLICK", 0.0)  # a click long after: answered, not alarmed
+    panel.start.click()
+    assert len(panel.runs) == 1 and "run #1 is still training" in panel.status_text
+    assert "seqrep-notice-info" in panel.status.value and "seqrep-notice-error" not in panel.status.value
 
 
 @pytest.mark.parametrize(("control", "value", "message"), [
-    ("batch_size", 1000, "batch size 1000 is larger than the training set of tiny ({n} samples)"),
+    ("batch_size", "1000", "batch size 1000 is larger than the training set of tiny ({n} samples)"),
     ("kernel_sizes", "3, 5, 99", "longer than the series (40 steps)"),
     ("kernel_sizes", "3, five", "kernel sizes '3, five' are not whole numbers"),
 ])
@@ -257,11 +485,23 @@ def test_panel_reports_a_failed_run_instead_of_raising(panel, monkeypatch):
     assert "training failed: RuntimeError: planted failure" in panel.status_text
     assert panel.runs[0].state == "failed" and isinstance(panel.error, RuntimeError)
     assert not panel.start.disabled and panel.stop.disabled
+    assert not any(control.disabled for control in panel.controls.values())
 
 
-def test_panel_shows_as_a_widget(panel):
+def test_panel_display_data_carries_a_static_fallback(panel):
+    """Issue 18: viewers without widget JavaScript show the last frame and the status line."""
     bundle = panel._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert set(bundle) == {"application/vnd.jupyter.widget-view+json", "text/plain"}  # no frame yet
+    assert bundle["text/plain"] == "seqrep panel: ready: set the controls and press Start"
+    panel.controls["epochs"].value = "1"
+    panel.start.click()
+    assert panel.wait(TIMEOUT)
+    bundle = panel._repr_mimebundle_()
+    assert base64.b64decode(bundle["image/png"]) == bytes(panel.figure.value) == panel.live.png
+    updates = []
+    panel._handles = [FakeHandle(updates)]  # as if shown in a notebook
+    assert panel.wait() and updates == [("update", bundle)]  # wait() brings the displayed fallback up to date
+    assert bundle["text/plain"].startswith("seqrep panel: finished #1: epoch 1/1") and "\n" not in bundle["text/plain"]
     descriptions = {b.description for b in (panel.start, panel.stop)}
     assert descriptions == {"Start", "Stop"} and panel.controls["epochs"].description == "epochs"
 

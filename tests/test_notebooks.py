@@ -73,3 +73,133 @@ def test_notebook_executes_with_quick_parameters(path, tmp_path):
         str(path), str(tmp_path / path.name), parameters={"quick": True},
         cwd=str(path.parent), progress_bar=False, kernel_name="python3",
     )
+
+
+# ------------------------------------------------------------------ sharing (issue 18)
+
+
+@pytest.fixture(scope="module")
+def executed_05(tmp_path_factory) -> Path:
+    """notebooks/05 executed with quick parameters by the runner behind `make notebooks`."""
+    out = tmp_path_factory.mktemp("executed")
+    run_notebooks(["05_live_training"], {"quick": True}, notebooks_dir=ROOT / "notebooks", out_dir=out,
+                  log=lambda line: None)
+    return out
+
+
+def _panel_outputs(nb) -> list[dict]:
+    return [o for c in nb.cells for o in c.get("outputs", [])
+            if str(o.get("data", {}).get("text/plain", "")).startswith("seqrep panel: ")]
+
+
+@pytest.mark.slow
+def test_executed_panel_output_carries_a_png_and_a_text_fallback(executed_05):
+    import base64
+
+    nb = nbformat.read(executed_05 / "05_live_training.ipynb", as_version=4)
+    outputs = _panel_outputs(nb)
+    assert len(outputs) == 1, f"expected one panel output (the fallback beside the widget), got {len(outputs)}"
+    data = outputs[0]["data"]
+    assert set(data) == {"application/vnd.jupyter.widget-view+json", "image/png", "text/plain"}
+    assert base64.b64decode(data["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")
+    # The last frame and status line of the run the notebook starts in the panel, not of its
+    # empty start: the display was updated when the run ended.
+    assert data["text/plain"].startswith("seqrep panel: finished #1: epoch 2/2")
+    assert "chance: acc" in data["text/plain"] and "\n" not in data["text/plain"]
+    model_id = data["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert model_id in nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+
+
+@pytest.mark.slow
+def test_html_export_loads_nothing_from_the_network(executed_05):
+    import re
+
+    from seqrep import offline
+
+    page = (executed_05 / "05_live_training.html").read_text(encoding="utf-8")
+    external = re.findall(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=["']?(https?:)?//""", page)
+    assert external == [], "the page loads something from the network"
+    for cdn in ("unpkg.com", "cdn.jsdelivr.net/npm/@jupyter-widgets", "require.min.js", "MathJax", "mermaid.esm"):
+        assert cdn not in page.split("@jupyter-widgets/html-manager")[0], cdn
+    assert f"@jupyter-widgets/html-manager {offline.VERSION} (BSD-3-Clause" in page
+    assert 'type="application/vnd.jupyter.widget-state+json"' in page
+    assert (offline.bundle_dir() / "LICENSE").read_text().count("BSD-3-Clause") == 1
+
+
+@pytest.mark.slow
+def test_index_shows_each_notebooks_headline_figure_beside_its_key_numbers(executed_05):
+    from PIL import Image
+
+    index = (executed_05 / "index.html").read_text(encoding="utf-8")
+    record = json.loads((executed_05 / "index.json").read_text())[0]
+    thumb = executed_05 / record["thumbnail"]
+    assert record["thumbnail"] == "thumbs/05_live_training.png" and thumb.exists()
+    assert max(Image.open(thumb).size) <= 400
+    row = next(line for line in index.split("<tr>") if "05_live_training" in line)
+    assert row.index("<img src='thumbs/05_live_training.png'") < row.index("fixed_val_accuracy = ")
+    # The headline figure is the notebook's last one: the overlay of broken and fixed.
+    nb = nbformat.read(executed_05 / "05_live_training.ipynb", as_version=4)
+    last = next(c for c in reversed(nb.cells) if any("image/png" in o.get("data", {}) for o in c.get("outputs", [])))
+    assert "seqrep.overlay(" in last.source
+
+
+def test_headline_figure_prefers_a_tagged_cell():
+    import base64
+
+    from seqrep.notebooks import _headline_png
+
+    def image_cell(payload: bytes, tags=()):
+        cell = nbformat.v4.new_code_cell("", metadata={"tags": list(tags)})
+        cell.outputs = [nbformat.v4.new_output("display_data", {"image/png": base64.b64encode(payload).decode()})]
+        return cell
+
+    nb = nbformat.v4.new_notebook(cells=[image_cell(b"first", ["headline"]), image_cell(b"last")])
+    assert _headline_png(nb) == b"first"
+    nb.cells[0].metadata["tags"] = []
+    assert _headline_png(nb) == b"last"
+    assert _headline_png(nbformat.v4.new_notebook()) is None
+
+
+def test_fetching_the_widget_manager_without_npm_says_how_to_get_it(monkeypatch, tmp_path):
+    from seqrep import offline
+
+    monkeypatch.setattr(offline, "bundle_dir", lambda: tmp_path / "bundle")
+    monkeypatch.setattr(offline.shutil, "which", lambda name: None)
+    with pytest.raises(seqrep.SeqrepError, match=r"needs npm; install Node.js with npm .* make setup"):
+        offline.fetch()
+
+
+@pytest.mark.slow
+def test_fetching_refuses_a_tarball_that_is_not_the_pinned_one(monkeypatch, tmp_path):
+    from seqrep import offline
+
+    monkeypatch.setattr(offline, "bundle_dir", lambda: tmp_path / "bundle")
+    monkeypatch.setattr(offline, "INTEGRITY", "sha512-" + "A" * 86 + "==")
+    with pytest.raises(seqrep.SeqrepError, match=r"is not the pinned @jupyter-widgets/html-manager 1\.0\.15"):
+        offline.fetch()
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_without_the_widget_manager_the_html_shows_the_static_fallback(tmp_path, monkeypatch):
+    import base64
+
+    from seqrep import offline
+    from seqrep.notebooks import export_html
+
+    def unavailable():
+        raise seqrep.SeqrepError("fetching it needs npm")
+
+    monkeypatch.setattr(offline, "inline_html", unavailable)
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\nplanted frame").decode()
+    cell = nbformat.v4.new_code_cell("panel")
+    cell.outputs = [nbformat.v4.new_output("display_data", {
+        "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0, "model_id": "m1"},
+        "image/png": png, "text/plain": "seqrep panel: finished #1"})]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "version_major": 2, "version_minor": 0, "state": {"m1": {"model_name": "VBoxModel", "state": {}}}}}
+    said: list[str] = []
+    page = export_html(nb, tmp_path / "nb.html", log=said.append).read_text()
+    assert f"data:image/png;base64,{png}" in page and "widget-view+json" not in page
+    assert said == ["nb.html: widgets exported as their static images and text (fetching it needs npm)"]
+    assert "application/vnd.jupyter.widget-view+json" in nb.cells[0].outputs[0]["data"]  # left as it was

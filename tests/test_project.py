@@ -70,3 +70,13 @@ def test_generated_folders_are_ignored():
 def test_torch_is_pinned_in_the_install_step():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^TORCH \?= torch==\d+\.\d+\.\d+$", makefile, flags=re.MULTILINE)
+
+
+def test_every_subpackage_is_installed():
+    """A non-editable install must carry seqrep.data, seqrep.doctor, seqrep.live ..."""
+    from setuptools import find_packages
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    found = set(find_packages(str(ROOT), **pyproject["tool"]["setuptools"]["packages"]["find"]))
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "seqrep").rglob("__init__.py")}
+    assert on_disk <= found, f"left out of the package: {sorted(on_disk - found)}"

@@ -3,7 +3,14 @@
 Overlays of finished or running runs are static figures: `seqrep.plots.overlay`."""
 
 from .figure import LIVE_PNG, LivePlot
-from .panel import SHIPPED_DATASETS, Panel, PanelRun, default_datasets, parse_kernel_sizes
+from .panel import (
+    SHIPPED_DATASETS,
+    Panel,
+    PanelRun,
+    default_datasets,
+    parse_kernel_sizes,
+    parse_whole,
+)
 
 __all__ = ["LIVE_PNG", "SHIPPED_DATASETS", "LivePlot", "Panel", "PanelRun", "default_datasets",
-           "parse_kernel_sizes"]
+           "parse_kernel_sizes", "parse_whole"]

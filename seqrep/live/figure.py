@@ -21,6 +21,7 @@ from matplotlib.ticker import LogFormatter
 
 from ..callbacks import Callback
 from ..errors import SeqrepError
+from ..plots import chance_label, chance_levels
 from ..train import FitState
 
 __all__ = ["LIVE_PNG", "LivePlot"]
@@ -91,12 +92,15 @@ def _check_target(to) -> None:
 # The live figure
 # --------------------------------------------------------------------------------------------
 
-_SERIES = (  # (panel, epoch-record key, legend label)
-    ("loss", "train_loss", "train (epoch mean)"),
-    ("loss", "val_loss", "validation"),
-    ("accuracy", "train_accuracy", "train"),
-    ("accuracy", "val_accuracy", "validation"),
-    ("accuracy", "val_balanced_accuracy", "validation, balanced"),
+_SERIES = (  # (panel, epoch-record key, legend label, style)
+    ("loss", "train_loss", "train (epoch mean)", {"marker": "o", "ms": 3}),
+    ("loss", "val_loss", "validation", {"marker": "o", "ms": 3}),
+    ("accuracy", "train_accuracy", "train", {"marker": "o", "ms": 3}),
+    ("accuracy", "val_accuracy", "validation", {"marker": "o", "ms": 4}),
+    # Dashed, with crosses, drawn over plain accuracy: on a balanced validation set the two are
+    # equal and one line would hide the other.
+    ("accuracy", "val_balanced_accuracy", "validation, balanced",
+     {"marker": "x", "ms": 6, "ls": "--", "zorder": 3}),
 )
 
 
@@ -112,6 +116,16 @@ def _log_y(ax) -> None:
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(_PlainLogFormatter())
     ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
+def _legend_above(ax, columns: int, right: bool = False) -> None:
+    """The panel's legend above it (right of a title on the left, if `right`): outside the
+    axes it covers no curve; a fixed place, too (loc="best" would search for a spot on every
+    full redraw)."""
+    ax.legend(loc="lower right" if right else "lower left", bbox_to_anchor=(1.0 if right else 0.0, 1.0),
+              ncols=columns, fontsize=8,
+              frameon=False, borderaxespad=0.2, handlelength=2.2, columnspacing=1.0,
+              handletextpad=0.4, labelspacing=0.25)
 
 
 def _num(value) -> float:
@@ -132,7 +146,7 @@ class _LiveFigure:
     rare, and frames keep their size and layout: the image does not jump."""
 
     def __init__(self, epochs: int, peak_lr: float, figsize: tuple[float, float], dpi: int,
-                 components: Sequence[str] = ()):
+                 components: Sequence[str] = (), chance: dict | None = None):
         self.fig = Figure(figsize=figsize, dpi=dpi)
         FigureCanvasAgg(self.fig)  # the object-oriented API: no pyplot state, safe off the main thread
         grid = self.fig.subplots(2, 2)
@@ -150,9 +164,10 @@ class _LiveFigure:
         for ax in grid[1]:
             ax.set_xlabel("epoch")
             ax.xaxis.set_label_coords(0.5, -0.16)
-        for name, title in (("loss", "loss"), ("accuracy", "accuracy"), ("lr", "learning rate (per step)"),
-                            ("grad", "gradient norm per component (epoch mean)")):
-            axes[name].set_title(title, y=1.0)
+        # The loss and accuracy panels are named by their y labels: the space above them
+        # holds their legends.
+        axes["lr"].set_title("learning rate (per step)", y=1.0)
+        axes["grad"].set_title("gradient norm (epoch mean)", y=1.0, loc="left")
         axes["loss"].set(ylabel="loss (nats)")
         axes["accuracy"].set(ylim=(0, 1), ylabel="accuracy (fraction)")
         axes["lr"].set(ylabel="learning rate", ylim=(0, 1.1 * peak_lr))
@@ -164,19 +179,22 @@ class _LiveFigure:
         self.axes = axes
         self.step_loss = axes["loss"].plot([], [], color="C0", lw=0.8, alpha=0.35,
                                            label="train (per step)")[0]
-        self.lines = {key: axes[panel].plot([], [], marker="o", ms=3, label=label)[0]
-                      for panel, key, label in _SERIES}
+        self.lines = {key: axes[panel].plot([], [], label=label, **style)[0]
+                      for panel, key, label, style in _SERIES}
+        for kind, style in (("accuracy", ":"), ("balanced_accuracy", "--")):
+            if chance:  # what always predicting one class scores: the level "not learning" sits at
+                axes["accuracy"].axhline(chance[kind], color="0.3", ls=style, lw=1.1,
+                                         label=chance_label(kind, chance[kind]))
         self.lr = axes["lr"].plot([], [], color="C3")[0]
         self.grad: dict = {}
         # Low in the panel: the factor-2 headroom of the limits keeps the curves above it.
         self.no_grad = axes["grad"].text(0.5, 0.1, "", transform=axes["grad"].transAxes,
                                          ha="center", va="center", color="C3", fontsize=10,
                                          bbox={"facecolor": "white", "edgecolor": "C3"})
-        # Fixed legend corners: loc="best" would search for a spot on every full redraw.
-        axes["loss"].legend(loc="lower left", fontsize=8)  # losses start high and fall
-        axes["accuracy"].legend(loc="upper left", fontsize=8)
-        self.title = self.fig.suptitle("", fontsize=11)
-        self.fig.subplots_adjust(left=0.08, right=0.98, top=0.85, bottom=0.1, hspace=0.45, wspace=0.22)
+        _legend_above(axes["loss"], columns=2)
+        _legend_above(axes["accuracy"], columns=2)
+        self.title = self.fig.suptitle("", fontsize=11, y=0.995, va="top")
+        self.fig.subplots_adjust(left=0.08, right=0.98, top=0.80, bottom=0.09, hspace=0.42, wspace=0.22)
         self.dynamic = [self.step_loss, *self.lines.values(), self.lr]  # then the grad lines
         for artist in [*self.dynamic, self.no_grad, self.title]:
             artist.set_animated(True)  # left out of the background, drawn on every frame
@@ -190,7 +208,7 @@ class _LiveFigure:
             self.grad[name] = self.axes["grad"].plot([], [], marker="o", ms=3, label=name)[0]
             self.grad[name].set_animated(True)
             self.dynamic.append(self.grad[name])
-            self.axes["grad"].legend(loc="upper right", fontsize=8)
+            _legend_above(self.axes["grad"], columns=1, right=True)
             self.background = None  # the legend changed
         return self.grad[name]
 
@@ -287,7 +305,7 @@ class LivePlot(Callback):
         *,
         min_interval: float = 0.5,
         budget: float = 0.02,
-        figsize: tuple[float, float] = (10.0, 5.6),
+        figsize: tuple[float, float] = (10.0, 6.2),
         dpi: int = 72,
     ):
         _check_target(to)
@@ -303,6 +321,7 @@ class LivePlot(Callback):
         self.png: bytes | None = None
         self.path: Path | None = None
         self.title = ""
+        self.chance: dict | None = None  # chance_levels of the validation labels, once fit starts
 
     # fit hooks --------------------------------------------------------------------------
 
@@ -315,8 +334,10 @@ class LivePlot(Callback):
             self._show = _file_sink(self.path)
         else:
             self._show, self.path = _widget_sink(self.to), None
+        val = state.val
+        self.chance = chance_levels(val.y) if val is not None and len(val) else None
         self._figure = _LiveFigure(state.config.epochs, state.config.lr, self.figsize, self.dpi,
-                                   list(state.components))
+                                   list(state.components), self.chance)
         self._records = list(state.history)  # a resumed run starts from its logged epochs
         self._steps: list[tuple[float, float, float]] = []
         # The first frame comes min_interval into the run, at a step or epoch end: drawn at
@@ -363,17 +384,18 @@ class LivePlot(Callback):
         return record["epoch"] + 1.0
 
     def _title(self, state: FitState, phase: str) -> str:
-        """Two lines: the run and what it is doing; where it is, how long it took, the best
-        validation accuracy so far."""
+        """Two lines: the run and what it is doing; where it is, how long it took, the latest
+        validation accuracy with the best so far beside it, and the chance level."""
         epochs, per_epoch = state.config.epochs, max(state.steps_per_epoch, 1)
         done, step = divmod(state.global_step, per_epoch)
         where = (f"epoch {done + 1}/{epochs}, step {step}/{per_epoch}" if step
                  else f"{done}/{epochs} epochs done")
-        best = max((r["val_accuracy"] for r in self._records if r.get("val_accuracy") is not None),
-                   default=None)
         line = [where, f"{time.perf_counter() - self._started:.0f} s"]
-        if best is not None:
-            line.append(f"best val acc {best:.3f}")
+        scored = [r["val_accuracy"] for r in self._records if r.get("val_accuracy") is not None]
+        if scored:
+            line.append(f"val acc {scored[-1]:.3f} (best {max(scored):.3f})")
+            if self.chance:
+                line.append(f"chance {self.chance['accuracy']:.3f}")
         # Run directories start with a timestamp: the name after it is what tells runs apart.
         name = re.sub(r"^\d{8}-\d{6}-\d+-", "", Path(state.run_dir).name)
         return f"{name}: {phase}\n" + " | ".join(line)
