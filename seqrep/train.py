@@ -295,14 +295,20 @@ def _run_dir_lock(run_dir: Path):
         os.close(fd)  # closing releases the lock
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    """Create run_dir, or refuse: a new run must not overwrite one; resume needs a checkpoint."""
-    log, ckpt = run_dir / LOG_NAME, run_dir / CHECKPOINT_NAME
-    if not resume and (ckpt.exists() or log.exists()):
+def _refuse_to_overwrite(run_dir: Path, resume: bool) -> None:
+    """A new run must not write into a directory that holds one (checked under the lock, so a
+    run that just ended in it counts too)."""
+    if not resume and ((run_dir / CHECKPOINT_NAME).exists() or (run_dir / LOG_NAME).exists()):
         raise SeqrepError(
             f"{run_dir} already holds a run; pass resume=True (seqrep train --resume) to continue "
             "it, or use a new directory (seqrep.new_run_dir())."
         )
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    """Create run_dir, or refuse: a new run must not overwrite one; resume needs a checkpoint."""
+    log, ckpt = run_dir / LOG_NAME, run_dir / CHECKPOINT_NAME
+    _refuse_to_overwrite(run_dir, resume)
     if resume and not ckpt.exists():
         epochs = [r for r in read_log(log) if "epoch" in r] if log.exists() else []
         if not log.exists():
@@ -475,6 +481,7 @@ def fit(
     _prepare_run_dir(run_dir, resume)
     stops = StopSignals(stop_event)
     with _run_dir_lock(run_dir):
+        _refuse_to_overwrite(run_dir, resume)
         state = _start(model, train, val, config, run_dir, device, resume)
         counts = _announce(state, verbose)
         builtin = [stops, GradientGuard(), WatchTraining(), NonFiniteGuard(), GradientStats(), RunLogger(), Checkpointer(),
