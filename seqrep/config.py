@@ -22,6 +22,7 @@ __all__ = ["SCHEDULES", "ModelSpec", "TrainConfig"]
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 EXTRACTIONS = ("fixed", "broken")
+STARTS = ("data", "random")
 
 
 def _doc(help_text: str, **extra) -> Any:
@@ -39,6 +40,10 @@ class ModelSpec:
     extraction: str = field(default="fixed", metadata=_doc(
         "'fixed' (SequenceClassifier) or 'broken' (the post-mortem's no-grad extraction)",
         choices=EXTRACTIONS))
+    start: str = field(default="random", metadata=_doc(
+        "'random': the seed's representation (stem, multi-scale blocks, attention), PyTorch's "
+        "initialisation; 'data': MiniRocket's multi-scale kernels with thresholds and readout "
+        "fitted to the training data before the first step (seqrep.rocket)", choices=STARTS))
     width: int = field(default=64, metadata=_doc(
         "channels of each multi-scale block, split evenly over its branches (kernels + max-pool)"))
     kernel_sizes: tuple[int, ...] = field(default=(), metadata=_doc(

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .config import ModelSpec
-from .model import Representation
+from .model import make_representation
 
 
 class LegacyClassifier(nn.Module):
@@ -26,9 +26,11 @@ class LegacyClassifier(nn.Module):
     def __init__(self, in_channels: int, n_classes: int, length: int, spec: ModelSpec | None = None):
         super().__init__()
         self.spec = (spec or ModelSpec()).resolved(length)
-        self.representation = Representation(in_channels, self.spec)
+        self.representation = make_representation(in_channels, self.spec, length)
         self.dropout = nn.Dropout(self.spec.dropout)
-        self.readout = nn.Linear(2 * self.spec.width, n_classes)  # the original: sizes by formula
+        # the original sizes the readout by formula (a data-fitted start knows its own size)
+        width = getattr(self.representation, "feature_dim", 2 * self.spec.width)
+        self.readout = nn.Linear(width, n_classes)
 
     def extract_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
         self.representation.eval()  # BUG 1: always eval(), even while training

@@ -29,6 +29,9 @@ __all__ = [
     "SequenceClassifier",
     "build_model",
     "components",
+    "fit_start",
+    "make_representation",
+    "param_groups",
     "parameter_counts",
 ]
 
@@ -57,17 +60,17 @@ class Stem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
-        if self.pool <= 1:
-            return x
-        p = self.pool
-        return torch.cat(
-            [
-                F.avg_pool1d(x, p, p, ceil_mode=True),
-                F.max_pool1d(x, p, p, ceil_mode=True),
-                -F.max_pool1d(-x, p, p, ceil_mode=True),
-            ],
-            dim=1,
-        )
+        return amm_pool(x, self.pool) if self.pool > 1 else x
+
+
+def amm_pool(x: torch.Tensor, pool: int) -> torch.Tensor:
+    """Windowed average, max and min: (batch, channels, time) -> (batch, 3 * channels,
+    ceil(time / pool))."""
+    return torch.cat([
+        F.avg_pool1d(x, pool, pool, ceil_mode=True),
+        F.max_pool1d(x, pool, pool, ceil_mode=True),
+        -F.max_pool1d(-x, pool, pool, ceil_mode=True),
+    ], dim=1)
 
 
 class MultiScaleBlock(nn.Module):
@@ -195,7 +198,7 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         _check_shape(in_channels, n_classes, length)
         self.spec = (spec or ModelSpec()).resolved(length)
-        self.representation = Representation(in_channels, self.spec)
+        self.representation = make_representation(in_channels, self.spec, length)
         self.feature_dim = self._probe_feature_dim(in_channels, length)
         self.dropout = nn.Dropout(self.spec.dropout)
         self.readout = nn.Linear(self.feature_dim, n_classes)
@@ -247,6 +250,59 @@ class SequenceClassifier(nn.Module):
 
     def parameter_counts(self, optimizer: torch.optim.Optimizer | None = None) -> dict:
         return parameter_counts(self, optimizer)
+
+
+def make_representation(in_channels: int, spec: ModelSpec, length: int) -> nn.Module:
+    """The representation `spec.start` names (spec resolved for `length`): the seed's
+    `Representation` (random start) or the data-fitted `seqrep.rocket.RocketRepresentation`."""
+    if spec.start == "data":
+        from .rocket import RocketRepresentation
+
+        return RocketRepresentation(in_channels, spec, length)
+    return Representation(in_channels, spec)
+
+
+@torch.no_grad()
+def fit_start(model: nn.Module, train: SequenceDataset) -> dict | None:
+    """Fit a data-fitted start (`ModelSpec(start="data")`) to the training set: the
+    representation's thresholds and statistics, then the readout by ridge regression on its
+    features. `fit` calls it before the first step. Returns what was fitted ({"alpha",
+    "temperature", "loo_accuracy", "seconds"}), or None when the model has no data-fitted start
+    or it is fitted already."""
+    import time
+
+    from .rocket import ridge_readout
+
+    representation = getattr(model, "representation", None)
+    if not hasattr(representation, "fit_start") or bool(representation.fitted):
+        return None
+    started = time.perf_counter()
+    device = next(model.parameters()).device
+    x = torch.from_numpy(train.X).to(device)
+    mask = None if train.mask is None else torch.from_numpy(train.mask).to(device)
+    features = representation.fit_start(x, mask)
+    weight, bias, info = ridge_readout(features.cpu(), torch.from_numpy(train.y).long(), model.readout.out_features)
+    model.readout.weight.copy_(weight.to(device))
+    model.readout.bias.copy_(bias.to(device))
+    return {**info, "seconds": time.perf_counter() - started}
+
+
+def param_groups(model: nn.Module) -> list[dict]:
+    """The optimizer's parameter groups: one of every trainable parameter, or for a
+    data-fitted start its tensors (and the readout) with an "lr_scale" that multiplies the
+    run's lr (see `seqrep.rocket.STEP` and `seqrep.plan.make_scheduler`), the rest at lr."""
+    representation = getattr(model, "representation", None)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not hasattr(representation, "param_groups"):
+        return [{"params": trainable}]
+    from .rocket import STEP, _rms
+
+    groups = [*representation.param_groups(),
+              {"params": [model.readout.weight, model.readout.bias], "lr_scale": STEP * _rms([model.readout.weight])}]
+    grouped = {id(p) for g in groups for p in g["params"]}
+    rest = [p for p in trainable if id(p) not in grouped]
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    return [g for g in [*groups, {"params": rest}] if g["params"]]
 
 
 def _check_shape(in_channels: int, n_classes: int, length: int) -> None:

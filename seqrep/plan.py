@@ -6,7 +6,8 @@ Explicit `TrainConfig.epochs` are kept as given. With epochs=0 (automatic) and a
 evaluation pass, and plans as many epochs as fit in the budget; at every epoch's end
 `TimeBudget` compares the time spent with the plan and, when the rest of the run would end
 more than 5 % off the budget, re-plans the remaining epochs and stretches or shrinks the
-schedule to match. With budget=0, automatic epochs follow a step count (`plan_epochs`).
+schedule to match; a run still going 5 % past the budget (epochs too long to re-plan in time)
+ends at that step. With budget=0, automatic epochs follow a step count (`plan_epochs`).
 """
 
 from __future__ import annotations
@@ -96,14 +97,17 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
     30 % of the steps, cosine annealing, momentum cycled inversely); "cosine" anneals from lr to
     0; "constant" keeps lr."""
     total_steps = max(total_steps, done + 1)
+    # A group may carry "lr_scale" (a data-fitted start's tensors, seqrep.rocket): its peak
+    # is config.lr times that.
+    peaks = [config.lr * g.get("lr_scale", 1.0) for g in optimizer.param_groups]
     if config.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=0.3
+            optimizer, max_lr=peaks, total_steps=total_steps, pct_start=0.3
         )
     else:
         cosine = config.schedule == "cosine"
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", config.lr)
+        for group, peak in zip(optimizer.param_groups, peaks):
+            group.setdefault("initial_lr", peak)
 
         def factor(step: int) -> float:
             return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)) if cosine else 1.0
@@ -126,6 +130,12 @@ class TimeBudget(Callback):
 
     def before_fit(self, state: FitState) -> None:
         self.last, self.durations = time.perf_counter(), []
+
+    def after_step(self, state: FitState) -> None:
+        """An epoch longer than the tolerance cannot be re-planned in time: past the budget
+        (plus REPLAN_TOLERANCE), the run ends at this step, its last epoch partial."""
+        if time.perf_counter() - state.started > state.config.budget * (1 + REPLAN_TOLERANCE):
+            state.request_stop("time budget reached")
 
     def after_epoch(self, state: FitState) -> None:
         now = time.perf_counter()

@@ -45,7 +45,7 @@ from .config import ModelSpec, TrainConfig
 from .data import SequenceDataset, check_train_val
 from .errors import SeqrepError
 from .imbalance import batch_order, make_loss
-from .model import build_model, components, parameter_counts
+from .model import build_model, components, fit_start, param_groups, parameter_counts
 from .plan import TimeBudget, make_scheduler, plan_epochs, plan_for_budget
 from .runlog import LOG_NAME, RunLog, read_log
 
@@ -156,6 +156,7 @@ class FitState:
     budgeted: bool = False  # epochs planned from a time budget (and re-planned by TimeBudget)
     planning_seconds: float = 0.0  # time spent measuring steps for the plan
     started: float = field(default_factory=time.perf_counter)
+    start: dict | None = None  # what seqrep.model.fit_start fitted before the first step
 
     def __post_init__(self) -> None:
         self.components = components(self.model)
@@ -343,12 +344,13 @@ def _start(model, train, val, requested: TrainConfig, run_dir: Path, device, res
               requested.replace(epochs=1) if budgeted else plan_epochs(requested, len(train)))
     device = torch.device(device)
     model.to(device)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=config.lr, weight_decay=config.weight_decay)
+    started = time.perf_counter()  # a time budget includes the data-fitted start
+    start = fit_start(model, train) if ckpt is None else None
+    optimizer = torch.optim.AdamW(param_groups(model), lr=config.lr, weight_decay=config.weight_decay)
     state = FitState(
         model, train, val, config, requested, run_dir, device, optimizer, None,
         make_loss(config, train.y, train.n_classes).to(device), RunLog(run_dir / LOG_NAME),
-        math.ceil(len(train) / config.batch_size), budgeted=budgeted,
+        math.ceil(len(train) / config.batch_size), budgeted=budgeted, started=started, start=start,
     )
     if budgeted:
         state.replan(plan_for_budget(state))
@@ -395,6 +397,7 @@ def _announce(state: FitState, verbose: bool) -> dict:
                  "n_classes": state.train.n_classes, "channels": state.train.channels,
                  "length": state.train.length, "name": state.train.name},
         "from_epoch": state.start_epoch,
+        **({"data_fitted_start": state.start} if state.start else {}),
     })
     if verbose:
         print("parameters (total / trainable / in optimizer): " + "; ".join(

@@ -27,11 +27,13 @@ import seqrep  # noqa: E402
 @pytest.mark.slow
 def test_accuracy_table_from_a_tiny_run(tmp_path):
     config = seqrep.TrainConfig(epochs=1, model=seqrep.ModelSpec(width=8, blocks=1))
-    r = accuracy.run(["Coffee"], [0], config, methods=("fixed", "broken"), log=lambda *_: None)
+    r = accuracy.run(["Coffee"], [0], config, methods=("fixed", "broken", "nn1", "fcn"), log=lambda *_: None)
     row = r["datasets"]["Coffee"]
     assert row["shape"] == {"train": 28, "test": 28, "classes": 2, "channels": 1, "length": 286}
     assert 0 <= row["fixed"]["accuracy"]["median"] <= 1 and row["fixed"]["train_s"]["median"] > 0
-    assert row["inceptiontime"] == 1.0
+    assert row["inceptiontime_published"] == 1.0
+    assert row["nn1"]["accuracy"]["median"] == 1.0  # Euclidean 1-NN is exact on Coffee's test split
+    assert 0 <= row["fcn"]["accuracy"]["median"] <= 1
     text = accuracy.markdown(r)
     assert "| Coffee (28/28, 2, 286) |" in text and "InceptionTime (published)" in text
     path = common.write("accuracy", r, text, tmp_path)

@@ -372,3 +372,16 @@ def test_a_run_that_falls_behind_its_budget_re_plans_and_ends_on_time(data, tmp_
     assert [r["epochs"] for r in result.history][-1] == result.config.epochs
     assert result.seconds < 2.0 + 2 * 0.45  # within about an epoch of the budget, however slow
     assert result.final["lr"] < 0.1 * config.lr  # the schedule was re-fitted: it annealed (unfitted: near the peak)
+
+
+def test_a_run_whose_epochs_outlast_the_tolerance_ends_at_the_budget_mid_epoch(data, tmp_path):
+    class SlowSteps(seqrep.Callback):  # an epoch (5 steps) now takes 3 s, over a 2 s budget
+        def after_step(self, state):
+            time.sleep(0.6)
+
+    config = TINY.replace(epochs=0, budget=2.0)
+    result = _fit(data, tmp_path, config, callbacks=[SlowSteps()])[1]
+    assert result.stopped == "time budget reached"
+    assert len(result.history) == 1 and result.history[0]["partial"]  # epoch 0 ended early:
+    assert 1 <= result.history[0]["steps"] <= 4  # 4 steps take 2.4 s, past 2.1 s; 5 would be the epoch
+    assert seqrep.read_log(tmp_path)[-1]["event"] == "stopped"

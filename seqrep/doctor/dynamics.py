@@ -88,7 +88,8 @@ def check_step_size(optimizer: torch.optim.Optimizer, trace: Trace) -> tuple[lis
                         f"instead of descending. About lr={lr * STEP_TARGET / worst:.1g} brings the "
                         "largest into range.", f"optimizer = type(optimizer)(model.parameters(), lr={lr * STEP_TARGET / worst:.1g})",
                         numbers)], numbers
-    if median < STEP_LOW:
+    deliberate = all(g.get("lr_scale", 1.0) < 1 for g in optimizer.param_groups)
+    if median < STEP_LOW and not deliberate:  # lr_scale < 1 everywhere: small steps on purpose
         suggest = lr * STEP_TARGET / median if median > 0 else None
         return [Finding("step_size", ("optimizer",), f"one step of the optimizer (lr {lr:g}) changes "
                         f"the weights by a median {median:.2g} of their size (healthy: about "

@@ -1,0 +1,307 @@
+"""The data-fitted start (`ModelSpec(start="data")`): the seed's architecture — learned
+multi-scale 1-D convolutions, pooling with attention over time, a linear readout — whose first
+step is not random.
+
+    x (batch, channels, time)
+      -> standardise each channel (training-set statistics); for long series the seed's
+         avg/max/min stem down to <= 512 steps
+      -> one group per time scale: 84 length-9 kernels at dilation d (MiniRocket's fixed
+         patterns: weights -1, three taps +2), learnable
+      -> 4 thresholds per kernel, fitted to quantiles of its outputs on a training series;
+         "proportion of positive values" (PPV) over time, and the same weighted by attention
+      -> features standardised (training-set statistics) -> linear readout, initialised by
+         ridge regression (penalty chosen by exact leave-one-out error)
+
+MiniRocket (Dempster et al., KDD 2021) with the same kernels, biases and pooling, and a ridge
+readout, is the strongest cheap baseline on small many-class sets: its biases are fitted to the
+data, exactly what the post-mortem's frozen random features lacked. Starting from it, `fit`
+trains everything end to end (the thresholds through a straight-through estimator: the forward
+pass is the hard PPV, the backward pass the sigmoid's slope) with small steps: each data-fitted
+tensor at a peak learning rate of config.lr * `STEP` * its RMS. Measured on 5 many-class sets
+over 150 steps, larger steps lost accuracy (peak 4e-4, 1.3e-3, 4e-3 of the RMS: mean accuracy
+0.808, 0.795, 0.777). The start fits the training set closely (its training loss is near 0),
+so Adam, which normalises even tiny gradients to a full step, would otherwise walk away from it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["STEP", "RocketRepresentation", "dilations_for", "ridge_readout"]
+
+PATTERNS = torch.tensor(list(itertools.combinations(range(9), 3)))  # (84, 3): the +2 taps
+N_KERNELS, N_BIAS, SHARPNESS = 84, 4, 10.0
+STEP = 0.04  # data-fitted tensors: peak lr = config.lr * STEP * RMS (4e-4 RMS at lr 1e-2)
+SCORER_STEP = 0.1  # the attention scorers (a random start): peak lr = config.lr * SCORER_STEP
+PHI = (math.sqrt(5) - 1) / 2  # quantile levels {(i + 1) * PHI mod 1}: spread evenly, no repeats
+
+
+def dilations_for(length: int) -> list[int]:
+    """Dilations 1 .. (length - 1) / 8, one per octave: a length-9 kernel spans up to the
+    whole series (MiniRocket's rule with one dilation per octave)."""
+    top = math.log2(max((length - 1) / 8, 1))
+    n = int(top) + 1
+    return sorted({int(2 ** (i * top / max(n - 1, 1))) for i in range(n)}) if n > 1 else [1]
+
+
+def pattern_weights(in_channels: int) -> torch.Tensor:
+    """(84, in_channels * 9): the 84 patterns; with several channels each kernel reads a random
+    subset of 1 .. min(channels, 9) of them (MiniRocket's multivariate rule; global RNG)."""
+    base = -torch.ones(N_KERNELS, 9)
+    base[torch.arange(N_KERNELS)[:, None], PATTERNS] = 2.0
+    w = torch.zeros(N_KERNELS, in_channels, 9)
+    for k in range(N_KERNELS):
+        if in_channels == 1:
+            w[k, 0] = base[k]
+        else:
+            count = max(1, int(2 ** (torch.rand(1).item() * math.log2(min(in_channels, 9) + 1))))
+            w[k, torch.randperm(in_channels)[:count]] = base[k]
+    return w.reshape(N_KERNELS, in_channels * 9)
+
+
+class _PPV(torch.autograd.Function):
+    """Fused thresholding + pooling over time, chunked over kernels so the (batch, chunk,
+    n_bias, time) activations are never stored (recomputed in backward).
+
+    u (B, K, T): scaled conv outputs; c (K, nb): scaled thresholds; vw (B, T, 2): the mean's
+    and the attention's weights over time. Forward: hard PPV, sum_t vw_t [u_t > c]
+    -> (B, K, nb, 2); backward: the slope of sigmoid(u - c) (straight-through).
+    """
+
+    @staticmethod
+    def forward(ctx, u, c, vw):
+        B, K, T = u.shape
+        out = u.new_empty(B, K, c.shape[1], 2)
+        for k0 in range(0, K, 32):
+            k1 = min(K, k0 + 32)
+            s = (u[:, k0:k1, None, :] > c[None, k0:k1, :, None]).to(u.dtype)
+            out[:, k0:k1] = torch.bmm(s.view(B, -1, T), vw).view(B, k1 - k0, -1, 2)
+        ctx.save_for_backward(u, c, vw)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        u, c, vw = ctx.saved_tensors
+        B, K, T = u.shape
+        nb = c.shape[1]
+        gu, gc, gvw = torch.empty_like(u), torch.empty_like(c), torch.zeros_like(vw)
+        for k0 in range(0, K, 32):
+            k1 = min(K, k0 + 32)
+            d = (u[:, k0:k1, None, :] - c[None, k0:k1, :, None]).view(B, -1, T)
+            gk = g[:, k0:k1].reshape(B, -1, 2)
+            gvw += torch.bmm((d > 0).to(u.dtype).transpose(1, 2), gk)
+            s = torch.sigmoid(d)
+            gs = torch.bmm(gk, vw.transpose(1, 2)).mul_(s).mul_(1 - s).view(B, k1 - k0, nb, T)
+            gu[:, k0:k1] = gs.sum(2)
+            gc[k0:k1] = -gs.sum((0, 3))
+        return gu, gc, gvw
+
+
+class ScaleGroup(nn.Module):
+    """One time scale: 84 pattern kernels at `dilation`, N_BIAS thresholds each, PPV pooled by
+    the mean and by attention over time.
+
+    xp: (batch, channels, time + 2 * pad) zero-padded input -> (batch, 84 * N_BIAS * 2)
+    features (or * 1 without attention), and the attention weights (batch, time) or None.
+    """
+
+    def __init__(self, in_channels: int, dilation: int, attention: bool, hidden: int = 16):
+        super().__init__()
+        self.dilation = dilation
+        self.weight = nn.Parameter(pattern_weights(in_channels))
+        self.bias = nn.Parameter(torch.zeros(N_KERNELS, N_BIAS))
+        self.register_buffer("inv_scale", torch.ones(N_KERNELS))
+        if attention:  # the last layer starts near zero: attention starts close to the plain
+            # mean (exactly zero would leave the first layer without a gradient at step 0)
+            self.score = nn.Sequential(nn.Linear(N_KERNELS, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
+            nn.init.normal_(self.score[2].weight, std=1e-3)
+        else:
+            self.score = None
+
+    def conv(self, xp: torch.Tensor, length: int, pad: int) -> torch.Tensor:
+        """(batch, channels, length + 2 pad) -> (batch, 84, length): one matmul over the
+        9-tap windows (much cheaper on CPU than a Conv1d with 1-3 input channels)."""
+        taps = torch.arange(-4, 5, device=xp.device) * self.dilation
+        pos = pad + taps[:, None] + torch.arange(length, device=xp.device)[None, :]  # (9, length)
+        patches = xp[:, :, pos].reshape(xp.shape[0], -1, length)  # (batch, channels * 9, length)
+        return torch.matmul(self.weight, patches)
+
+    def forward(self, xp: torch.Tensor, length: int, pad: int, mask: torch.Tensor | None):
+        z = self.conv(xp, length, pad)
+        real = torch.ones_like(z[:, 0], dtype=torch.bool) if mask is None else mask
+        v = real.to(z.dtype) / real.sum(-1, keepdim=True).clamp(min=1)
+        if self.score is None:
+            weights, w = None, v
+        else:
+            scores = self.score((z * self.inv_scale[:, None]).transpose(1, 2))[..., 0]
+            weights = w = torch.softmax(scores.masked_fill(~real, float("-inf")), -1)
+        scale = SHARPNESS * self.inv_scale
+        out = _PPV.apply(z * scale[:, None], self.bias * scale[:, None], torch.stack([v, w], 2))
+        features = out[..., 0].flatten(1) if self.score is None else out.permute(0, 3, 1, 2).flatten(1)
+        return features, weights
+
+    @torch.no_grad()
+    def fit(self, xp: torch.Tensor, length: int, pad: int, mask: torch.Tensor | None, first: int) -> None:
+        """Thresholds: for each kernel, quantiles of its output on one random training series
+        (MiniRocket's rule; levels from the golden-ratio sequence, `first` = this group's
+        offset in it); inv_scale: 1 / the outputs' std over all given series."""
+        z = self.conv(xp, length, pad)  # (n, 84, length)
+        keep = torch.ones_like(z[:, 0], dtype=torch.bool) if mask is None else mask
+        pick = torch.randint(0, len(z), (N_KERNELS,))
+        rows = torch.where(keep[pick], z[pick, torch.arange(N_KERNELS)], torch.nan)
+        levels = torch.tensor([((first + i + 1) * PHI) % 1 for i in range(N_KERNELS * N_BIAS)])
+        self.bias.copy_(_row_quantiles(rows, levels.view(N_KERNELS, N_BIAS)))
+        flat = torch.where(keep[:, None], z, torch.nan).transpose(0, 1).reshape(N_KERNELS, -1)
+        mean = flat.nanmean(1, keepdim=True)
+        std = ((flat - mean) ** 2).nanmean(1).sqrt()
+        self.inv_scale.copy_(1 / std.clamp(min=1e-3))
+
+
+def _row_quantiles(rows: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """rows (K, T) with NaN = ignore, levels (K, q) in [0, 1) -> linear-interpolated quantiles
+    (K, q) of each row."""
+    ordered, _ = torch.sort(rows, dim=1)  # NaN sorts last
+    pos = levels * ((~torch.isnan(rows)).sum(1, keepdim=True) - 1).clamp(min=0)
+    lo, hi = ordered.gather(1, pos.floor().long()), ordered.gather(1, pos.ceil().long())
+    return lo + (hi - lo) * (pos - pos.floor())
+
+
+class RocketRepresentation(nn.Module):
+    """Standardise (+ avg/max/min stem) -> one `ScaleGroup` per dilation -> standardised
+    features. Call `fit_start` on training data before use (`fit` does).
+
+    x: (batch, channels, time), mask: (batch, time) bool or None -> (batch, feature_dim),
+    feature_dim = dilations * 84 * 4 * (2 with attention, else 1).
+    `spec` must be resolved for the data (`ModelSpec.resolved(length)`).
+    """
+
+    def __init__(self, in_channels: int, spec, length: int):
+        super().__init__()
+        self.pool = spec.pool
+        self.register_buffer("mean", torch.zeros(in_channels, 1))
+        self.register_buffer("inv_std", torch.ones(in_channels, 1))
+        self.register_buffer("fitted", torch.tensor(False))
+        channels = in_channels * (3 if self.pool > 1 else 1)
+        self.length = math.ceil(length / self.pool)
+        self.dilations = dilations_for(self.length)
+        self.pad = 4 * max(self.dilations)
+        self.groups = nn.ModuleList(ScaleGroup(channels, d, spec.attention) for d in self.dilations)
+        self.feature_dim = len(self.groups) * N_KERNELS * N_BIAS * (2 if spec.attention else 1)
+        self.register_buffer("f_mean", torch.zeros(self.feature_dim))
+        self.register_buffer("f_inv_std", torch.ones(self.feature_dim))
+
+    def _prepared(self, x: torch.Tensor, mask: torch.Tensor | None):
+        """Standardised, stem-pooled and zero-padded input, its length and its mask."""
+        from .model import _pool_mask, amm_pool
+
+        x = (x - self.mean) * self.inv_std
+        if mask is not None:  # padded steps hold zeros, whatever the caller put there
+            x = x.masked_fill(~mask[:, None, :], 0.0)
+        if self.pool > 1:
+            x = amm_pool(x, self.pool)
+        return F.pad(x, (self.pad, self.pad)), x.shape[-1], _pool_mask(mask, self.pool, x.shape[-1])
+
+    def raw_features(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        """Unstandardised features (batch, feature_dim) and the attention weights averaged over
+        the scales (batch, pooled time), uniform without attention."""
+        xp, length, m = self._prepared(x, mask)
+        parts = [group(xp, length, self.pad, m) for group in self.groups]
+        weights = [w for _, w in parts if w is not None]
+        if weights:
+            att = torch.stack(weights).mean(0)
+        else:
+            real = torch.ones(x.shape[0], length, dtype=torch.bool) if m is None else m
+            att = real.float() / real.sum(-1, keepdim=True).clamp(min=1)
+        return torch.cat([f for f, _ in parts], 1), att
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
+        features, att = self.raw_features(x, mask)
+        features = (features - self.f_mean) * self.f_inv_std
+        return (features, att) if return_attention else features
+
+    def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention weights (mean over scales) mapped to input steps: (batch, time), rows sum
+        to 1. This module has no BatchNorm or Dropout, so its mode does not matter here."""
+        with torch.no_grad():
+            _, weights = self(x, mask, return_attention=True)
+        window = torch.arange(x.shape[-1], device=weights.device) // self.pool
+        return weights[:, window] / torch.bincount(window)[window]
+
+    @torch.no_grad()
+    def fit_start(self, x: torch.Tensor, mask: torch.Tensor | None, batch_size: int = 64,
+                  max_series: int = 256) -> torch.Tensor:
+        """Fit every data-dependent start value to training series x (n, channels, time):
+        channel statistics, thresholds and scales (from up to `max_series` series), feature
+        standardisation. Returns the standardised training features (n, feature_dim)."""
+        keep = torch.ones(x.shape[0], 1, x.shape[2]) if mask is None else mask[:, None].float()
+        count = keep.sum((0, 2)).clamp(min=1)
+        mean = (x * keep).sum((0, 2)) / count
+        std = (((x - mean[None, :, None]) * keep) ** 2).sum((0, 2)).div(count).sqrt()
+        self.mean.copy_(mean[:, None])
+        self.inv_std.copy_(1 / std.clamp(min=1e-6)[:, None])
+        pick = torch.randperm(len(x))[:max_series]
+        xp, length, m = self._prepared(x[pick], None if mask is None else mask[pick])
+        for i, group in enumerate(self.groups):
+            group.fit(xp, length, self.pad, m, first=i * N_KERNELS * N_BIAS)
+        features = torch.cat([
+            self.raw_features(x[i:i + batch_size], None if mask is None else mask[i:i + batch_size])[0]
+            for i in range(0, len(x), batch_size)]).double()
+        mean, std = features.mean(0), features.std(0)
+        std = torch.where(std > 1e-8, std, torch.ones_like(std))
+        self.f_mean.copy_(mean.float())
+        self.f_inv_std.copy_((1 / std).float())
+        self.fitted.fill_(True)
+        return ((features - mean) / std).float()
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer groups with their "lr_scale" (times config.lr): the data-fitted tensors
+        (kernels, thresholds) at STEP times their RMS, the attention scorers at SCORER_STEP."""
+        scorers = [p for g in self.groups if g.score is not None for p in g.score.parameters()]
+        kernels, thresholds = [g.weight for g in self.groups], [g.bias for g in self.groups]
+        return [{"params": kernels, "lr_scale": STEP * _rms(kernels)},
+                {"params": thresholds, "lr_scale": STEP * _rms(thresholds)},
+                *([{"params": scorers, "lr_scale": SCORER_STEP}] if scorers else [])]
+
+
+def _rms(tensors) -> float:
+    flat = torch.cat([t.detach().flatten() for t in tensors])
+    return float(flat.pow(2).mean().sqrt()) or 1.0
+
+
+@torch.no_grad()
+def ridge_readout(features: torch.Tensor, y: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Ridge regression of +-1 one-hot targets on standardised features (n, p) with the
+    penalty chosen by exact leave-one-out error over 10^-3 .. 10^3 (scikit-learn's
+    RidgeClassifierCV, as MiniRocket uses), then one logit temperature minimising the
+    cross-entropy of the leave-one-out predictions, so softmax training starts calibrated.
+    Returns weight (n_classes, p), bias (n_classes,) and {"alpha", "temperature", "loo_accuracy"}.
+    """
+    f, n = features.double(), len(y)
+    target = -torch.ones(n, n_classes, dtype=torch.float64)
+    target[torch.arange(n), y] = 1.0
+    offset = target.mean(0)
+    centred = target - offset
+    u, s, vh = torch.linalg.svd(f - f.mean(0), full_matrices=False)
+    uty, s2 = u.T @ centred, s ** 2
+    best = None
+    for alpha in torch.logspace(-3, 3, 10, dtype=torch.float64).tolist():
+        shrink = s2 / (s2 + alpha)
+        leverage = (u ** 2) @ shrink + 1.0 / n
+        loo = (centred - u @ (shrink[:, None] * uty)) / (1 - leverage).clamp(min=1e-6)[:, None]
+        err = float((loo ** 2).mean())
+        if best is None or err < best[0]:
+            best = (err, alpha, centred - loo + offset)
+    _, alpha, loo_scores = best
+    weight = (vh.T @ ((s / (s2 + alpha))[:, None] * uty)).T
+    bias = offset - weight @ f.mean(0)
+    temperatures = torch.logspace(-0.5, 2.5, 40, dtype=torch.float64)
+    losses = [float(F.cross_entropy(t * loo_scores, y)) for t in temperatures]
+    tau = float(temperatures[losses.index(min(losses))])
+    info = {"alpha": alpha, "temperature": tau,
+            "loo_accuracy": float((loo_scores.argmax(1) == y).double().mean())}
+    return (weight * tau).float(), (bias * tau).float(), info

@@ -1,0 +1,121 @@
+"""seqrep.rocket: the data-fitted start (ModelSpec(start="data")) — its fit, its padding, its
+optimizer groups, and fit/resume with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import seqrep
+from seqrep.config import TrainConfig
+from seqrep.model import fit_start, param_groups
+from seqrep.rocket import dilations_for, ridge_readout
+
+DATA = TrainConfig(model={"start": "data"}, epochs=3, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def data():
+    ds = seqrep.make_sequences(n_classes=4, n_samples=48, length=40, motif_widths=(5, 9), seed=1)
+    return ds.split(0.25, seed=0)
+
+
+def test_dilations_follow_minirocket_rule():
+    for length in (9, 10, 40, 251, 512):
+        d = dilations_for(length)
+        assert d[0] == 1 and d == sorted(set(d))
+        assert 8 * d[-1] <= length - 1 or d == [1]  # a length-9 kernel fits the series
+    assert len(dilations_for(512)) == 6  # one per octave up to (512 - 1) / 8
+
+
+def test_fit_start_fits_thresholds_statistics_and_readout(data):
+    train, val = data
+    model = seqrep.build_model(DATA, train)
+    assert not bool(model.representation.fitted)
+    info = fit_start(model, train)
+    rep = model.representation
+    assert bool(rep.fitted) and fit_start(model, train) is None  # fitted once
+    assert all(g.bias.abs().sum() > 0 for g in rep.groups)  # thresholds from data, not zeros
+    # thresholds are quantiles of each kernel's outputs: inside their range
+    x = torch.from_numpy(train.X)
+    xp, length, _ = rep._prepared(x, None)
+    z = rep.groups[0].conv(xp, length, rep.pad)
+    assert (rep.groups[0].bias.min(1).values >= z.amin((0, 2)) - 1e-4).all()
+    assert (rep.groups[0].bias.max(1).values <= z.amax((0, 2)) + 1e-4).all()
+    features = rep(x)
+    assert features.mean(0).abs().max() < 1e-3  # standardised on the training set
+    assert 0 <= info["loo_accuracy"] <= 1 and info["alpha"] > 0
+    accuracy = seqrep.evaluate(model, val)["accuracy"]
+    assert accuracy >= 0.6, accuracy  # before any training step (chance: 0.25)
+
+
+def test_ridge_readout_matches_scikit_learn_leave_one_out_choice():
+    from sklearn.linear_model import RidgeClassifierCV
+
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(60, 30))
+    y = (f[:, :3].argmax(1) + (rng.random(60) < 0.15)) % 3
+    f = (f - f.mean(0)) / f.std(0)
+    alphas = np.logspace(-3, 3, 10)
+    reference = RidgeClassifierCV(alphas=alphas).fit(f, y)
+    weight, bias, info = ridge_readout(torch.from_numpy(f).float(), torch.from_numpy(y), 3)
+    assert info["alpha"] == pytest.approx(reference.alpha_)
+    ours = (torch.from_numpy(f).float() @ weight.T + bias).argmax(1).numpy()
+    assert (ours == reference.predict(f)).mean() >= 0.98  # same classifier (up to the temperature)
+
+
+def test_padding_changes_nothing(data):
+    train, _ = data
+    X = train.X.copy()
+    mask = np.ones((len(X), X.shape[-1]), dtype=bool)
+    mask[::2, 30:] = False  # every other series is 30 steps long
+    padded = seqrep.SequenceDataset(np.where(mask[:, None], X, 0.0).astype(np.float32), train.y,
+                                    train.class_names, mask=mask)
+    model = seqrep.build_model(DATA, padded)
+    fit_start(model, padded)
+    x, m = torch.from_numpy(padded.X), torch.from_numpy(mask)
+    noisy = torch.where(m[:, None], x, torch.randn_like(x) * 100)
+    longer = torch.cat([x, torch.randn(len(x), x.shape[1], 7)], 2)
+    longer_mask = torch.cat([m, torch.zeros(len(x), 7, dtype=torch.bool)], 1)
+    out = model(x, training=False, mask=m)
+    assert torch.allclose(out, model(noisy, training=False, mask=m), atol=1e-5)
+    assert torch.allclose(out, model(longer, training=False, mask=longer_mask), atol=1e-5)
+
+
+def test_param_groups_hold_every_parameter_once_with_small_steps(data):
+    train, _ = data
+    model = seqrep.build_model(DATA, train)
+    fit_start(model, train)
+    groups = param_groups(model)
+    held = [id(p) for g in groups for p in g["params"]]
+    assert sorted(held) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    assert len(held) == len(set(held))
+    assert all(0 < g["lr_scale"] < 1 for g in groups)
+    optimizer = torch.optim.AdamW(groups, lr=1e-2)
+    seqrep.plan.make_scheduler(optimizer, DATA.replace(schedule="cosine"), 10)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-2 * g["lr_scale"] for g in groups])
+    seed_groups = param_groups(seqrep.build_model(TrainConfig(), train))
+    assert len(seed_groups) == 1 and "lr_scale" not in seed_groups[0]
+
+
+def test_fit_starts_from_the_data_trains_end_to_end_and_resumes_exactly(data, tmp_path):
+    train, val = data
+    model = seqrep.build_model(DATA, train)
+    kernels = [g.weight.clone() for g in model.representation.groups]
+    straight = seqrep.fit(model, train, val, DATA, tmp_path / "a", progress=False, verbose=False)
+    start = seqrep.read_log(tmp_path / "a")[0]
+    assert start["data_fitted_start"]["loo_accuracy"] >= 0.5
+    assert all(not torch.equal(a, g.weight) for a, g in zip(kernels, model.representation.groups))
+    assert straight.final["val_accuracy"] >= 0.6
+
+    class StopAfterFirst(seqrep.Callback):
+        def after_epoch(self, state):
+            state.request_stop("test stop")
+
+    first = seqrep.build_model(DATA, train)
+    seqrep.fit(first, train, val, DATA, tmp_path / "b", [StopAfterFirst()], progress=False, verbose=False)
+    resumed = seqrep.build_model(DATA, train)  # unfitted: the checkpoint brings the start back
+    second = seqrep.fit(resumed, train, val, DATA, tmp_path / "b", resume=True, progress=False, verbose=False)
+    assert second.final["val_loss"] == straight.final["val_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), resumed.state_dict().values()))
