@@ -19,6 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -102,11 +103,18 @@ def _margins(clean_rows: list[dict], bug_rows: list[dict]) -> list[dict]:
 
 
 def default_model(repeats: int) -> dict:
-    """check_training on the default model and batch (16 x 1 x 128, 60 classes), interleaved
-    with one plain training step of the same model."""
-    model = seqrep.build_model(seqrep.TrainConfig(), DataShape(1, 60, 128))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    """check_training on the default model (its start fitted) and batch (16 x 1 x 128, 60
+    classes), interleaved with one plain training step of the same model."""
+    config = seqrep.TrainConfig()
+    model = seqrep.build_model(config, DataShape(1, 60, 128))
     x, y = torch.randn(16, 1, 128), torch.randint(0, 60, (16,))
+    # as fit does: the data-fitted start on a training set (240 random series), the optimizer's
+    # groups, the schedule's first learning rates
+    train = seqrep.SequenceDataset(torch.randn(240, 1, 128).numpy(), np.arange(240) % 60,
+                                   [str(c) for c in range(60)])
+    seqrep.model.fit_start(model, train)
+    optimizer = torch.optim.AdamW(seqrep.model.param_groups(model), lr=config.lr)
+    seqrep.plan.make_scheduler(optimizer, config, 100)
     seqrep.check_training(model, (x, y), optimizer=optimizer)  # warm-up
     checks, steps = [], []
     for _ in range(repeats):

@@ -31,8 +31,12 @@ def _doc(help_text: str, **extra) -> Any:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The classifier's shape: representation (stem -> multi-scale blocks -> attention pooling)
-    and readout. `extraction="broken"` builds the post-mortem's LegacyClassifier instead.
+    """The classifier's shape: representation and readout. start="data" (the default): MiniRocket's
+    multi-scale kernels with thresholds and readout fitted to the training data
+    (`seqrep.rocket`); start="random": the seed's representation (stem -> multi-scale blocks ->
+    attention pooling) from PyTorch's initialisation — width, kernel_sizes, blocks and
+    bottleneck shape only that one. `extraction="broken"` builds the post-mortem's
+    LegacyClassifier instead.
 
     Zero / empty values are automatic and resolved per dataset by `resolved(length)`.
     """
@@ -40,7 +44,7 @@ class ModelSpec:
     extraction: str = field(default="fixed", metadata=_doc(
         "'fixed' (SequenceClassifier) or 'broken' (the post-mortem's no-grad extraction)",
         choices=EXTRACTIONS))
-    start: str = field(default="random", metadata=_doc(
+    start: str = field(default="data", metadata=_doc(
         "'random': the seed's representation (stem, multi-scale blocks, attention), PyTorch's "
         "initialisation; 'data': MiniRocket's multi-scale kernels with thresholds and readout "
         "fitted to the training data before the first step (seqrep.rocket)", choices=STARTS))
@@ -126,9 +130,9 @@ class TrainConfig:
     epochs: int = field(default=0, metadata=_doc(
         "epochs to train; 0 = automatic: as many as fit in `budget`, or with budget 0 at least "
         "30 epochs and 500 optimiser steps"))
-    budget: float = field(default=0.0, metadata=_doc(
-        "seconds of training that automatic epochs plan for (timed on this machine, re-planned "
-        "if its speed changes); 0 = plan by step count"))
+    budget: float = field(default=60.0, metadata=_doc(
+        "seconds of training that automatic epochs plan for, the data-fitted start included "
+        "(timed on this machine, re-planned if its speed changes); 0 = plan by step count"))
     batch_size: int = field(default=16, metadata=_doc("samples per optimiser step"))
     lr: float = field(default=1e-2, metadata=_doc("peak learning rate of AdamW"))
     weight_decay: float = field(default=1e-2, metadata=_doc("AdamW weight decay"))

@@ -38,6 +38,7 @@ PATTERNS = torch.tensor(list(itertools.combinations(range(9), 3)))  # (84, 3): t
 N_KERNELS, N_BIAS, SHARPNESS = 84, 4, 10.0
 STEP = 0.04  # data-fitted tensors: peak lr = config.lr * STEP * RMS (4e-4 RMS at lr 1e-2)
 SCORER_STEP = 0.1  # the attention scorers (a random start): peak lr = config.lr * SCORER_STEP
+SCORE_SCALE = 0.1  # attention scores are scaled by this: attention starts near the plain mean
 PHI = (math.sqrt(5) - 1) / 2  # quantile levels {(i + 1) * PHI mod 1}: spread evenly, no repeats
 
 
@@ -116,12 +117,11 @@ class ScaleGroup(nn.Module):
         self.weight = nn.Parameter(pattern_weights(in_channels))
         self.bias = nn.Parameter(torch.zeros(N_KERNELS, N_BIAS))
         self.register_buffer("inv_scale", torch.ones(N_KERNELS))
-        if attention:  # the last layer starts near zero: attention starts close to the plain
-            # mean (exactly zero would leave the first layer without a gradient at step 0)
-            self.score = nn.Sequential(nn.Linear(N_KERNELS, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
-            nn.init.normal_(self.score[2].weight, std=1e-3)
-        else:
-            self.score = None
+        # Scores are scaled by SCORE_SCALE, so attention starts close to the plain mean (weights
+        # within a few percent of uniform) from PyTorch's usual initialisation; a near-zero last
+        # layer would do the same but leave the first layer almost without gradient.
+        self.score = (nn.Sequential(nn.Linear(N_KERNELS, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
+                      if attention else None)
 
     def conv(self, xp: torch.Tensor, length: int, pad: int) -> torch.Tensor:
         """(batch, channels, length + 2 pad) -> (batch, 84, length): one matmul over the
@@ -138,7 +138,7 @@ class ScaleGroup(nn.Module):
         if self.score is None:
             weights, w = None, v
         else:
-            scores = self.score((z * self.inv_scale[:, None]).transpose(1, 2))[..., 0]
+            scores = SCORE_SCALE * self.score((z * self.inv_scale[:, None]).transpose(1, 2))[..., 0]
             weights = w = torch.softmax(scores.masked_fill(~real, float("-inf")), -1)
         scale = SHARPNESS * self.inv_scale
         out = _PPV.apply(z * scale[:, None], self.bias * scale[:, None], torch.stack([v, w], 2))

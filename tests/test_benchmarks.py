@@ -26,7 +26,7 @@ import seqrep  # noqa: E402
 
 @pytest.mark.slow
 def test_accuracy_table_from_a_tiny_run(tmp_path):
-    config = seqrep.TrainConfig(epochs=1, model=seqrep.ModelSpec(width=8, blocks=1))
+    config = seqrep.TrainConfig(epochs=1, model=seqrep.ModelSpec(start="random", width=8, blocks=1))
     r = accuracy.run(["Coffee"], [0], config, methods=("fixed", "broken", "nn1", "fcn"), log=lambda *_: None)
     row = r["datasets"]["Coffee"]
     assert row["shape"] == {"train": 28, "test": 28, "classes": 2, "channels": 1, "length": 286}

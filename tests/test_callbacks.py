@@ -9,7 +9,7 @@ import seqrep
 from seqrep.callbacks import EVENTS, Events
 from seqrep.config import ModelSpec, TrainConfig
 
-TINY = TrainConfig(model=ModelSpec(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=2, batch_size=8)
+TINY = TrainConfig(model=ModelSpec(start="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=2, batch_size=8, budget=0)
 
 
 @pytest.fixture(scope="module")

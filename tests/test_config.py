@@ -42,11 +42,11 @@ def test_unknown_fields_get_a_suggestion():
 
 
 def test_nested_spec_round_trips_and_diffs_by_dotted_name():
-    config = TrainConfig(model=ModelSpec(width=32, attention=False), lr=3e-3)
+    config = TrainConfig(model=ModelSpec(start="random", width=32, attention=False), lr=3e-3)
     assert TrainConfig.from_json(config.to_json()) == config
-    assert config.diff(TrainConfig()) == {"model.width": (32, 64), "model.attention": (False, True),
-                                          "lr": (3e-3, 1e-2)}
-    assert config.replace(model={"width": 16}).model == ModelSpec(width=16, attention=False)
+    assert config.diff(TrainConfig()) == {"model.start": ("random", "data"), "model.width": (32, 64),
+                                          "model.attention": (False, True), "lr": (3e-3, 1e-2)}
+    assert config.replace(model={"width": 16}).model == ModelSpec(start="random", width=16, attention=False)
 
 
 def test_every_config_field_is_a_documented_cli_flag():

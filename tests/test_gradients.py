@@ -67,14 +67,14 @@ def _kinds(report):
 
 
 def test_seqrep_model_is_clean():
-    model = seqrep.SequenceClassifier(2, 3, 30, seqrep.ModelSpec(width=16, kernel_sizes=(3, 5, 7)))
+    model = seqrep.SequenceClassifier(2, 3, 30, seqrep.ModelSpec(start="random", width=16, kernel_sizes=(3, 5, 7)))
     report = _check(model, optimizer=torch.optim.AdamW(model.parameters()))
     assert report.ok, str(report)
     assert report.verdict().startswith("ok: gradients reach all")
 
 
 def test_the_seed_bug_is_named():
-    model = seqrep.LegacyClassifier(2, 3, 30, seqrep.ModelSpec(width=16, kernel_sizes=(3, 5, 7)))
+    model = seqrep.LegacyClassifier(2, 3, 30, seqrep.ModelSpec(start="random", width=16, kernel_sizes=(3, 5, 7)))
     report = _check(model, optimizer=torch.optim.AdamW(model.parameters()))
     kinds = _kinds(report)
     assert {"no_grad", "graph_break", "unreachable", "eval_mode"} <= set(kinds), str(report)
@@ -145,7 +145,7 @@ def test_intentionally_frozen_encoder_is_clean():
 
 
 def test_check_has_no_side_effects():
-    model = seqrep.SequenceClassifier(2, 3, 30, seqrep.ModelSpec(width=16, kernel_sizes=(3, 5, 7)))
+    model = seqrep.SequenceClassifier(2, 3, 30, seqrep.ModelSpec(start="random", width=16, kernel_sizes=(3, 5, 7)))
     opt = torch.optim.AdamW(model.parameters())
     loss = F.cross_entropy(model(X, training=True), Y)
     loss.backward()
@@ -168,7 +168,7 @@ def test_check_has_no_side_effects():
 
 
 def test_report_table_frame_and_plot():
-    model = seqrep.LegacyClassifier(2, 3, 30, seqrep.ModelSpec(width=16, kernel_sizes=(3, 5, 7)))
+    model = seqrep.LegacyClassifier(2, 3, 30, seqrep.ModelSpec(start="random", width=16, kernel_sizes=(3, 5, 7)))
     report = _check(model)
     text = str(report)
     assert text.index("findings:") < text.index("parameter  ")
@@ -184,7 +184,7 @@ def test_report_table_frame_and_plot():
 
 def test_fit_refuses_to_train_the_broken_model(tmp_path):
     ds = seqrep.make_sequences(n_classes=3, n_samples=30, length=40, motif_widths=(5, 9))
-    config = seqrep.TrainConfig(model=seqrep.ModelSpec(extraction="broken", width=8, kernel_sizes=(3, 5, 7)), epochs=1, batch_size=8)
+    config = seqrep.TrainConfig(model=seqrep.ModelSpec(start="random", extraction="broken", width=8, kernel_sizes=(3, 5, 7)), epochs=1, batch_size=8)
     model = seqrep.build_model(config, DataShape(1, 3, 40))
     with pytest.raises(GradientFlowError, match="graph break between representation and readout"):
         seqrep.fit(model, ds, None, config, tmp_path / "a", progress=False, verbose=False)
@@ -196,7 +196,7 @@ def test_fit_refuses_to_train_the_broken_model(tmp_path):
 
 def test_guard_does_not_change_the_run(tmp_path):
     ds = seqrep.make_sequences(n_classes=3, n_samples=30, length=40, motif_widths=(5, 9))
-    config = seqrep.TrainConfig(model=seqrep.ModelSpec(width=8, kernel_sizes=(3, 5, 7)), epochs=2, batch_size=8)
+    config = seqrep.TrainConfig(model=seqrep.ModelSpec(start="random", width=8, kernel_sizes=(3, 5, 7)), epochs=2, batch_size=8)
     runs = []
     for check in (True, False):
         model = seqrep.build_model(config, DataShape(1, 3, 40))
@@ -207,7 +207,7 @@ def test_guard_does_not_change_the_run(tmp_path):
 
 def test_monitor_records_norms_ratios_and_dead_relus(tmp_path):
     ds = seqrep.make_sequences(n_classes=3, n_samples=30, length=40, motif_widths=(5, 9))
-    config = seqrep.TrainConfig(model=seqrep.ModelSpec(width=8, kernel_sizes=(3, 5, 7)), epochs=2, batch_size=8)
+    config = seqrep.TrainConfig(model=seqrep.ModelSpec(start="random", width=8, kernel_sizes=(3, 5, 7)), epochs=2, batch_size=8)
     monitor = GradientMonitor(every=2)
     model = seqrep.build_model(config, DataShape(1, 3, 40))
     result = seqrep.fit(model, ds, None, config, tmp_path, callbacks=[monitor], progress=False, verbose=False)

@@ -274,7 +274,7 @@ def skewed():
     return ds.split(0.25, seed=0)
 
 
-TINY = TrainConfig(model=ModelSpec(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=3, batch_size=8)
+TINY = TrainConfig(model=ModelSpec(start="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=3, batch_size=8, budget=0)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from seqrep.config import ModelSpec, TrainConfig
 from seqrep.runlog import read_log
 
 PNG = b"\x89PNG\r\n\x1a\n"
-TINY = TrainConfig(model=ModelSpec(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=3, batch_size=8)
+TINY = TrainConfig(model=ModelSpec(start="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=3, batch_size=8, budget=0)
 TIMEOUT = 120  # seconds: a generous bound for a slow shared machine, never reached when working
 
 

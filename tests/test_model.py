@@ -13,7 +13,7 @@ def _model(cls=seqrep.SequenceClassifier, channels=2, classes=5, length=40, **kw
     torch.manual_seed(0)
     kw.setdefault("width", 16)
     kw.setdefault("kernel_sizes", (3, 7, 11))
-    return cls(channels, classes, length, seqrep.ModelSpec(**kw))
+    return cls(channels, classes, length, seqrep.ModelSpec(**{"start": "random", **kw}))
 
 
 def test_shapes_and_probed_feature_size():
@@ -109,10 +109,10 @@ def test_legacy_and_fixed_share_the_architecture():
 def test_spec_is_resolved_for_the_data_and_kept_on_the_model():
     model = seqrep.build_model(seqrep.TrainConfig(), seqrep.model.DataShape(1, 3, 2000))
     assert model.spec.pool == 4 and model.spec.kernel_sizes == (9, 19, 39) and model.spec.width == 64
-    short = seqrep.build_model(seqrep.ModelSpec(width=7), seqrep.model.DataShape(1, 3, 12))
+    short = seqrep.build_model(seqrep.ModelSpec(start="random", width=7), seqrep.model.DataShape(1, 3, 12))
     assert short.spec.kernel_sizes == (9, 11) and short.spec.width == 9  # 3 branches: 7 -> 9, logged
     with pytest.raises(seqrep.SeqrepError, match=r"width 7 does not divide over 4 branches .* use 4 or 8"):
-        seqrep.ModelSpec(width=7, kernel_sizes=(3, 5, 7))
+        seqrep.ModelSpec(start="random", width=7, kernel_sizes=(3, 5, 7))
 
 
 def test_attention_weights_leave_the_mode_as_it_was():

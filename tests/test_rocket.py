@@ -95,7 +95,7 @@ def test_param_groups_hold_every_parameter_once_with_small_steps(data):
     optimizer = torch.optim.AdamW(groups, lr=1e-2)
     seqrep.plan.make_scheduler(optimizer, DATA.replace(schedule="cosine"), 10)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-2 * g["lr_scale"] for g in groups])
-    seed_groups = param_groups(seqrep.build_model(TrainConfig(), train))
+    seed_groups = param_groups(seqrep.build_model(TrainConfig(model={"start": "random"}), train))
     assert len(seed_groups) == 1 and "lr_scale" not in seed_groups[0]
 
 

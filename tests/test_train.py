@@ -20,7 +20,7 @@ from seqrep.config import ModelSpec, TrainConfig
 from seqrep.model import DataShape
 from seqrep.plan import plan_epochs
 
-TINY = TrainConfig(model=ModelSpec(width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=4, batch_size=8)
+TINY = TrainConfig(model=ModelSpec(start="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=4, batch_size=8, budget=0)
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +60,10 @@ def _metrics(record):
 
 
 def test_config_round_trips_through_json():
-    config = TrainConfig(model=ModelSpec(kernel_sizes=(3, 5), width=63), lr=3e-3, schedule="cosine")
+    config = TrainConfig(model=ModelSpec(start="random", kernel_sizes=(3, 5), width=63), lr=3e-3, schedule="cosine")
     assert TrainConfig.from_json(config.to_json()) == config
-    assert config.diff(TrainConfig()) == {"model.kernel_sizes": ((3, 5), ()), "model.width": (63, 64),
-                                          "lr": (3e-3, 1e-2), "schedule": ("cosine", "onecycle")}
+    assert config.diff(TrainConfig()) == {"model.start": ("random", "data"), "model.kernel_sizes": ((3, 5), ()),
+                                          "model.width": (63, 64), "lr": (3e-3, 1e-2), "schedule": ("cosine", "onecycle")}
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_automatic_pool_and_kernels_follow_the_length():
     short = ModelSpec().resolved(24)
     assert short.pool == 1 and max(short.kernel_sizes) <= 24
     with pytest.raises(seqrep.SeqrepError, match=r"kernels of \[39\] steps are longer than the series \(24 steps\)"):
-        ModelSpec(kernel_sizes=(9, 39), width=63).resolved(24)
+        ModelSpec(start="random", kernel_sizes=(9, 39), width=63).resolved(24)
 
 
 # ---------------------------------------------------------------------- fit

@@ -73,6 +73,10 @@ def _controls(c: TrainConfig, datasets: list[str]) -> dict:
                              style=style),
         "extraction": w.ToggleButtons(options=["fixed", "broken"], value=c.model.extraction,
                                       description="extraction", style=style),
+        "start": w.ToggleButtons(options=["data", "random"], value=c.model.start, description="start",
+                                 tooltips=["MiniRocket's kernels, thresholds and readout fitted to the data",
+                                           "the seed's representation, random initialisation (width and "
+                                           "kernel sizes shape only this one)"], style=style),
         "seed": number(str(c.seed), "seed", f"a whole number from 0 to {SEED_MAX}"),
         "dataset": w.Dropdown(options=datasets, description="dataset", style=style),
     }
@@ -439,7 +443,8 @@ class Panel:
         broken = v["extraction"] == "broken"
         model = {"width": parse_whole(v["width"], "model width", 4),
                  "kernel_sizes": parse_kernel_sizes(v["kernel_sizes"]),
-                 "attention": v["attention"], "dropout": float(v["dropout"]), "extraction": v["extraction"]}
+                 "attention": v["attention"], "dropout": float(v["dropout"]), "extraction": v["extraction"],
+                 "start": v["start"]}
         return self.defaults.replace(
             lr=float(v["lr"]), batch_size=parse_whole(v["batch_size"], "batch size", 1),
             epochs=parse_whole(v["epochs"], "epochs", 1, auto=True), model=model,
