@@ -103,15 +103,17 @@ def plot_runs(
         axes = np.atleast_1d(axes)
         fig = axes[0].figure
     for ax, metric in zip(axes, metrics):
+        drawn = []
         for label, run in runs.items():
             records = history(run)
             epochs = [r["epoch"] + 1 for r in records if r.get(metric) is not None]
             values = [r[metric] for r in records if r.get(metric) is not None]
             ax.plot(epochs, values, marker="o", markersize=3, label=label)
+            drawn += values
         line = _chance_for(metric, chance)
         if line is not None:
             ax.axhline(line[0], color="0.3", linestyle=line[2], linewidth=1.1, label=line[1])
-        if "loss" in metric or metric == "lr":
+        if ("loss" in metric or metric == "lr") and _spans_decades(drawn):
             ax.set_yscale("log")
         elif "accuracy" in metric or "f1" in metric:
             ax.set_ylim(0, 1)
@@ -122,6 +124,14 @@ def plot_runs(
         fig.suptitle(title)
     _legend_outside(fig, axes)
     return fig
+
+
+def _spans_decades(values: Sequence[float], factor: float = 10.0) -> bool:
+    """True when positive `values` span at least `factor` (largest / smallest): only then does
+    a log axis help. Over a narrow range (a loss from 3.7 to 4.05) it labels its few ticks
+    "4×10⁰" and hides the change; a linear axis reads plainly."""
+    positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    return bool(positive) and max(positive) / min(positive) >= factor
 
 
 def _legend_outside(fig, axes) -> None:
@@ -412,28 +422,30 @@ def _none_column(ax, rows: list[dict]) -> None:
 
 def plot_monitor(history: list[dict], key: str = "update_ratio", ax=None):
     """Heatmap of a GradientMonitor's `history`: `key` ("update_ratio", "grad_norm" (log10) or
-    "dead_relu") per group (rows) over optimizer steps (columns)."""
-    import math
-
+    "dead_relu") per group (rows) over optimizer steps (columns). A cell with no value — no
+    update (update ratio -inf), no gradient (None) — is black and counted in the row's label,
+    never left blank."""
     names = list(history[-1][key].keys())
     grid = np.full((len(names), len(history)), np.nan)
     for j, row in enumerate(history):
         for i, n in enumerate(names):
             v = row[key].get(n)
             if v is not None:
-                grid[i, j] = math.log10(v) if key == "grad_norm" and v > 0 else v
+                grid[i, j] = (math.log10(v) if v > 0 else -math.inf) if key == "grad_norm" else v
     grid[~np.isfinite(grid)] = np.nan
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
     steps = [r["step"] for r in history]
     label = {"update_ratio": "log10(update std / weight std)", "grad_norm": "log10 gradient norm",
              "dead_relu": "fraction of dead ReLU channels"}[key]
-    kwargs = {"vmin": -5, "vmax": -1, "cmap": "coolwarm"} if key == "update_ratio" else {"cmap": "viridis"}
-    image = ax.imshow(grid, aspect="auto", interpolation="nearest",
+    cmap = plt.get_cmap("coolwarm" if key == "update_ratio" else "viridis").with_extremes(bad="black")
+    kwargs = {"vmin": -5, "vmax": -1} if key == "update_ratio" else {}
+    image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap=cmap,
                       extent=(steps[0] - 0.5, steps[-1] + 0.5, len(names) - 0.5, -0.5), **kwargs)
+    empty = np.isnan(grid).sum(1)
     ax.set_yticks(range(len(names)))
-    ax.set_yticklabels(names, fontsize=7)
-    ax.set_xlabel("optimizer step")
+    ax.set_yticklabels([f"{n}  [{k} of {grid.shape[1]} none]" if k else n for n, k in zip(names, empty)], fontsize=8)
+    ax.set_xlabel("optimizer step" + ("  (black: no update / no gradient)" if empty.any() else ""))
     ax.figure.colorbar(image, ax=ax, label=label)
     ax.figure.tight_layout()
     return ax.figure

@@ -115,11 +115,16 @@ def test_spec_is_resolved_for_the_data_and_kept_on_the_model():
         seqrep.ModelSpec(width=7, kernel_sizes=(3, 5, 7))
 
 
-def test_attention_weights_leave_the_mode_as_it_was():
-    model = _model()
+def test_attention_weights_follow_the_mode_the_caller_set():
+    model, x = _model(), torch.randn(4, 2, 40)
     model.train()
-    model.attention(torch.randn(2, 2, 40))
-    assert all(m.training for m in model.modules())
+    in_train = model.attention(x)
+    assert all(m.training for m in model.modules())  # it never switches the mode itself
+    model.eval()
+    with torch.no_grad():
+        in_eval = model.attention(x)
+    assert not any(m.training for m in model.modules())
+    assert not torch.allclose(in_train, in_eval)  # batch statistics vs running statistics
 
 
 def test_a_single_class_is_refused_with_the_reason():
