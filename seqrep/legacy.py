@@ -9,12 +9,19 @@ of frozen random features. `seqrep.SequenceClassifier` is the fixed version.
 
 from __future__ import annotations
 
+import contextlib
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
 
 from .config import ModelSpec
+from .errors import SeqrepError
 from .model import make_representation
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 class LegacyClassifier(nn.Module):
@@ -44,3 +51,49 @@ class LegacyClassifier(nn.Module):
         features = self.extract_features(x, mask)
         features = torch.from_numpy(features).to(x.device)
         return self.readout(self.dropout(features))
+
+
+BUGS = ("eval", "no_grad", "numpy")  # the three lines of extract_features, in order
+
+
+class AblatedClassifier(LegacyClassifier):
+    """The broken original with any subset of its three lines (notebook 01's ablation).
+
+    bugs: a subset of BUGS. "eval": the representation always in eval() mode (BatchNorm on its
+    running statistics); "no_grad": features computed under torch.no_grad(); "numpy": the
+    features go through `.detach().cpu().numpy()` and back (`.numpy()` refuses a tensor that
+    requires grad, so code that keeps autograd on must detach: the same cut). All three is
+    LegacyClassifier; none is the fixed model (same architecture, modes follow model.train() /
+    model.eval()).
+
+    x: (batch, channels, time), mask: (batch, time) or None -> logits (batch, n_classes).
+    """
+
+    def __init__(self, in_channels: int, n_classes: int, length: int, spec: ModelSpec | None = None,
+                 bugs=BUGS):
+        unknown = set(bugs) - set(BUGS)
+        if unknown:
+            raise SeqrepError(f"AblatedClassifier: unknown bugs {sorted(unknown)}; choose from {BUGS}.")
+        super().__init__(in_channels, n_classes, length, spec)
+        self.bugs = frozenset(bugs)
+
+    def extract_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        self.representation.train(self.training and "eval" not in self.bugs)
+        with torch.no_grad() if "no_grad" in self.bugs else contextlib.nullcontext():
+            features = self.representation(x, mask)
+        if "numpy" in self.bugs:
+            features = torch.from_numpy(features.detach().cpu().numpy()).to(x.device)
+        return features
+
+    def forward(
+        self, x: torch.Tensor, training: bool | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.readout(self.dropout(self.extract_features(x, mask)))
+
+
+def build_ablated(config: TrainConfig, data, bugs=BUGS) -> AblatedClassifier:
+    """`AblatedClassifier` with `bugs` for `data` (anything with .channels, .n_classes,
+    .length), built as `build_model` builds every model: from `config.model`, initialised from
+    `config.seed`, so an ablation and its reference start from the same weights."""
+    torch.manual_seed(config.seed)
+    return AblatedClassifier(data.channels, data.n_classes, data.length, config.model, bugs=bugs)

@@ -170,16 +170,13 @@ class Representation(nn.Module):
         return (features, weights) if return_attention else features
 
     def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Attention weights mapped back to input time steps, as at inference: (batch, time),
-        each row sums to 1 (a pooled step's weight is spread evenly over the input steps it
-        covers). The module's train/eval mode is restored afterwards."""
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                _, weights = self(x, mask, return_attention=True)
-        finally:
-            self.train(was_training)
+        """Attention weights mapped back to input time steps: (batch, time), each row sums to 1
+        (a pooled step's weight is spread evenly over the input steps it covers).
+
+        Like any forward, it runs in the module's current mode and never switches it: for the
+        weights the model uses at inference, call `model.eval()` and wrap in `torch.no_grad()`
+        at the call site."""
+        _, weights = self(x, mask, return_attention=True)
         window = torch.arange(x.shape[-1], device=weights.device) // self.stem.pool
         return weights[:, window] / torch.bincount(window)[window]
 

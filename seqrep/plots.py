@@ -103,15 +103,17 @@ def plot_runs(
         axes = np.atleast_1d(axes)
         fig = axes[0].figure
     for ax, metric in zip(axes, metrics):
+        drawn = []
         for label, run in runs.items():
             records = history(run)
             epochs = [r["epoch"] + 1 for r in records if r.get(metric) is not None]
             values = [r[metric] for r in records if r.get(metric) is not None]
             ax.plot(epochs, values, marker="o", markersize=3, label=label)
+            drawn += values
         line = _chance_for(metric, chance)
         if line is not None:
             ax.axhline(line[0], color="0.3", linestyle=line[2], linewidth=1.1, label=line[1])
-        if "loss" in metric or metric == "lr":
+        if ("loss" in metric or metric == "lr") and _spans_decades(drawn):
             ax.set_yscale("log")
         elif "accuracy" in metric or "f1" in metric:
             ax.set_ylim(0, 1)
@@ -122,6 +124,14 @@ def plot_runs(
         fig.suptitle(title)
     _legend_outside(fig, axes)
     return fig
+
+
+def _spans_decades(values: Sequence[float], factor: float = 10.0) -> bool:
+    """True when positive `values` span at least `factor` (largest / smallest): only then does
+    a log axis help. Over a narrow range (a loss from 3.7 to 4.05) it labels its few ticks
+    "4×10⁰" and hides the change; a linear axis reads plainly."""
+    positive = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    return bool(positive) and max(positive) / min(positive) >= factor
 
 
 def _legend_outside(fig, axes) -> None:
@@ -256,30 +266,186 @@ def plot_grid(
     return fig
 
 
+def plot_remedies(
+    table,
+    ratio: float,
+    metrics: Sequence[str] = ("balanced_accuracy", "tail_recall"),
+    order: Sequence[str] | None = None,
+    balanced_ratio: float | None = 1,
+    chance: float | None = None,
+    title: str | None = None,
+):
+    """One panel per metric, one row per remedy at class-size `ratio`: every seed as a small
+    dot, their mean as a bar with its 95% paired-t interval (`paired_gains`'s, shifted to the
+    mean), so a reader sees the spread behind each mean. A dashed line marks "none" trained on
+    the balanced set (`balanced_ratio`), a dotted one chance.
+
+    table: one row per (seed, ratio, remedy) with the metric columns (`RemedyGrid.table`).
+    order: remedies top to bottom (default: as they first appear). Returns the figure.
+    """
+    from scipy.stats import t as student_t
+
+    rows = table[table["ratio"] == ratio]
+    order = list(order or dict.fromkeys(rows["remedy"]))
+    if not order or not set(order) <= set(rows["remedy"]):
+        raise SeqrepError(f"plot_remedies: remedies {sorted(set(order) - set(rows['remedy']))} have no "
+                          f"rows at ratio {ratio}; present: {sorted(set(rows['remedy']))}.")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.3 * len(metrics) + 2.2, 0.5 * len(order) + 1.6),
+                             sharey=True, squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for y, remedy in enumerate(order):
+            values = rows.loc[rows["remedy"] == remedy, metric].to_numpy(dtype=float)
+            n, mean = len(values), values.mean()
+            half = student_t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
+            ax.errorbar(mean, y, xerr=half, fmt="D", color="C0", ms=6, capsize=3, zorder=3)
+            jitter = np.linspace(-0.18, 0.18, n) if n > 1 else np.zeros(1)
+            ax.scatter(values, y + jitter, s=12, color="0.45", zorder=2)
+        if balanced_ratio is not None:
+            ref = table.loc[(table["ratio"] == balanced_ratio) & (table["remedy"] == "none"), metric]
+            if len(ref):
+                ax.axvline(ref.mean(), color="C2", ls="--", lw=1.2, label=f"none, balanced set: {ref.mean():.2f}")
+        if chance is not None:
+            ax.axvline(chance, color="0.3", ls=":", lw=1, label=f"chance: {chance:.2f}")
+        ax.set_xlim(0, 1.02)
+        ax.set_xlabel(f"{metric.replace('_', ' ')} (balanced test set)")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, fontsize=8, frameon=False)
+    axes[0][0].set_yticks(range(len(order)), order)
+    axes[0][0].set_ylim(len(order) - 0.5, -0.5)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient flow, grouped by module (notebook 03)
+# --------------------------------------------------------------------------------------------
+
+
+def module_group(module: str, depth: int = 2) -> str:
+    """The group a parameter's module belongs to: its first `depth` named levels, a list index
+    kept with the level it indexes. "representation.blocks.0.branches.1" -> (depth 2)
+    "representation.blocks.0"; "readout" -> "readout"; the root module "" -> "(model)"."""
+    if depth < 1:
+        raise SeqrepError(f"module_group: depth must be >= 1, got {depth}; 2 groups by block.")
+    kept, named = [], 0
+    for part in module.split(".") if module else []:
+        if not part.isdigit():
+            if named == depth:
+                break
+            named += 1
+        kept.append(part)
+    return ".".join(kept) or "(model)"
+
+
+def gradient_groups(parameters: Sequence[Mapping], depth: int = 2) -> list[dict]:
+    """Per-parameter gradient records grouped by module, in model order.
+
+    parameters: dicts with "name", "module" and "grad_norm" (None = no gradient), as in
+    `check_gradient_flow(...).parameters`; frozen ones (requires_grad False) are left out.
+    Returns one dict per group: group, tensors, none (tensors whose .grad is None), zero
+    (exactly zero), norm (L2 norm over the group's gradients; None when no tensor has one) and
+    missing (names of the tensors without a gradient).
+    """
+    groups: dict[str, dict] = {}
+    for p in parameters:
+        if not p.get("requires_grad", True):
+            continue
+        g = groups.setdefault(module_group(p["module"], depth), {"tensors": 0, "none": 0, "zero": 0,
+                                                                   "squares": [], "missing": []})
+        g["tensors"] += 1
+        if p["grad_norm"] is None:
+            g["none"] += 1
+            g["missing"].append(p["name"])
+        else:
+            g["zero"] += p["grad_norm"] == 0
+            g["squares"].append(float(p["grad_norm"]) ** 2)
+    if not groups:
+        raise SeqrepError("gradient_groups: no trainable parameters given; pass "
+                          "check_gradient_flow(model, batch).parameters.")
+    return [{"group": name, "tensors": g["tensors"], "none": g["none"], "zero": int(g["zero"]),
+             "norm": math.sqrt(sum(g["squares"])) if g["squares"] else None, "missing": g["missing"]}
+            for name, g in groups.items()]
+
+
+def plot_gradient_flow(report, depth: int = 2, title: str | None = None, ax=None):
+    """Gradient L2 norm per module group (`gradient_groups`), one horizontal bar each on a log
+    axis, names readable on the left. A tensor whose .grad is None has no value to plot, so it
+    is never drawn on the axis: a column to the right of it, "no gradient", marks each group
+    with such tensors (red x and "k of n"), and the row is shaded. Exactly-zero gradients are
+    counted in the same column (orange o).
+
+    report: a `check_gradient_flow` / `check_training` report, or its `.parameters`.
+    Returns the figure; the column is `ax.child_axes[0]` (an inset of `ax`).
+    """
+    rows = gradient_groups(getattr(report, "parameters", report), depth)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.4))
+    ys = np.arange(len(rows))
+    have = [r for r in rows if r["norm"]]
+    bars = ax.barh([ys[rows.index(r)] for r in have], [r["norm"] for r in have], color="tab:blue", height=0.6)
+    ax.bar_label(bars, labels=[f"{r['norm']:.2g}" for r in have], padding=3, fontsize=8)
+    for y, r in zip(ys, rows):
+        if r["none"]:
+            ax.axhspan(y - 0.45, y + 0.45, color="tab:red", alpha=0.08, lw=0)
+    ax.set_xscale("log")
+    ax.set_yticks(ys, [f"{r['group']} ({r['tensors']} tensors)" for r in rows], fontsize=9)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlabel("gradient L2 norm of the group (log scale)")
+    ax.grid(axis="x", alpha=0.3)
+    _none_column(ax, rows)
+    missing = sum(r["none"] for r in rows)
+    total = sum(r["tensors"] for r in rows)
+    ax.set_title(title or (f"{missing} of {total} parameter tensors get no gradient" if missing
+                           else f"every one of {total} parameter tensors gets a gradient"))
+    return ax.figure
+
+
+def _none_column(ax, rows: list[dict]) -> None:
+    """The "no gradient" column right of `ax`: a red x and "k of n" per group with tensors
+    whose gradient is None, an orange o for exactly-zero gradients; same rows as `ax`."""
+    column = ax.inset_axes([1.01, 0, 0.16, 1], sharey=ax)
+    column.set_xlim(0, 1)
+    column.set_xticks([0.5], ["no gradient\n(None)"], fontsize=8)
+    column.tick_params(axis="y", left=False, labelleft=False)
+    for side in ("top", "right"):
+        column.spines[side].set_visible(False)
+    for y, r in enumerate(rows):
+        if r["none"]:
+            column.scatter([0.25], [y], marker="x", color="tab:red", s=45, zorder=3)
+            column.text(0.45, y, f"{r['none']} of {r['tensors']}", va="center", fontsize=8, color="tab:red")
+        if r["zero"]:
+            column.scatter([0.25], [y + 0.25], marker="o", facecolors="none", edgecolors="tab:orange", s=30)
+            column.text(0.45, y + 0.25, f"{r['zero']} zero", va="center", fontsize=7, color="tab:orange")
+
+
 def plot_monitor(history: list[dict], key: str = "update_ratio", ax=None):
     """Heatmap of a GradientMonitor's `history`: `key` ("update_ratio", "grad_norm" (log10) or
-    "dead_relu") per group (rows) over optimizer steps (columns)."""
-    import math
-
+    "dead_relu") per group (rows) over optimizer steps (columns). A cell with no value — no
+    update (update ratio -inf), no gradient (None) — is black and counted in the row's label,
+    never left blank."""
     names = list(history[-1][key].keys())
     grid = np.full((len(names), len(history)), np.nan)
     for j, row in enumerate(history):
         for i, n in enumerate(names):
             v = row[key].get(n)
             if v is not None:
-                grid[i, j] = math.log10(v) if key == "grad_norm" and v > 0 else v
+                grid[i, j] = (math.log10(v) if v > 0 else -math.inf) if key == "grad_norm" else v
     grid[~np.isfinite(grid)] = np.nan
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
     steps = [r["step"] for r in history]
     label = {"update_ratio": "log10(update std / weight std)", "grad_norm": "log10 gradient norm",
              "dead_relu": "fraction of dead ReLU channels"}[key]
-    kwargs = {"vmin": -5, "vmax": -1, "cmap": "coolwarm"} if key == "update_ratio" else {"cmap": "viridis"}
-    image = ax.imshow(grid, aspect="auto", interpolation="nearest",
+    cmap = plt.get_cmap("coolwarm" if key == "update_ratio" else "viridis").with_extremes(bad="black")
+    kwargs = {"vmin": -5, "vmax": -1} if key == "update_ratio" else {}
+    image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap=cmap,
                       extent=(steps[0] - 0.5, steps[-1] + 0.5, len(names) - 0.5, -0.5), **kwargs)
+    empty = np.isnan(grid).sum(1)
     ax.set_yticks(range(len(names)))
-    ax.set_yticklabels(names, fontsize=7)
-    ax.set_xlabel("optimizer step")
+    ax.set_yticklabels([f"{n}  [{k} of {grid.shape[1]} none]" if k else n for n, k in zip(names, empty)], fontsize=8)
+    ax.set_xlabel("optimizer step" + ("  (black: no update / no gradient)" if empty.any() else ""))
     ax.figure.colorbar(image, ax=ax, label=label)
     ax.figure.tight_layout()
     return ax.figure

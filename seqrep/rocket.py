@@ -226,9 +226,9 @@ class RocketRepresentation(nn.Module):
 
     def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Attention weights (mean over scales) mapped to input steps: (batch, time), rows sum
-        to 1. This module has no BatchNorm or Dropout, so its mode does not matter here."""
-        with torch.no_grad():
-            _, weights = self(x, mask, return_attention=True)
+        to 1. Like any forward it keeps autograd as the caller has it (wrap in torch.no_grad()
+        at the call site); this module has no BatchNorm or Dropout, so its mode does not matter."""
+        _, weights = self(x, mask, return_attention=True)
         window = torch.arange(x.shape[-1], device=weights.device) // self.pool
         return weights[:, window] / torch.bincount(window)[window]
 

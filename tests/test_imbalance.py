@@ -406,3 +406,32 @@ def test_plot_grid_one_panel_per_metric():
     assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == "tail recall"
     assert fig.axes[0].get_legend() is not None and fig.axes[1].get_legend() is None
     plt.close(fig)
+
+
+def test_paired_gains_by_hand():
+    from seqrep.imbalance import paired_gains
+
+    table = pd.DataFrame([{"seed": s, "ratio": 50, "remedy": r, "balanced_accuracy": v}
+                          for s, base in enumerate([0.5, 0.6, 0.7])
+                          for r, v in (("none", base), ("x", base + 0.1), ("y", base - (0.05 if s else -0.05)))])
+    gains = paired_gains(table, 50)
+    assert gains.loc["x", "gain"] == pytest.approx(0.1) and gains.loc["x", "wins"] == 3
+    assert gains.loc["x", "low"] == pytest.approx(0.1) and gains.loc["x", "sign_p"] == pytest.approx(0.25)
+    assert (gains.loc["y", "wins"], gains.loc["y", "losses"]) == (1, 2)
+    with pytest.raises(seqrep.SeqrepError, match="no 'none' rows at ratio 10"):
+        paired_gains(table, 10)
+
+
+def test_remedy_grid_trains_the_remedies_only_where_they_differ():
+    from seqrep.imbalance import POST_HOC, remedy_grid
+
+    config = TINY.replace(epochs=1, check_gradients=False)
+    grid = remedy_grid(config, ("none", "logit-adjusted loss"), n_classes=3, budget=12, ratios=(1, 4),
+                       test_per_class=3, seeds=[0], scenario={"length": 24, "motif_widths": (5,), "n_distractors": 0})
+    assert grid.runs == 3  # ratio 1: none only; ratio 4: both
+    assert set(map(tuple, grid.table[["ratio", "remedy"]].to_numpy())) == {
+        (1, "none"), (4, "none"), (4, "logit-adjusted loss"), (4, POST_HOC)}
+    assert grid.table["balanced_accuracy"].between(0, 1).all()
+    assert list(grid.paired(4).index) == ["logit-adjusted loss", POST_HOC]
+    with pytest.raises(seqrep.SeqrepError, match="must include 'none'"):
+        remedy_grid(config, ("logit-adjusted loss",))

@@ -108,7 +108,11 @@ def test_redraws_are_throttled(data, tmp_path, min_interval, budget, at_least, a
 def test_broken_run_says_no_gradient_reaches_the_representation(data, tmp_path):
     plot = live.LivePlot(to="file")
     _fit(data, tmp_path, TINY.replace(model={"extraction": "broken"}, check_gradients=False), [plot])
-    assert plot._figure.no_grad.get_text() == "no gradient reaches: representation"
+    figure = plot._figure
+    assert figure.no_grad.get_text().splitlines()[0] == "no gradient reaches: representation"
+    none_x, _ = figure.grad_none["representation"].get_data()  # an x on the axis per epoch
+    assert len(none_x) == len(figure.grad["representation"].get_xdata()) > 0
+    assert len(figure.grad_none["readout"].get_data()[0]) == 0
 
 
 def test_blitted_frames_equal_a_full_redraw(data, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import seqrep
+from seqrep.legacy import BUGS, AblatedClassifier
 from seqrep.model import AttentionPooling, MultiScaleBlock
 
 
@@ -115,13 +116,50 @@ def test_spec_is_resolved_for_the_data_and_kept_on_the_model():
         seqrep.ModelSpec(start="random", width=7, kernel_sizes=(3, 5, 7))
 
 
-def test_attention_weights_leave_the_mode_as_it_was():
-    model = _model()
+def test_attention_weights_follow_the_mode_the_caller_set():
+    model, x = _model(), torch.randn(4, 2, 40)
     model.train()
-    model.attention(torch.randn(2, 2, 40))
-    assert all(m.training for m in model.modules())
+    in_train = model.attention(x)
+    assert all(m.training for m in model.modules())  # it never switches the mode itself
+    model.eval()
+    with torch.no_grad():
+        in_eval = model.attention(x)
+    assert not any(m.training for m in model.modules())
+    assert not torch.allclose(in_train, in_eval)  # batch statistics vs running statistics
 
 
 def test_a_single_class_is_refused_with_the_reason():
     with pytest.raises(seqrep.SeqrepError, match="one class has nothing to tell apart"):
         _model(classes=1)
+
+
+def _ablated(bugs):
+    torch.manual_seed(0)
+    return AblatedClassifier(2, 5, 40, seqrep.ModelSpec(width=16, kernel_sizes=(3, 7, 11)), bugs=bugs)
+
+
+@pytest.mark.parametrize(("bugs", "rep_gets_grad", "rep_mode_in_training"), [
+    ((), True, True), (("eval",), True, False), (("no_grad",), False, True), (("numpy",), False, True),
+    (("eval", "no_grad", "numpy"), False, False)])
+def test_ablated_classifier_keeps_exactly_the_chosen_lines(bugs, rep_gets_grad, rep_mode_in_training):
+    model = _ablated(bugs)
+    model.train()
+    torch.nn.functional.cross_entropy(model(torch.randn(4, 2, 40)), torch.arange(4)).backward()
+    assert all((p.grad is not None) == rep_gets_grad for p in model.representation.parameters())
+    assert model.readout.weight.grad is not None
+    assert model.representation.training == rep_mode_in_training
+    model.eval()
+    model(torch.randn(2, 2, 40))
+    assert not model.representation.training  # inference is eval() whatever the bugs
+
+
+def test_ablated_all_three_is_the_legacy_model_and_none_the_fixed_one():
+    x = torch.randn(3, 2, 40)
+    legacy, fixed = _model(seqrep.LegacyClassifier), _model()
+    all_three, no_bug = _ablated(BUGS), _ablated(())
+    for reference, ablated in ((legacy, all_three), (fixed, no_bug)):
+        reference.eval()
+        ablated.eval()
+        torch.testing.assert_close(reference(x, training=False), ablated(x))
+    with pytest.raises(seqrep.SeqrepError, match="unknown bugs"):
+        _ablated(("detach",))

@@ -187,8 +187,11 @@ class _LiveFigure:
                                          label=chance_label(kind, chance[kind]))
         self.lr = axes["lr"].plot([], [], color="C3")[0]
         self.grad: dict = {}
+        # An epoch whose gradient norm is None has no value on a log axis: it is marked by an x
+        # on the panel's bottom edge in the component's colour, never left out (notebook 03).
+        self.grad_none: dict = {}
         # Low in the panel: the factor-2 headroom of the limits keeps the curves above it.
-        self.no_grad = axes["grad"].text(0.5, 0.1, "", transform=axes["grad"].transAxes,
+        self.no_grad = axes["grad"].text(0.5, 0.24, "", transform=axes["grad"].transAxes,
                                          ha="center", va="center", color="C3", fontsize=10,
                                          bbox={"facecolor": "white", "edgecolor": "C3"})
         _legend_above(axes["loss"], columns=2)
@@ -205,10 +208,14 @@ class _LiveFigure:
 
     def _grad_line(self, name: str):
         if name not in self.grad:
-            self.grad[name] = self.axes["grad"].plot([], [], marker="o", ms=3, label=name)[0]
-            self.grad[name].set_animated(True)
-            self.dynamic.append(self.grad[name])
-            _legend_above(self.axes["grad"], columns=1, right=True)
+            ax = self.axes["grad"]
+            line = self.grad[name] = ax.plot([], [], marker="o", ms=3, label=name)[0]
+            self.grad_none[name] = ax.plot([], [], ls="none", marker="x", ms=8, mew=2, color=line.get_color(),
+                                           transform=ax.get_xaxis_transform(), clip_on=False)[0]
+            for artist in (line, self.grad_none[name]):
+                artist.set_animated(True)
+                self.dynamic.append(artist)
+            _legend_above(ax, columns=1, right=True)
             self.background = None  # the legend changed
         return self.grad[name]
 
@@ -229,12 +236,19 @@ class _LiveFigure:
 
     def _update_grad(self, epochs_x: list[float], records: list[dict]) -> None:
         names = list(dict.fromkeys(k for r in records for k in r.get("grad_norm") or {}))
+        missing = {}
         for name in names:
-            values = [_num((r.get("grad_norm") or {}).get(name)) for r in records]
-            self._grad_line(name).set_data(epochs_x, values)
+            values = [(r.get("grad_norm") or {}).get(name) for r in records]
+            self._grad_line(name).set_data(epochs_x, [_num(v) for v in values])
+            none_x = [x for x, v in zip(epochs_x, values) if v is None]
+            self.grad_none[name].set_data(none_x, [0.0] * len(none_x))  # y in axes fraction
+            if none_x:
+                missing[name] = len(none_x) == len(values)
         # A component with no gradient at all is the bug this project is about: say it in words.
-        dead = [n for n in names if all((r.get("grad_norm") or {}).get(n) is None for r in records)]
-        self.no_grad.set_text("no gradient reaches: " + ", ".join(dead) if dead else "")
+        lines = [f"no gradient reaches: {', '.join(n for n, every in missing.items() if every)}",
+                 f"no gradient in some epochs: {', '.join(n for n, every in missing.items() if not every)}"]
+        lines = [line for line in lines if not line.endswith(": ")]
+        self.no_grad.set_text("\n".join([*lines, "(x on the axis: an epoch without one)"]) if lines else "")
 
     def _grow_limits(self) -> None:
         """Widen an axis only when the data leave it (the loss from 0 with 15% headroom, the
