@@ -135,7 +135,7 @@ def test_a_single_class_is_refused_with_the_reason():
 
 def _ablated(bugs):
     torch.manual_seed(0)
-    return AblatedClassifier(2, 5, 40, seqrep.ModelSpec(width=16, kernel_sizes=(3, 7, 11)), bugs=bugs)
+    return AblatedClassifier(2, 5, 40, seqrep.ModelSpec(start="random", width=16, kernel_sizes=(3, 7, 11)), bugs=bugs)
 
 
 @pytest.mark.parametrize(("bugs", "rep_gets_grad", "rep_mode_in_training"), [

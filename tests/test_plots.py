@@ -40,7 +40,7 @@ def test_module_group_keeps_list_indices_with_their_level():
 
 def _broken_report():
     torch.manual_seed(0)
-    model = seqrep.LegacyClassifier(1, 3, 30, seqrep.ModelSpec(width=16, kernel_sizes=(3, 5, 7)))
+    model = seqrep.LegacyClassifier(1, 3, 30, seqrep.ModelSpec(start="random", width=16, kernel_sizes=(3, 5, 7)))
     x, y = torch.randn(8, 1, 30), torch.arange(8) % 3
     return seqrep.check_gradient_flow(model, (x, y), optimizer=torch.optim.AdamW(model.parameters()))
 
