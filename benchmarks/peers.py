@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FCN", "ResNet", "InceptionTime", "InceptionTimeEnsemble", "PEERS"]
+__all__ = ["FCN", "PEERS", "InceptionTime", "InceptionTimeEnsemble", "ResNet"]
 
 
 def _gap(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
