@@ -455,7 +455,8 @@ def test_shared_html_renders_the_panel_offline(browser, executed_05):
         assert left["extraction"] == "broken" and left["epochs"] == "2", left
         for label in ("epochs", "model width", "seed"):
             assert page.get_by_label(label, exact=True).input_value() == left[label], label
-        active = page.locator(".widget-toggle-button.mod-active").inner_text().strip()
+        toggles = page.locator(".widget-toggle-buttons", has=page.locator(".widget-label", has_text="extraction"))
+        active = toggles.locator(".widget-toggle-button.mod-active").inner_text().strip()
         assert active == left["extraction"], f"extraction shows {active!r}, left at {left['extraction']!r}"
         shown = status.inner_text().strip()
         assert shown.startswith("finished #1: epoch 2/2") and "chance: acc" in shown, shown
