@@ -107,12 +107,13 @@ def default_model(repeats: int) -> dict:
     classes), interleaved with one plain training step of the same model."""
     config = seqrep.TrainConfig()
     model = seqrep.build_model(config, DataShape(1, 60, 128))
-    x, y = torch.randn(16, 1, 128), torch.randint(0, 60, (16,))
     # as fit does: the data-fitted start on a training set (240 random series), the optimizer's
-    # groups, the schedule's first learning rates
+    # groups, the schedule's first learning rates, and a check on the first 16 training series
+    torch.manual_seed(0)
     train = seqrep.SequenceDataset(torch.randn(240, 1, 128).numpy(), np.arange(240) % 60,
                                    [str(c) for c in range(60)])
     seqrep.model.fit_start(model, train)
+    x, y = torch.from_numpy(train.X[:16]), torch.from_numpy(train.y[:16]).long()
     optimizer = torch.optim.AdamW(seqrep.model.param_groups(model), lr=config.lr)
     seqrep.plan.make_scheduler(optimizer, config, 100)
     seqrep.check_training(model, (x, y), optimizer=optimizer)  # warm-up
