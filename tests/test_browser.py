@@ -397,17 +397,6 @@ def test_live_training_panel_start_frames_stop(page, lab):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def executed_05(tmp_path_factory) -> Path:
-    """notebooks/05 executed with quick parameters by the runner behind `make notebooks`."""
-    from seqrep.notebooks import run_notebooks
-
-    out = tmp_path_factory.mktemp("executed")
-    run_notebooks(["05_live_training"], {"quick": True}, notebooks_dir=ROOT / "notebooks", out_dir=out,
-                  log=lambda line: None)
-    return out
-
-
 def _left_values(nb) -> dict[str, str]:
     """The displayed panel's text boxes and extraction toggle as the executed notebook left
     them (read from the widget state, under the panel output's model: the notebook's second,

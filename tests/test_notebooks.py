@@ -78,15 +78,6 @@ def test_notebook_executes_with_quick_parameters(path, tmp_path):
 # ------------------------------------------------------------------ sharing (issue 18)
 
 
-@pytest.fixture(scope="module")
-def executed_05(tmp_path_factory) -> Path:
-    """notebooks/05 executed with quick parameters by the runner behind `make notebooks`."""
-    out = tmp_path_factory.mktemp("executed")
-    run_notebooks(["05_live_training"], {"quick": True}, notebooks_dir=ROOT / "notebooks", out_dir=out,
-                  log=lambda line: None)
-    return out
-
-
 def _panel_outputs(nb) -> list[dict]:
     return [o for c in nb.cells for o in c.get("outputs", [])
             if str(o.get("data", {}).get("text/plain", "")).startswith("seqrep panel: ")]

@@ -180,17 +180,15 @@ def _gradient_findings(c: _Context, loss_value: float, backward_error: str | Non
                              "at 0, division by ~0). Add an epsilon or clamp its input.",
                              "torch.sqrt(z + 1e-8)"))
     zero = [p["name"] for p in c.trainable if p["reachable"] and p["grad_norm"] == 0]
-    if zero and loss_value == 0:
-        found.append(Finding("zero_grad", tuple(zero), f"the loss is exactly 0 on this batch, so "
-                             f"{_plural(len(zero), 'parameter')} got a zero gradient (e.g. {zero[0]}): "
-                             "the model already fits it (a start fitted to the training data, or a "
-                             "label the input gives away). Nothing is learned from such batches; "
-                             "label smoothing keeps a signal, or check the batch for leaked labels."))
-    elif zero and math.isfinite(loss_value):
+    if zero and math.isfinite(loss_value):
+        cause = ("the loss is exactly 0 on this batch: the model already fits it (a start fitted to "
+                 "the training data, or a label the input gives away). Nothing is learned from such "
+                 "batches; label smoothing keeps a signal, or check the batch for leaked labels."
+                 if loss_value == 0 else
+                 "reachable, but every path multiplies by zero (dead ReLUs, a zero-initialised layer, "
+                 "a mask). Fine at initialisation for zero-init layers; otherwise check activations.")
         found.append(Finding("zero_grad", tuple(zero), f"{_plural(len(zero), 'parameter')} got an "
-                             f"exactly-zero gradient (e.g. {zero[0]}): reachable, but every path "
-                             "multiplies by zero (dead ReLUs, a zero-initialised layer, a mask). "
-                             "Fine at initialisation for zero-init layers; otherwise check activations."))
+                             f"exactly-zero gradient (e.g. {zero[0]}): {cause}"))
     return found
 
 

@@ -1,0 +1,21 @@
+"""Fixtures shared by more than one test file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def executed_05(tmp_path_factory) -> Path:
+    """notebooks/05 executed with quick parameters by the runner behind `make notebooks`, once
+    per test session (the sharing tests and the offline browser test read it; none writes)."""
+    from seqrep.notebooks import run_notebooks
+
+    out = tmp_path_factory.mktemp("executed")
+    run_notebooks(["05_live_training"], {"quick": True}, notebooks_dir=ROOT / "notebooks", out_dir=out,
+                  log=lambda line: None)
+    return out
