@@ -83,6 +83,29 @@ def test_stale_parameters_and_zero_lr():
     assert kinds == ["zero_lr"]
 
 
+def test_a_fitted_batch_is_not_a_stale_parameter_but_a_missing_gradient_still_is():
+    """Updates below float32's resolution: with the loss near 0 (a data-fitted start) that is
+    expected and not reported; with a real loss it is (a learning rate too small to act), and a
+    parameter without a gradient is reported either way."""
+    def stale_names(scale):
+        model = _model(unused=True)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-12)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with watch(model, optimizer) as w:
+                for _ in range(4):
+                    loss = F.cross_entropy(model(X), Y) * scale
+                    w.after_loss(loss)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+        return [n for f in w.findings if f.kind == "stale_parameter" for n in f.names]
+
+    assert stale_names(1e-6) == ["spare.weight", "spare.bias"]  # the loss is ~1e-6: fitted
+    assert stale_names(0.0) == ["spare.weight", "spare.bias"]  # exactly 0: every gradient is 0
+    assert "body.6.weight" in stale_names(1.0) and "spare.weight" in stale_names(1.0)
+
+
 def test_gradient_accumulation_on_purpose_is_fine():
     model = _model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -31,6 +31,9 @@ from .report import Finding, GradientFlowError, _plural
 __all__ = ["TrainingWarning", "Watch", "watch"]
 
 
+FITTED_LOSS = 1e-3  # a loss below this (cross-entropy: the right class at > 99.9 %) fits the batch
+
+
 class TrainingWarning(UserWarning):
     """A finding of `watch` while training."""
 
@@ -48,6 +51,7 @@ class Watch:
         self.steps = 0
         self._handles, self._reported, self._fresh = [], set(), set()
         self._zero_lr_run, self._snapshot, self._unchanged = 0, None, {}
+        self._loss, self._has_grad, self._graded = None, set(), set()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Watch:
@@ -91,6 +95,7 @@ class Watch:
         if loss is None:
             return
         value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        self._loss = value
         if not math.isfinite(value):
             self._report(Finding("nonfinite_loss", (), f"the loss is {value} at step {self.steps + 1}: "
                                  "every update from here is NaN. Lower the learning rate, clip gradients, "
@@ -123,6 +128,10 @@ class Watch:
                                  "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)"))
         due = self.steps < self.stale_steps or (self.steps + 1) % self.stale_every == 0
         self._snapshot = [p.detach().clone() for p in self._held] if due else None
+        if due:  # parameters with a gradient at this step, and with a non-zero one
+            with_grad = [p for p in self._held if p.grad is not None]
+            self._has_grad = {id(p) for p in with_grad}
+            self._graded = {id(p) for p in with_grad if bool(p.grad.ne(0).any())}
 
     def _after_step(self, optimizer, args, kwargs) -> None:
         self.steps += 1
@@ -152,11 +161,17 @@ class Watch:
             self._zero_lr_run = 0
 
     def _check_stale(self) -> None:
+        """A parameter unchanged by a step counts towards `stale_parameter`, except when the
+        loss (given to after_loss) says the model already fits the batch: below FITTED_LOSS an
+        update of a tiny non-zero gradient may fall below float32's resolution (a data-fitted
+        start: training loss ~1e-5), and at a loss of exactly 0 every gradient is 0. Neither is
+        a bug; a parameter without a gradient while others have one still counts."""
+        fitted = self._loss is not None and self._loss < FITTED_LOSS
         for p, before in zip(self._held, self._snapshot):
-            if p.requires_grad and torch.equal(p.detach(), before):
-                self._unchanged[id(p)] = self._unchanged.get(id(p), 0) + 1
-            else:
+            if not (p.requires_grad and torch.equal(p.detach(), before)):
                 self._unchanged[id(p)] = 0
+            elif not (fitted and (id(p) in self._graded or (self._loss == 0.0 and id(p) in self._has_grad))):
+                self._unchanged[id(p)] = self._unchanged.get(id(p), 0) + 1
         stale = [self._names.get(id(p), "?") for p in self._held if self._unchanged.get(id(p), 0) >= self.stale_steps]
         if stale and self._zero_lr_run == 0:
             self._report(Finding("stale_parameter", tuple(stale), f"{_plural(len(stale), 'parameter')} the "
