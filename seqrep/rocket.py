@@ -78,9 +78,10 @@ class _PPV(torch.autograd.Function):
     def forward(ctx, u, c, vw):
         B, K, T = u.shape
         out = u.new_empty(B, K, c.shape[1], 2)
+        step = u.new_empty(B, min(K, 32), c.shape[1], T)  # [u > c] as 0/1, written in place
         for k0 in range(0, K, 32):
             k1 = min(K, k0 + 32)
-            s = (u[:, k0:k1, None, :] > c[None, k0:k1, :, None]).to(u.dtype)
+            s = torch.gt(u[:, k0:k1, None, :], c[None, k0:k1, :, None], out=step[:, : k1 - k0])
             out[:, k0:k1] = torch.bmm(s.view(B, -1, T), vw).view(B, k1 - k0, -1, 2)
         ctx.save_for_backward(u, c, vw)
         return out
@@ -91,13 +92,15 @@ class _PPV(torch.autograd.Function):
         B, K, T = u.shape
         nb = c.shape[1]
         gu, gc, gvw = torch.empty_like(u), torch.empty_like(c), torch.zeros_like(vw)
+        step = u.new_empty(B, min(K, 32) * nb, T)
         for k0 in range(0, K, 32):
             k1 = min(K, k0 + 32)
             d = (u[:, k0:k1, None, :] - c[None, k0:k1, :, None]).view(B, -1, T)
             gk = g[:, k0:k1].reshape(B, -1, 2)
-            gvw += torch.bmm((d > 0).to(u.dtype).transpose(1, 2), gk)
-            s = torch.sigmoid(d)
-            gs = torch.bmm(gk, vw.transpose(1, 2)).mul_(s).mul_(1 - s).view(B, k1 - k0, nb, T)
+            gvw += torch.bmm(torch.gt(d, 0, out=step[:, : d.shape[1]]).transpose(1, 2), gk)
+            # the sigmoid's slope s (1 - s) times the incoming gradient, in one fused pass
+            gs = torch.ops.aten.sigmoid_backward(torch.bmm(gk, vw.transpose(1, 2)), torch.sigmoid(d))
+            gs = gs.view(B, k1 - k0, nb, T)
             gu[:, k0:k1] = gs.sum(2)
             gc[k0:k1] = -gs.sum((0, 3))
         return gu, gc, gvw

@@ -106,6 +106,25 @@ def test_a_fitted_batch_is_not_a_stale_parameter_but_a_missing_gradient_still_is
     assert "body.6.weight" in stale_names(1.0) and "spare.weight" in stale_names(1.0)
 
 
+def test_the_tail_of_a_decaying_schedule_is_not_a_stale_parameter():
+    """lr decayed to 1e-10 of its peak (the end of a one-cycle schedule): updates below float32's
+    resolution are expected; the never-called layer is still reported."""
+    model = _model(unused=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with watch(model, optimizer, stale_every=1) as w:
+            for step in range(8):
+                for group in optimizer.param_groups:
+                    group["lr"] = 0.1 if step < 3 else 1e-11
+                loss = F.cross_entropy(model(X), Y)
+                w.after_loss(loss)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    assert [n for f in w.findings for n in f.names] == ["spare.weight", "spare.bias"]
+
+
 def test_gradient_accumulation_on_purpose_is_fine():
     model = _model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

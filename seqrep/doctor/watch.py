@@ -32,6 +32,7 @@ __all__ = ["TrainingWarning", "Watch", "watch"]
 
 
 FITTED_LOSS = 1e-3  # a loss below this (cross-entropy: the right class at > 99.9 %) fits the batch
+ANNEALED = 0.01  # a group's learning rate below this fraction of its peak: a schedule's tail
 
 
 class TrainingWarning(UserWarning):
@@ -51,7 +52,7 @@ class Watch:
         self.steps = 0
         self._handles, self._reported, self._fresh = [], set(), set()
         self._zero_lr_run, self._snapshot, self._unchanged = 0, None, {}
-        self._loss, self._has_grad, self._graded = None, set(), set()
+        self._loss, self._has_grad, self._graded, self._annealed, self._peak_lr = None, set(), set(), set(), {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Watch:
@@ -120,6 +121,9 @@ class Watch:
     def _before_step(self, optimizer, args, kwargs) -> None:
         self._check_modes()
         self._check_lr()
+        groups = self.optimizer.param_groups
+        for i, g in enumerate(groups):
+            self._peak_lr[i] = max(self._peak_lr.get(i, 0.0), g.get("lr", 0.0))
         grads = [p.grad for p in self._held if p.grad is not None]
         if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
             bad = [self._names.get(id(p), "?") for p in self._held if p.grad is not None and not torch.isfinite(p.grad).all()]
@@ -132,6 +136,8 @@ class Watch:
             with_grad = [p for p in self._held if p.grad is not None]
             self._has_grad = {id(p) for p in with_grad}
             self._graded = {id(p) for p in with_grad if bool(p.grad.ne(0).any())}
+            self._annealed = {id(p) for i, g in enumerate(groups) if g.get("lr", 1.0) < ANNEALED * self._peak_lr[i]
+                              for p in g["params"]}
 
     def _after_step(self, optimizer, args, kwargs) -> None:
         self.steps += 1
@@ -164,12 +170,16 @@ class Watch:
         """A parameter unchanged by a step counts towards `stale_parameter`, except when the
         loss (given to after_loss) says the model already fits the batch: below FITTED_LOSS an
         update of a tiny non-zero gradient may fall below float32's resolution (a data-fitted
-        start: training loss ~1e-5), and at a loss of exactly 0 every gradient is 0. Neither is
-        a bug; a parameter without a gradient while others have one still counts."""
+        start: training loss ~1e-5), and at a loss of exactly 0 every gradient is 0; nor when
+        its group's learning rate has decayed below ANNEALED of its peak so far (the tail of a
+        cosine or one-cycle schedule, where updates below float32's resolution are expected).
+        None of these is a bug; a parameter without a gradient while others have one counts."""
         fitted = self._loss is not None and self._loss < FITTED_LOSS
         for p, before in zip(self._held, self._snapshot):
             if not (p.requires_grad and torch.equal(p.detach(), before)):
                 self._unchanged[id(p)] = 0
+            elif id(p) in self._annealed and id(p) in self._graded:
+                continue
             elif not (fitted and (id(p) in self._graded or (self._loss == 0.0 and id(p) in self._has_grad))):
                 self._unchanged[id(p)] = self._unchanged.get(id(p), 0) + 1
         stale = [self._names.get(id(p), "?") for p in self._held if self._unchanged.get(id(p), 0) >= self.stale_steps]
