@@ -41,6 +41,21 @@ def test_accuracy_table_from_a_tiny_run(tmp_path):
     assert "Machine:" in path.read_text()
 
 
+@pytest.mark.slow
+def test_accuracy_runs_in_worker_processes_with_seeds_per_method():
+    """make bench's layout: two processes; 1-NN on every seed, broken on the first only; the
+    same numbers as one process (1-NN is deterministic)."""
+    config = seqrep.TrainConfig(epochs=1, budget=0, model=seqrep.ModelSpec(start="random", width=8, blocks=1))
+    r = accuracy.run(["Coffee"], [0, 1], config, methods=("nn1", "broken"), log=lambda *_: None, workers=2,
+                     other_seeds=1)
+    row = r["datasets"]["Coffee"]
+    assert r["seeds_by_method"] == {"nn1": [0, 1], "broken": [0]} and r["workers"] == 2
+    assert len(row["nn1"]["accuracy"]["values"]) == 2 and len(row["broken"]["accuracy"]["values"]) == 1
+    alone = accuracy.run(["Coffee"], [0], config, methods=("nn1",), log=lambda *_: None)
+    assert row["nn1"]["accuracy"]["values"][0] == alone["datasets"]["Coffee"]["nn1"]["accuracy"]["median"]
+    assert "2 processes of one torch thread" in accuracy.markdown(r)
+
+
 def test_overhead_parts_measure_what_they_claim(tmp_path):
     check = overhead.check_seconds(repeats=1)
     assert check["check_s"]["median"] > 0 and check["ratio_to_step"]["median"] > 0
