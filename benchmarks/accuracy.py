@@ -145,8 +145,9 @@ def run(datasets: list[str], seeds: list[int], config: seqrep.TrainConfig, metho
     workers > 1 (each run keeps its own time budget; two runs share a 2-core machine).
 
     seqrep's default ("fixed"), MiniRocket and 1-NN run every seed in `seeds`; the trained
-    comparisons (broken, the peers) the first `other_seeds` of them (all when None). Jobs are ordered dataset by dataset, seed by seed,
-    method by method, so CPU-speed swings hit all methods alike."""
+    comparisons (broken, the peers) the first `other_seeds` of them (all when None). Jobs are
+    ordered dataset by dataset, seed by seed, method by method, so CPU-speed swings hit all
+    methods alike."""
     compile_s = numba_compile_seconds() if "minirocket" in methods else None
     jobs = [(name, seed, method) for name in datasets for i, seed in enumerate(seeds) for method in methods
             if method in EVERY_SEED or other_seeds is None or i < other_seeds]

@@ -5,7 +5,7 @@
 
 --quick (under 25 minutes): 3 small datasets x 1 seed at the 60 s budget, fewer repeats, and
 the notebook timings from the last `make notebooks` (executed/index.json) instead of a fresh
-run. The full run takes about 100 minutes on a 2-core CPU, 65 of them the 18-set accuracy table:
+run. The full run takes about 100 minutes on a 2-core CPU, 67 of them the 18-set accuracy table:
 seqrep's default, MiniRocket and 1-NN on --seeds seeds (seqrep's median is the headline),
 broken, FCN, ResNet and InceptionTime on the first seed (60 s each); the runs go to --workers
 processes of one torch thread each (default: one per core). Each part writes

@@ -167,20 +167,10 @@ class Watch:
             self._zero_lr_run = 0
 
     def _check_stale(self) -> None:
-        """A parameter unchanged by a step counts towards `stale_parameter`, except when the
-        loss (given to after_loss) says the model already fits the batch: below FITTED_LOSS an
-        update of a tiny non-zero gradient may fall below float32's resolution (a data-fitted
-        start: training loss ~1e-5), and at a loss of exactly 0 every gradient is 0; nor when
-        its group's learning rate has decayed below ANNEALED of its peak so far (the tail of a
-        cosine or one-cycle schedule, where updates below float32's resolution are expected).
-        None of these is a bug; a parameter without a gradient while others have one counts."""
-        fitted = self._loss is not None and self._loss < FITTED_LOSS
         for p, before in zip(self._held, self._snapshot):
             if not (p.requires_grad and torch.equal(p.detach(), before)):
                 self._unchanged[id(p)] = 0
-            elif id(p) in self._annealed and id(p) in self._graded:
-                continue
-            elif not (fitted and (id(p) in self._graded or (self._loss == 0.0 and id(p) in self._has_grad))):
+            elif not self._expected_unchanged(p):
                 self._unchanged[id(p)] = self._unchanged.get(id(p), 0) + 1
         stale = [self._names.get(id(p), "?") for p in self._held if self._unchanged.get(id(p), 0) >= self.stale_steps]
         if stale and self._zero_lr_run == 0:
@@ -188,6 +178,19 @@ class Watch:
                                  f"optimizer holds did not change over {self.stale_steps} checked steps (e.g. "
                                  f"{stale[0]}): they get no gradient (unused, cut from the graph) or their "
                                  "update is zero.", "seqrep.check_training(model, batch, optimizer=optimizer)"))
+
+    def _expected_unchanged(self, p) -> bool:
+        """Unchanged by a step without a bug, so not counted towards `stale_parameter`: with a
+        non-zero gradient while the loss (given to after_loss) is below FITTED_LOSS (the model
+        fits the batch, as a data-fitted start does at ~1e-5, and tiny gradients make updates
+        below float32's resolution) or while its group's lr has decayed below ANNEALED of its
+        peak (a schedule's tail); with a gradient at a loss of exactly 0 (every gradient is 0).
+        A parameter without a gradient always counts."""
+        if id(p) not in self._has_grad:
+            return False
+        if id(p) in self._graded:
+            return (self._loss is not None and self._loss < FITTED_LOSS) or id(p) in self._annealed
+        return self._loss == 0.0
 
     def _report(self, finding: Finding) -> None:
         # once per kind (stale parameters: once per set of names, as more may go stale later)
