@@ -16,6 +16,7 @@ methods alike; --workers runs them in parallel processes. Results: results/accur
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -49,8 +50,10 @@ PEERS = {"fcn": "FCN", "resnet": "ResNet", "inceptiontime": "InceptionTime"}
 EVERY_SEED = ("fixed", "minirocket", "nn1")
 
 
+@functools.lru_cache(maxsize=2)
 def load(name: str) -> tuple[seqrep.SequenceDataset, seqrep.SequenceDataset]:
-    """(train, test) with one class list and one length (variable-length sets padded + masked)."""
+    """(train, test) with one class list and one length (variable-length sets padded + masked).
+    Cached: every method and seed of a set reads its files once per process."""
     if name in SHARED:
         folder = SHARED_DIR / name
         files = [folder / f"{name}_{split}.tsv" for split in ("TRAIN", "TEST")]
