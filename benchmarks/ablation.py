@@ -25,8 +25,8 @@ import torch
 from common import fmt, summary, table, write
 
 import seqrep
+from seqrep.inference import predict_logits
 from seqrep.plan import plan_epochs
-from seqrep.train import predict_logits
 
 DATASETS = ["PigCVP", "OSULeaf", "ACSF1", "ArrowHead"]
 VARIANTS = {

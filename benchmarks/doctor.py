@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cli, summary, table
 
 import seqrep
+from seqrep.build import DataShape
 from seqrep.doctor import Watch, dynamics, losses, mixing
-from seqrep.doctor.gallery import BUGS, CLEAN
+from seqrep.doctor.gallery import CLEAN, REPORTED_BUGS
 from seqrep.doctor.toy import make_toy
-from seqrep.model import DataShape
 
 
 def _timed_check(setup, seed: int = 0):
@@ -42,7 +42,7 @@ def _timed_check(setup, seed: int = 0):
 
 def gallery(log=print) -> dict:
     rows = []
-    for case in BUGS:
+    for case in REPORTED_BUGS:
         report, seconds = _timed_check(case.build(False))
         fixed, _ = _timed_check(case.build(True))
         found = case.caught_by(report.findings)
@@ -112,9 +112,9 @@ def default_model(repeats: int) -> dict:
     torch.manual_seed(0)
     train = seqrep.SequenceDataset(torch.randn(240, 1, 128).numpy(), np.arange(240) % 60,
                                    [str(c) for c in range(60)])
-    seqrep.model.fit_start(model, train)
+    seqrep.model.fit_init(model, train, seed=config.seed)
     x, y = torch.from_numpy(train.X[:16]), torch.from_numpy(train.y[:16]).long()
-    optimizer = torch.optim.AdamW(seqrep.model.param_groups(model), lr=config.lr)
+    optimizer = torch.optim.AdamW(seqrep.model.param_groups(model, config.lr), lr=config.lr)
     seqrep.plan.make_scheduler(optimizer, config, 100)
     seqrep.check_training(model, (x, y), optimizer=optimizer)  # warm-up
     checks, steps = [], []

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cli, summary, table
 
 import seqrep
-from seqrep.model import DataShape
+from seqrep.build import DataShape
 
 
 def monitor_ratio(pairs: int, epochs: int, log=print) -> dict:
@@ -57,10 +57,10 @@ def check_seconds(repeats: int) -> dict:
     optimizer = torch.optim.AdamW(model.parameters())
     x, y = torch.randn(16, 1, 128), torch.randint(0, 60, (16,))
     checks, steps = [], []
-    seqrep.check_gradient_flow(model, (x, y), optimizer=optimizer)  # warm-up
+    seqrep.doctor.check_gradient_flow(model, (x, y), optimizer=optimizer)  # warm-up
     for _ in range(repeats):
         start = time.perf_counter()
-        seqrep.check_gradient_flow(model, (x, y), optimizer=optimizer)
+        seqrep.doctor.check_gradient_flow(model, (x, y), optimizer=optimizer)
         checks.append(time.perf_counter() - start)
         start = time.perf_counter()
         loss = torch.nn.functional.cross_entropy(model(x, training=True), y)
@@ -88,7 +88,7 @@ def _write_log(path: Path, size: int) -> None:
 
 
 def latest_epoch_seconds(big_bytes: int, repeats: int) -> dict:
-    """seqrep.latest_epoch on a ~1 KB and a big log, interleaved."""
+    """seqrep.runlog.latest_epoch on a ~1 KB and a big log, interleaved."""
     with tempfile.TemporaryDirectory() as d:
         small, big = Path(d) / "small.jsonl", Path(d) / "big.jsonl"
         _write_log(small, 1024)
@@ -97,7 +97,7 @@ def latest_epoch_seconds(big_bytes: int, repeats: int) -> dict:
         for _ in range(repeats):
             for name, path in (("small", small), ("big", big)):
                 start = time.perf_counter()
-                record = seqrep.latest_epoch(path)
+                record = seqrep.runlog.latest_epoch(path)
                 times[name].append(time.perf_counter() - start)
                 assert record["epoch"] == 123456
         size = big.stat().st_size

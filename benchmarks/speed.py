@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cli, summary, table
 
 import seqrep
-from seqrep.model import DataShape
+from seqrep.build import DataShape
 
 
 def _step(model, optimizer, x, y) -> None:

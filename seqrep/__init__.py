@@ -1,48 +1,35 @@
 """seqrep: notebooks and helpers to learn, diagnose and fix sequence models that do not learn.
 
-Every helper the notebooks use is importable from here; each lives in the module of its idea:
-config (TrainConfig, ModelSpec), data (datasets), model (the fixed classifier), legacy (the
-broken original), train (fit), callbacks (fit's events and built-in callbacks), checkpoint,
-runlog (run log, show-latest-epoch), doctor (check_training, watch, check_gradient_flow: the
-silent-bug checks), imbalance (class
-imbalance), live (live curves, widget panel), plots (static figures), notebooks (headless runs),
-cli (the `seqrep` command).
+The names below are the public API, one way to each thing; everything else is importable from
+the module of its idea: config (TrainConfig, ModelSpec), data (datasets, class statistics),
+rocket (the data-fitted start), model (the fixed classifier), legacy (the broken original),
+build (a model from a config), imbalance (class-imbalance remedies), runlog, checkpoint,
+doctor (check_training, watch: the silent-bug checks), inference (modes, predict_logits,
+evaluate), callbacks (fit's events), plan (epochs, schedule, time budget), builtin (fit's
+built-in callbacks), train (fit), experiments (the remedy grid), plots, live (live curves,
+widget panel), notebooks (headless runs), cli (the `seqrep` command). CONTRIBUTING.md draws
+how they layer.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .callbacks import Callback, CancelFit, GradientMonitor, NonFiniteLossError
+from .build import build_model
+from .builtin import GradientMonitor, NonFiniteLossError
+from .callbacks import Callback, CancelFit, FitState
 from .checkpoint import load_model
 from .config import ModelSpec, TrainConfig
-from .data import SequenceDataset, check_arrays, list_datasets, load_dataset, make_sequences
-from .doctor import (
-    KINDS,
-    GradientFlowError,
-    GradientReport,
-    TrainingReport,
-    check_gradient_flow,
-    check_training,
-    watch,
-)
+from .data import SequenceDataset, class_stats, list_datasets, load_dataset, make_sequences
+from .doctor import KINDS, TrainingBugError, check_training, watch
 from .errors import SeqrepError
-from .imbalance import (
-    ClassReport,
-    ClassStats,
-    FocalLoss,
-    LogitAdjustedLoss,
-    adjust_logits,
-    class_stats,
-    class_weights,
-    per_class_report,
-    split_per_class,
-)
+from .imbalance import per_class_report
+from .inference import evaluate, predict_logits
 from .legacy import LegacyClassifier
 from .live import LivePlot, Panel
-from .model import SequenceClassifier, build_model, parameter_counts
+from .model import SequenceClassifier, parameter_counts
 from .notebooks import key_numbers
-from .plots import overlay, plot_runs, run_labels
-from .runlog import latest_epoch, read_log, show_latest_epoch
-from .train import FitResult, FitState, check_fit_inputs, evaluate, fit, new_run_dir, predict_logits
+from .plots import plot_runs
+from .runlog import read_log, show_latest_epoch
+from .train import FitResult, fit, new_run_dir, show_training_loop
 
 try:
     __version__ = version("seqrep")
@@ -53,17 +40,11 @@ __all__ = [
     "KINDS",
     "Callback",
     "CancelFit",
-    "ClassReport",
-    "ClassStats",
     "FitResult",
     "FitState",
-    "FocalLoss",
-    "GradientFlowError",
     "GradientMonitor",
-    "GradientReport",
     "LegacyClassifier",
     "LivePlot",
-    "LogitAdjustedLoss",
     "ModelSpec",
     "NonFiniteLossError",
     "Panel",
@@ -71,32 +52,24 @@ __all__ = [
     "SequenceClassifier",
     "SequenceDataset",
     "TrainConfig",
-    "TrainingReport",
-    "adjust_logits",
+    "TrainingBugError",
     "build_model",
-    "check_arrays",
-    "check_fit_inputs",
-    "check_gradient_flow",
     "check_training",
     "class_stats",
-    "class_weights",
     "evaluate",
     "fit",
     "key_numbers",
-    "latest_epoch",
     "list_datasets",
     "load_dataset",
     "load_model",
     "make_sequences",
     "new_run_dir",
-    "overlay",
     "parameter_counts",
     "per_class_report",
     "plot_runs",
     "predict_logits",
     "read_log",
-    "run_labels",
     "show_latest_epoch",
-    "split_per_class",
+    "show_training_loop",
     "watch",
 ]

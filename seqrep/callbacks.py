@@ -1,4 +1,6 @@
-"""The event protocol of `fit` and its built-in callbacks.
+"""The event protocol of `fit`: the state every event receives (`FitState`), the events, the
+`Callback` base class, `CancelFit` and the dispatcher. The built-in callbacks are in
+`seqrep.builtin`; `seqrep.train.show_training_loop()` prints who runs at each event.
 
 `fit` calls every callback at eight named events (fastai's, trimmed to what a classifier loop
 needs), each with the one `FitState`:
@@ -13,46 +15,39 @@ needs), each with the one `FitState`:
 Callbacks run in ascending `order` (ties: the order given). To end a run cleanly, raise
 `CancelFit("why")` from any event (or call `state.request_stop("why")`): `fit` stops at the
 next step boundary with the partial epoch logged and checkpointed. Any other exception ends
-the run with that error, after `after_fit`.
+the run with that error, after `after_fit`; the error and the run log name the callback and
+the event it came from.
 
-Built in, in this order: `StopSignals`, the `NonFiniteGuard`, the pre-flight `GradientGuard`
-(`seqrep.check_training`), `WatchTraining` (`seqrep.watch`), `GradientStats` (per-component
-gradient norm and update ratio in every epoch record), the user's callbacks (order 0),
-`TimeBudget` (budget-planned runs), the `RunLogger`, the `Checkpointer`, the `ProgressBar`.
+The protocol is strict: a method that looks like a hook but is no event (`on_epoch_end`,
+`after_epochs`, `before_step`) is refused with the event it probably means, when the class is
+defined (a `Callback` subclass) or given to `fit` (any object).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
-import signal
-import threading
+import re
 import time
-import warnings
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import CHECKPOINT_NAME
+from .config import TrainConfig
+from .data import SequenceDataset
 from .errors import SeqrepError
+from .imbalance import batch_order
+from .model import components
+from .runlog import RunLog
 
-if TYPE_CHECKING:
-    from .train import FitState
-
-__all__ = [
-    "EVENTS",
-    "Callback",
-    "CancelFit",
-    "GradientMonitor",
-    "GradientStats",
-    "NonFiniteLossError",
-]
+__all__ = ["EVENTS", "Callback", "CancelFit", "Events", "FitState"]
 
 EVENTS = ("before_fit", "before_epoch", "before_batch", "after_loss", "after_backward",
           "after_step", "after_epoch", "after_fit")
-# The hooks of seqrep 0.1, so that an old callback gets told what they are called now.
-_RENAMED = {"on_fit_start": "before_fit", "on_step_end": "after_step", "on_epoch_end": "after_epoch",
-            "on_fit_end": "after_fit", "epoch_metrics": "after_epoch (add fields to state.record)"}
+_HOOK_LIKE = re.compile(r"^(on|before|after)_")
 
 
 class CancelFit(Exception):
@@ -60,16 +55,121 @@ class CancelFit(Exception):
     the message becomes `FitResult.stopped`."""
 
 
-class NonFiniteLossError(SeqrepError):
-    """The loss, the weights or the validation loss became NaN or Inf; training stopped and the
-    last good checkpoint (if any) is kept."""
+@dataclass
+class FitState:
+    """Everything a run is made of and where it is; every callback event receives it.
+
+    config is the run's config with its epochs planned; requested the one given to fit. During
+    a step: x (batch, channels, time), y (batch,), mask (batch, time) or None, logits
+    (batch, n_classes), loss (a scalar tensor). After an epoch: record, the epoch's log record.
+    The optimizer's groups are named (`seqrep.model.param_groups`); peak_lr holds each group's
+    peak rate, which the schedule scales.
+    """
+
+    model: nn.Module
+    train: SequenceDataset
+    val: SequenceDataset | None
+    config: TrainConfig
+    requested: TrainConfig
+    run_dir: Path
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    loss_fn: nn.Module
+    log: RunLog
+    steps_per_epoch: int
+    epoch: int = 0
+    step: int = 0  # step within the epoch
+    global_step: int = 0  # optimiser steps done before this one (after it, in after_step)
+    start_epoch: int = 0
+    steps_done: int = 0  # steps done in this epoch
+    x: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
+    loss_value: float = math.nan  # the last step's loss as a number
+    sums: dict = field(default_factory=dict)  # this epoch's running totals (checkpointed)
+    record: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    stop_reason: str | None = None
+    error: BaseException | None = None
+    error_source: str | None = None  # "Callback.event" that raised `error`, if a callback did
+    resumed: bool = False
+    checkpointed_epoch: int | None = None
+    budgeted: bool = False  # epochs planned from a time budget (and re-planned by TimeBudget)
+    planning_seconds: float = 0.0  # time spent measuring steps for the plan
+    started: float = field(default_factory=time.perf_counter)
+    fitted_init: dict | None = None  # what seqrep.model.fit_init fitted before the first step
+
+    def __post_init__(self) -> None:
+        self.components = components(self.model)
+        self.peak_lr = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        self._x = torch.from_numpy(self.train.X)
+        self._y = torch.from_numpy(self.train.y)
+        self._m = None if self.train.mask is None else torch.from_numpy(self.train.mask)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """End the run at the next step boundary, with log and checkpoint written."""
+        self.stop_reason = self.stop_reason or reason
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Training samples `index` on the run's device: x, y, mask (or None)."""
+        m = None if self._m is None else self._m[index].to(self.device)
+        return self._x[index].to(self.device), self._y[index].to(self.device), m
+
+    def begin_epoch(self, epoch: int) -> torch.Tensor:
+        """Enter `epoch`: its batch order (deterministic in seed and epoch), fresh running sums
+        and a seeded RNG for dropout (fit runs on a fork of torch's RNG, so the caller's is
+        untouched) — unless a resumed run continues this epoch where it stopped."""
+        self.epoch = epoch
+        if epoch == self.start_epoch and self.steps_done:  # resumed mid-epoch: sums and RNG restored
+            return batch_order(self.config, self.train.y, epoch)
+        self.steps_done = 0
+        self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        torch.manual_seed(self.config.seed * 100_003 + epoch)
+        return batch_order(self.config, self.train.y, epoch)
+
+    def tally(self) -> None:
+        """Count the step just taken into the epoch's sums."""
+        self.loss_value = float(self.loss.detach())
+        self.sums["loss"] += self.loss_value * len(self.y)
+        self.sums["correct"] += int((self.logits.argmax(1) == self.y).sum())
+        self.sums["seen"] += len(self.y)
+        self.steps_done += 1
+        self.global_step += 1
+
+    def learning_rates(self) -> dict[str, float]:
+        """{group name: the rate the optimizer applies to it at the next step}."""
+        return {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+
+    def epoch_record(self) -> dict:
+        s = self.sums
+        record = {
+            "epoch": self.epoch, "epochs": self.config.epochs, "time": time.time(),
+            "train_loss": s["loss"] / s["seen"], "train_accuracy": s["correct"] / s["seen"],
+            "lr": self.learning_rates(), "seconds": s["seconds"],
+            "samples_per_s": s["seen"] / max(s["seconds"], 1e-9),
+        }
+        if self.steps_done < self.steps_per_epoch:
+            record.update(partial=True, steps=self.steps_done)
+        return record
 
 
 class Callback:
     """Subclass and override the events you need (see the module docstring); each receives
-    the `FitState`. `order` places it among the others (lower runs first)."""
+    the `FitState`. `order` places it among the others (lower runs first). A method whose name
+    looks like a hook but is no event is refused when the subclass is defined."""
 
     order = 0
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        _refuse_non_events(cls, vars(cls))
 
     def before_fit(self, state: FitState) -> None: ...
 
@@ -88,17 +188,67 @@ class Callback:
     def after_fit(self, state: FitState) -> None: ...
 
 
+def _refuse_non_events(cls: type, names) -> None:
+    """Raise SeqrepError for a public method of `cls` among `names` that looks like a hook
+    (on_/before_/after_, or a near miss of an event) but is none: fit would never call it."""
+    for name in names:
+        if name.startswith("_") or name in EVENTS or not callable(getattr(cls, name, None)):
+            continue
+        meant = _meant(name)
+        if _HOOK_LIKE.match(name) or meant:
+            hint = f" (did you mean {meant}?)" if meant else ""
+            raise SeqrepError(
+                f"callback {cls.__name__} defines {name}, which is not one of fit's events{hint}; "
+                f"fit would never call it. The events: {', '.join(EVENTS)}. Rename it, or make "
+                "it private (a leading underscore) if it is a helper."
+            )
+
+
+def _meant(name: str) -> str | None:
+    """The event a hook-like name probably means: its noun and its when (on_epoch_end ->
+    after_epoch, on_fit_start -> before_fit, after_epochs -> after_epoch); for a name with no
+    hook prefix, a near miss of an event's spelling."""
+    noun, when = re.fullmatch(r"(?:on_|before_|after_)?(.*?)(?:_(end|start|begin))?", name).groups()
+    prefix = ("after_" if when == "end" or name.startswith("after_") else
+              "before_" if when or name.startswith("before_") else "")
+    nouns = [e.split("_", 1)[1] for e in EVENTS]
+    for close in difflib.get_close_matches(noun, nouns, n=1, cutoff=0.8):
+        event = next((e for e in EVENTS if e.endswith("_" + close) and e.startswith(prefix)), None)
+        if event:
+            return event
+    if _HOOK_LIKE.match(name):
+        return None
+    return next(iter(difflib.get_close_matches(name, EVENTS, n=1, cutoff=0.75)), None)
+
+
+def check_callback(cb) -> None:
+    """Raise SeqrepError unless `cb` can be a callback: it has at least one of fit's events and
+    nothing that looks like a hook but is none."""
+    _refuse_non_events(type(cb), dir(type(cb)))
+    if not any(callable(getattr(cb, e, None)) for e in EVENTS):
+        raise SeqrepError(
+            f"callback {type(cb).__name__} has none of fit's events ({', '.join(EVENTS)}). "
+            "Subclass seqrep.Callback and override the events you need."
+        )
+
+
+def ranked(callbacks) -> list:
+    """`callbacks` in the order fit runs them: ascending `order`, ties in the order given."""
+    order = sorted(enumerate(callbacks), key=lambda ic: (getattr(ic[1], "order", 0), ic[0]))
+    return [cb for _, cb in order]
+
+
 class Events:
     """The one dispatcher: `events("after_step")` calls that method of every callback in
-    order. A `CancelFit` becomes a stop request; other exceptions propagate. `after_fit` runs
-    in reverse order, and only for callbacks whose `before_fit` ran (so a refused start tears
-    down exactly what was set up)."""
+    order. A `CancelFit` becomes a stop request; another exception propagates as it is, with
+    the callback and event that raised it in `state.error_source` and in a note on the
+    exception. `after_fit` runs in reverse order, and only for callbacks whose `before_fit`
+    ran (so a refused start tears down exactly what was set up)."""
 
     def __init__(self, state: FitState, callbacks):
         for cb in callbacks:
-            _check_callback(cb)
-        ranked = sorted(enumerate(callbacks), key=lambda ic: (getattr(ic[1], "order", 0), ic[0]))
-        self.state, self.callbacks, self.started = state, [cb for _, cb in ranked], []
+            check_callback(cb)
+        self.state, self.callbacks, self.started = state, ranked(callbacks), []
 
     def __call__(self, event: str) -> None:
         callbacks = reversed(self.started) if event == "after_fit" else self.callbacks
@@ -109,340 +259,14 @@ class Events:
                     method(self.state)
                 except CancelFit as stop:
                     self.state.request_stop(str(stop) or type(cb).__name__)
+                except Exception as err:
+                    self._name_source(err, f"{type(cb).__name__}.{event}")
+                    raise
             if event == "before_fit":
                 self.started.append(cb)
 
-
-def _check_callback(cb) -> None:
-    old = [name for name in _RENAMED if hasattr(cb, name) and not isinstance(cb, Callback)]
-    if old or not any(hasattr(cb, e) for e in EVENTS):
-        renames = "; ".join(f"{o} -> {_RENAMED[o]}" for o in old)
-        raise SeqrepError(
-            f"callback {type(cb).__name__} has none of fit's events ({', '.join(EVENTS)})"
-            + (f"; the hooks were renamed: {renames}" if renames else "")
-            + ". Subclass seqrep.Callback and override the events you need."
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Gradient statistics (the maths shared by GradientStats and GradientMonitor)
-# --------------------------------------------------------------------------------------------
-
-
-def grad_norms(groups: dict[str, list[nn.Parameter]]) -> dict[str, float | None]:
-    """Per group: L2 norm of all its gradients; None when none of them has a gradient."""
-    out = {}
-    for name, params in groups.items():
-        grads = [p.grad for p in params if p.grad is not None]
-        out[name] = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else None
-    return out
-
-
-def snapshot(groups: dict[str, list[nn.Parameter]]) -> dict[str, list[torch.Tensor]]:
-    return {name: [p.detach().clone() for p in params] for name, params in groups.items()}
-
-
-def update_ratios(groups: dict[str, list[nn.Parameter]], before: dict[str, list[torch.Tensor]]) -> dict[str, float]:
-    """Per group: log10(std of the last update / std of the weights); -inf = no update.
-    Karpathy's rule of thumb: about -3."""
-    out = {}
-    for name, params in groups.items():
-        delta = torch.cat([(p.detach() - b).flatten() for p, b in zip(params, before[name])])
-        weights = torch.cat([p.detach().flatten() for p in params])
-        ratio = float(delta.std() / weights.std().clamp(min=1e-12)) if delta.numel() > 1 else 0.0
-        out[name] = math.log10(ratio) if ratio > 0 else float("-inf")
-    return out
-
-
-class GradientStats(Callback):
-    """Built in: per component (`seqrep.model.components`), the gradient L2 norm averaged over
-    the epoch's steps (before clipping; None when no gradient reached it) and the update ratio
-    of the epoch's last step, written to the epoch record as "grad_norm" and "update_ratio".
-    The running sums live in state.sums, so a resumed epoch continues them."""
-
-    order = -40
-
-    def before_fit(self, state: FitState) -> None:
-        self.groups, self.before = state.components, None
-
-    def after_backward(self, state: FitState) -> None:
-        sums = state.sums.setdefault("grad", {k: 0.0 for k in self.groups})
-        for k, v in grad_norms(self.groups).items():
-            sums[k] = None if v is None or sums.get(k) is None else sums[k] + v
-        state.sums["grad_steps"] = state.sums.get("grad_steps", 0) + 1
-        if state.step == state.steps_per_epoch - 1:
-            self.before = snapshot(self.groups)
-
-    def after_step(self, state: FitState) -> None:
-        if self.before is not None:
-            state.sums["update_ratio"] = update_ratios(self.groups, self.before)
-            self.before = None
-
-    def after_epoch(self, state: FitState) -> None:
-        steps = max(state.sums.get("grad_steps", 0), 1)
-        state.record["grad_norm"] = {k: None if v is None else v / steps
-                                     for k, v in state.sums.get("grad", {}).items()}
-        state.record["update_ratio"] = state.sums.get("update_ratio", {})
-
-
-class GradientMonitor(Callback):
-    """Every `every` optimizer steps: per-group (per-block, or per-parameter with
-    per_parameter=True) gradient norms (before clipping) and update-to-weight ratios
-    (log10 of std(actual update) / std(weights); Karpathy's rule of thumb: about -3), and the
-    fraction of dead ReLU channels (zero for the whole batch). Epoch means go into the run log
-    under "monitor"; `history` keeps every sample; `plot()` draws the update-ratio heatmap.
-    """
-
-    def __init__(self, every: int = 10, per_parameter: bool = False):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise SeqrepError(f"GradientMonitor: every must be a whole number >= 1, got {every!r}.")
-        self.every, self.per_parameter = every, per_parameter
-        self.history: list[dict] = []
-        self._handles, self._rows, self._before, self._grads = [], [], None, {}
-        self._dead: dict[str, float] = {}
-
-    def _groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
-        groups: dict = {}
-        for n, p in model.named_parameters():
-            if p.requires_grad:
-                key = n if self.per_parameter else ".".join(n.split(".")[:2 if n.count(".") >= 2 else 1])
-                groups.setdefault(key, []).append(p)
-        return groups
-
-    def _due(self, state: FitState) -> bool:
-        return (state.global_step + 1) % self.every == 0  # the step in progress, 1-based
-
-    def before_fit(self, state: FitState) -> None:
-        self.state, self.groups = state, self._groups(state.model)
-        self._handles = [m.register_forward_hook(self._relu_hook(name))
-                         for name, m in state.model.named_modules() if isinstance(m, nn.ReLU)]
-
-    def _relu_hook(self, name):
-        def hook(module, args, output):
-            if module.training and torch.is_grad_enabled() and self._due(self.state) and output.dim() >= 2:
-                alive = output.detach().flatten(2).amax(dim=(0, 2)) if output.dim() > 2 else output.detach().amax(0)
-                self._dead[name] = float((alive <= 0).float().mean())
-        return hook
-
-    def after_backward(self, state: FitState) -> None:
-        if self._due(state):
-            self._grads, self._before = grad_norms(self.groups), snapshot(self.groups)
-
-    def after_step(self, state: FitState) -> None:
-        if self._before is None:
-            return
-        row = {"step": state.global_step, "epoch": state.epoch, "grad_norm": self._grads,
-               "update_ratio": update_ratios(self.groups, self._before), "dead_relu": dict(self._dead)}
-        self.history.append(row)
-        self._rows.append(row)
-        self._before = None
-
-    def after_epoch(self, state: FitState) -> None:
-        rows, self._rows = self._rows, []
-        if rows:
-            state.record["monitor"] = {"samples": len(rows), **{
-                key: _mean_over(rows, key) for key in ("grad_norm", "update_ratio", "dead_relu")}}
-
-    def after_fit(self, state: FitState) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def plot(self, key: str = "update_ratio", ax=None):
-        """Heatmap of `key` ("update_ratio", "grad_norm" (log10) or "dead_relu") per group
-        (rows) over optimizer steps (columns)."""
-        from .plots import plot_monitor
-
-        if not self.history:
-            raise SeqrepError("GradientMonitor.plot: nothing recorded yet; pass the monitor to fit(callbacks=[...]).")
-        return plot_monitor(self.history, key, ax)
-
-
-def _mean_over(rows: list[dict], key: str) -> dict:
-    """Per group, the mean of the finite values of rows[i][key][group] (a non-finite value
-    stands when there is nothing else, e.g. -inf for a group that never changed)."""
-    out = {}
-    for k in rows[-1][key]:
-        vals = [r[key].get(k) for r in rows if r[key].get(k) is not None]
-        finite = [v for v in vals if math.isfinite(v)]
-        out[k] = float(np.mean(finite)) if finite else (vals[0] if vals else None)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Built-in callbacks that guard and record the run
-# --------------------------------------------------------------------------------------------
-
-
-class GradientGuard(Callback):
-    """Built in (config.check_gradients, new runs only): `seqrep.check_training` on the first
-    batch_size training series before the first step. A finding whose kind is in
-    `seqrep.doctor.BLOCKING` (the model cannot learn, or learns the wrong thing: a cut graph, a
-    module in eval mode, probabilities into the loss, batch mixing, a padding leak ...) refuses
-    the run; the others (heuristics a deliberate design can trip: loss at init, step size,
-    dead units, frozen parts) only warn. `seqrep.doctor.KINDS` gives each kind's reason."""
-
-    order = -50
-
-    def before_fit(self, state: FitState) -> None:
-        from .doctor import BLOCKING, GradientFlowError, check_training
-
-        if not state.config.check_gradients or state.resumed:
-            return
-        n = min(state.config.batch_size, len(state.train))
-        x, y, m = state.batch(torch.arange(n))
-        report = check_training(
-            state.model, (x, y), loss_fn=state.loss_fn, optimizer=state.optimizer, mask=m,
-            forward=lambda model, inputs: model(inputs, training=True, mask=m),
-        )
-        state.log.append({"event": "checked", "time": time.time(), "seconds": sum(report.seconds.values()),
-                          "findings": [{"kind": f.kind, "names": list(f.names), "message": f.message}
-                                       for f in report.findings]})
-        if any(f.kind in BLOCKING for f in report.findings):
-            raise GradientFlowError(
-                f"fit refused to start: the pre-flight check found problems that would waste the "
-                f"run.\n{report.verdict()}\nFix them, or pass a config with check_gradients=False "
-                "(seqrep train --no-check-gradients) to train anyway."
-            )
-        # A start fitted to the training data may fit the checked batch exactly: fit knows why
-        # the loss is 0 there, so that finding is logged above but not warned about.
-        expected = [f for f in report.findings if state.start and f.kind == "zero_grad" and report.loss == 0]
-        if len(report.findings) > len(expected):
-            warnings.warn(f"pre-flight check: {report.verdict()}", stacklevel=2)
-
-
-class WatchTraining(Callback):
-    """Built in: `seqrep.watch` on fit's own loop — accumulated gradients, a step in eval mode,
-    parameters the optimizer holds that never change, a zero learning rate, non-finite loss or
-    gradients. Findings warn once each and go into the epoch record as "watch"."""
-
-    order = -45
-
-    def before_fit(self, state: FitState) -> None:
-        from .doctor import watch
-
-        self.watch, self.logged = watch(state.model, state.optimizer), 0
-        self.watch.start()
-
-    def after_loss(self, state: FitState) -> None:
-        self.watch.after_loss(state)
-
-    def after_epoch(self, state: FitState) -> None:
-        new, self.logged = self.watch.findings[self.logged:], len(self.watch.findings)
-        if new:
-            state.record["watch"] = [{"kind": f.kind, "names": list(f.names), "message": f.message} for f in new]
-
-    def after_fit(self, state: FitState) -> None:
-        self.watch.stop()
-
-
-class NonFiniteGuard(Callback):
-    """Built in: stop with NonFiniteLossError on a NaN/Inf training loss (at once), and at an
-    epoch's end on non-finite weights or validation loss — before that epoch is logged or
-    checkpointed, so the last checkpoint stays a good one."""
-
-    order = -60
-
-    def after_loss(self, state: FitState) -> None:
-        loss = float(state.loss.detach())
-        if not math.isfinite(loss):
-            self._fail(state, f"the loss became {loss} at epoch {state.epoch}, step {state.step}")
-
-    def after_epoch(self, state: FitState) -> None:
-        bad = [n for n, p in state.model.named_parameters() if not torch.isfinite(p.detach()).all()]
-        if bad:
-            self._fail(state, f"{len(bad)} weight tensor(s) became non-finite during epoch "
-                       f"{state.epoch} (e.g. {bad[0]})", "weights")
-        val_loss = state.record.get("val_loss")
-        if val_loss is not None and not math.isfinite(val_loss):
-            self._fail(state, f"the validation loss became {val_loss} after epoch {state.epoch}",
-                       "validation loss")
-
-    def _fail(self, state: FitState, what: str, kind: str = "loss") -> None:
-        state.request_stop(f"non-finite {kind}: {what}")
-        c = state.config
-        kept = (f"The last good checkpoint ({state.checkpoint_path}, epoch {state.checkpointed_epoch}) "
-                "is kept." if state.checkpointed_epoch is not None else "No epoch had finished, so "
-                "there is no checkpoint.")
-        raise NonFiniteLossError(
-            f"{what}; training stopped and this epoch was not logged. {kept} Lower the learning "
-            f"rate (lr={c.lr:g}; --lr), clip gradients (grad_clip={c.grad_clip:g}; --grad-clip 1), "
-            "or check the inputs for extreme values."
-        )
-
-
-class RunLogger(Callback):
-    """Built in: append each epoch record to the run log; at the end, a "stopped" event with
-    the reason (a stop request, an interrupt or an error)."""
-
-    order = 90
-
-    def after_epoch(self, state: FitState) -> None:
-        state.log.append(state.record)
-
-    def after_fit(self, state: FitState) -> None:
-        reason = state.stop_reason or (f"{type(state.error).__name__}: {state.error}" if state.error else None)
-        if reason:
-            state.log.append({"event": "stopped", "time": time.time(), "at_epoch": state.epoch,
-                              "at_step": state.step, "reason": reason})
-
-
-class Checkpointer(Callback):
-    """Built in: after every logged epoch, write the checkpoint (model, optimizer, scheduler,
-    RNG, the epoch's running sums and record) atomically (temp file, then rename)."""
-
-    order = 95
-
-    def after_epoch(self, state: FitState) -> None:
-        from .checkpoint import save_checkpoint
-
-        save_checkpoint(state)
-
-
-class ProgressBar(Callback):
-    """A tqdm progress bar over epochs (tqdm.auto: a widget in Jupyter, text elsewhere)."""
-
-    order = 100
-
-    def before_fit(self, state: FitState) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=state.config.epochs, initial=state.start_epoch, desc="epochs", leave=False)
-
-    def after_epoch(self, state: FitState) -> None:
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{state.record['train_loss']:.3f}",
-                             val_acc=f"{state.record.get('val_accuracy', float('nan')):.3f}")
-
-    def after_fit(self, state: FitState) -> None:
-        self.bar.close()
-
-
-class StopSignals(Callback):
-    """Built in: a set `stop_event` (another thread, the panel's Stop) ends the run at the next
-    step; in the main thread, Ctrl-C does too (a second Ctrl-C raises at once), and `fit` then
-    re-raises KeyboardInterrupt naming the checkpoint and how to resume."""
-
-    order = -100
-
-    def __init__(self, stop_event: threading.Event | None = None):
-        self.stop_event, self.previous, self.interrupted = stop_event, None, False
-
-    def before_fit(self, state: FitState) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, lambda *_: self._sigint(state))
-
-    def _sigint(self, state: FitState) -> None:
-        if self.interrupted:
-            raise KeyboardInterrupt
-        self.interrupted = True
-        state.request_stop("interrupted (Ctrl-C)")
-
-    def before_batch(self, state: FitState) -> None:
-        if self.stop_event is not None and self.stop_event.is_set():
-            raise CancelFit("stop requested")
-
-    def after_fit(self, state: FitState) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
+    def _name_source(self, err: Exception, source: str) -> None:
+        if self.state is not None and self.state.error_source is None:
+            self.state.error_source = source
+        if hasattr(err, "add_note"):  # Python 3.11+: shown under the traceback
+            err.add_note(f"(raised by the callback {source})")

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from .build import DataShape, build_model
 from .config import TrainConfig
 from .errors import SeqrepError
-
-if TYPE_CHECKING:
-    from .train import FitState
 
 __all__ = ["CHECKPOINT_NAME", "load_model", "read_checkpoint", "save_checkpoint"]
 
@@ -27,30 +24,14 @@ CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "seqrep-checkpoint-2"
 
 
-def save_checkpoint(state: FitState) -> None:
-    """Write run_dir/checkpoint.pt for the epoch that just ended (atomically)."""
-    complete = state.steps_done == state.steps_per_epoch
-    payload = {
-        "format": FORMAT,
-        "config": state.requested.to_json(),  # as the user gave it; the plan is below
-        "epochs": state.config.epochs,
-        "model_class": type(state.model).__name__,
-        "model": state.model.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
-        "scheduler": state.scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "epoch": state.epoch,
-        "complete": complete,
-        "next_step": state.steps_done,
-        "progress": state.sums,
-        "record": state.record,
-        "data": {"channels": state.train.channels, "n_classes": state.train.n_classes,
-                 "length": state.train.length},
-    }
-    tmp = state.checkpoint_path.with_suffix(".pt.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, state.checkpoint_path)
-    state.checkpointed_epoch = state.epoch
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
+    """Write `payload` (tensors and plain data; `seqrep.builtin.Checkpointer` assembles it from
+    a run's state) to `path` with this version's format mark, atomically: a temp file, then a
+    rename, so a crash leaves the previous checkpoint intact."""
+    path = Path(path)
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save({"format": FORMAT, **payload}, tmp)
+    os.replace(tmp, path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -104,8 +85,6 @@ def check_fits(ckpt: dict, path: Path, model: nn.Module, requested: TrainConfig)
 
 def load_model(run_dir: str | os.PathLike) -> nn.Module:
     """The model of a run's latest checkpoint, rebuilt from its config, in eval() mode."""
-    from .model import DataShape, build_model
-
     path = Path(run_dir) / CHECKPOINT_NAME
     ckpt = read_checkpoint(path)
     config = TrainConfig.from_json(ckpt["config"])

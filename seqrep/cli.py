@@ -67,8 +67,8 @@ def _train_data(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> None:
+    from .build import build_model
     from .config import ModelSpec, TrainConfig
-    from .model import build_model
     from .train import fit, new_run_dir
 
     given = {name: value for name in _config_fields() if (value := getattr(args, name)) is not None}
@@ -159,6 +159,21 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, **kwargs)
 
 
+def _add_renamed_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags of fields renamed since (config.RENAMED), hidden from --help: each is refused
+    naming the new flag."""
+    from .config import RENAMED
+
+    for old, new in RENAMED.items():
+        flag, now = f"--{old.replace('_', '-')}", f"--{new.replace('_', '-')}"
+
+        class Renamed(argparse.Action):
+            def __call__(self, parser, namespace, values, option_string=None, now=now):
+                parser.error(f"{option_string} was renamed: use {now} (e.g. {now} {values})")
+
+        parser.add_argument(flag, action=Renamed, help=argparse.SUPPRESS)
+
+
 def _add_missing_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--missing", choices=("error", "interpolate"), default=None,
                         help="missing values (NaN, '?') in a dataset file: refuse them (default) "
@@ -192,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-seed", type=int, default=0, help="synthetic: generator and split seed")
     _add_missing_flag(p)
     _add_config_flags(p)
+    _add_renamed_flags(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("show-latest-epoch", help="print a run's latest epoch (tail of its log)")

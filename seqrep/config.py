@@ -3,26 +3,36 @@ else), both frozen dataclasses that validate themselves and round-trip to JSON, 
 checkpoints carry them whole (as nanoGPT's `GPTConfig`).
 
 Every field documents itself (`field(metadata={"help": ...})`): `seqrep train --help` and the
-panel read the same text. The option names of the class-imbalance remedies live in
-`seqrep.imbalance` and are only referred to here.
+panel read the same text. The option names of every choice live here (the class-imbalance
+remedies' too: `seqrep.imbalance` implements them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SeqrepError
-from .imbalance import LOSSES, SAMPLERS, WEIGHTING
 
-__all__ = ["SCHEDULES", "ModelSpec", "TrainConfig"]
+__all__ = ["INITS", "LOSSES", "RENAMED", "SAMPLERS", "SCHEDULES", "WEIGHTING", "WEIGHT_SCHEMES", "ModelSpec",
+           "TrainConfig"]
 
 SCHEDULES = ("onecycle", "cosine", "constant")
+WEIGHT_SCHEMES = ("inverse", "sqrt_inverse", "effective")  # seqrep.imbalance.class_weights
+WEIGHTING = ("none", *WEIGHT_SCHEMES)  # TrainConfig.class_weights
+LOSSES = ("cross_entropy", "focal", "logit_adjusted")  # TrainConfig.loss
+SAMPLERS = ("shuffle", "balanced")  # TrainConfig.sampler
 EXTRACTIONS = ("fixed", "broken")
-STARTS = ("data", "random")
+INITS = ("data", "random")
+# Fields that only the post-mortem's representation (init="random") has: the data-fitted start
+# has MiniRocket's fixed kernel shapes, so it refuses them when they differ from the defaults.
+RANDOM_INIT_ONLY = ("width", "kernel_sizes", "blocks", "bottleneck")
+# Names a field had in an earlier version of seqrep: from_dict and the CLI say the new one.
+RENAMED = {"start": "init"}
 
 
 def _doc(help_text: str, **extra) -> Any:
@@ -31,12 +41,13 @@ def _doc(help_text: str, **extra) -> Any:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The classifier's shape: representation and readout. start="data" (the default): MiniRocket's
+    """The classifier's shape: representation and readout. init="data" (the default): MiniRocket's
     multi-scale kernels with thresholds and readout fitted to the training data
-    (`seqrep.rocket`); start="random": the seed's representation (stem -> multi-scale blocks ->
-    attention pooling) from PyTorch's initialisation — width, kernel_sizes, blocks and
-    bottleneck shape only that one. `extraction="broken"` builds the post-mortem's
-    LegacyClassifier instead.
+    (`seqrep.rocket`); init="random": the post-mortem's representation (stem -> multi-scale
+    blocks -> attention pooling) from PyTorch's initialisation. width, kernel_sizes, blocks and
+    bottleneck shape only that one: with init="data" they must keep their defaults (a changed
+    one is refused rather than silently ignored). `extraction="broken"` builds the
+    post-mortem's LegacyClassifier instead.
 
     Zero / empty values are automatic and resolved per dataset by `resolved(length)`.
     """
@@ -44,16 +55,20 @@ class ModelSpec:
     extraction: str = field(default="fixed", metadata=_doc(
         "'fixed' (SequenceClassifier) or 'broken' (the post-mortem's no-grad extraction)",
         choices=EXTRACTIONS))
-    start: str = field(default="data", metadata=_doc(
-        "'random': the seed's representation (stem, multi-scale blocks, attention), PyTorch's "
-        "initialisation; 'data': MiniRocket's multi-scale kernels with thresholds and readout "
-        "fitted to the training data before the first step (seqrep.rocket)", choices=STARTS))
+    init: str = field(default="data", metadata=_doc(
+        "how the model starts: 'data': MiniRocket's multi-scale kernels with thresholds and "
+        "readout fitted to the training data before the first step (seqrep.rocket); 'random': "
+        "the post-mortem's representation (stem, multi-scale blocks, attention), PyTorch's "
+        "initialisation", choices=INITS))
     width: int = field(default=64, metadata=_doc(
-        "channels of each multi-scale block, split evenly over its branches (kernels + max-pool)"))
+        "init='random' only: channels of each multi-scale block, split evenly over its branches "
+        "(kernels + max-pool)"))
     kernel_sizes: tuple[int, ...] = field(default=(), metadata=_doc(
-        "kernel sizes of the branches; () = auto: 9, 19, 39 capped to the (pooled) length"))
-    blocks: int = field(default=2, metadata=_doc("number of multi-scale blocks"))
-    bottleneck: int = field(default=32, metadata=_doc("1x1 bottleneck channels before the branches (0 = none)"))
+        "init='random' only: kernel sizes of the branches; () = auto: 9, 19, 39 capped to the "
+        "(pooled) length"))
+    blocks: int = field(default=2, metadata=_doc("init='random' only: number of multi-scale blocks"))
+    bottleneck: int = field(default=32, metadata=_doc(
+        "init='random' only: 1x1 bottleneck channels before the branches (0 = none)"))
     attention: bool = field(default=True, metadata=_doc("attention pooling over time (else average pooling)"))
     pool: int = field(default=0, metadata=_doc("stem downsampling factor; 0 = auto, ceil(length / 512)"))
     dropout: float = field(default=0.1, metadata=_doc("dropout before the readout"))
@@ -69,6 +84,7 @@ class ModelSpec:
             (0 <= self.dropout < 1, "dropout", "must be in [0, 1)"),
         ]
         _raise_first(self, checks)
+        _refuse_ignored(self)
         if self.kernel_sizes and self.width % (len(self.kernel_sizes) + 1):
             n = len(self.kernel_sizes) + 1
             lower, upper = max(n, self.width // n * n), n * math.ceil(self.width / n)
@@ -81,8 +97,11 @@ class ModelSpec:
         """The spec with its automatic values decided for series of `length` steps: pool =
         ceil(length / 512) when 0; kernel sizes 9, 19, 39 capped to the pooled length (odd);
         width rounded up to a multiple of the branch count when the automatic kernels change
-        it. Raises when explicit kernels span more steps than the series has."""
+        it (init="random"; init="data" resolves only the pool). Raises when explicit kernels
+        span more steps than the series has."""
         pool = self.pool or max(1, math.ceil(length / 512))
+        if self.init == "data":
+            return dataclasses.replace(self, pool=pool)
         pooled = math.ceil(length / pool)
         if self.kernel_sizes:
             too_long = [k for k in self.kernel_sizes if k > pooled]
@@ -134,13 +153,17 @@ class TrainConfig:
         "seconds of training that automatic epochs plan for, the data-fitted start included "
         "(timed on this machine, re-planned if its speed changes); 0 = plan by step count"))
     batch_size: int = field(default=16, metadata=_doc("samples per optimiser step"))
-    lr: float = field(default=1e-2, metadata=_doc("peak learning rate of AdamW"))
+    lr: float = field(default=1e-2, metadata=_doc(
+        "peak learning rate of AdamW; with init='data' each parameter group peaks at its own "
+        "multiple of it (seqrep.model.param_groups: kernels, thresholds and readout far "
+        "below, the attention scorers at a tenth), and the run log records every group's rate"))
     weight_decay: float = field(default=1e-2, metadata=_doc("AdamW weight decay"))
     schedule: str = field(default="onecycle", metadata=_doc(
         "learning-rate schedule, stepped every batch", choices=SCHEDULES))
     label_smoothing: float = field(default=0.0, metadata=_doc("label smoothing of the loss"))
     grad_clip: float = field(default=1.0, metadata=_doc("clip the gradient norm to this (0 = off)"))
-    seed: int = field(default=0, metadata=_doc("seed of initialisation, batch order and dropout"))
+    seed: int = field(default=0, metadata=_doc(
+        "random seed of initialisation, the data-fitted start's picks, batch order and dropout"))
     class_weights: str = field(default="none", metadata=_doc(
         "weight the loss per class", choices=WEIGHTING))
     effective_beta: float = field(default=0.999, metadata=_doc("beta of class_weights='effective'"))
@@ -222,13 +245,29 @@ def flatten(config: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def _refuse_ignored(spec: ModelSpec) -> None:
+    """init='data' has no width, kernel sizes, blocks or bottleneck to shape: a changed one is
+    refused, naming it and what to do."""
+    if spec.init != "data":
+        return
+    changed = [f"{f.name}={getattr(spec, f.name)!r}" for f in dataclasses.fields(spec)
+               if f.name in RANDOM_INIT_ONLY and getattr(spec, f.name) != f.default]
+    if changed:
+        raise SeqrepError(
+            f"ModelSpec: {', '.join(changed)} would be ignored: init='data' (the default) uses "
+            "MiniRocket's fixed kernels, which have no width, kernel sizes, blocks or bottleneck "
+            f"to set. Use init='random' (--init random) for the post-mortem's representation, "
+            f"which they shape, or leave {', '.join(RANDOM_INIT_ONLY)} at their defaults."
+        )
+
+
 def _no_unknown(cls, values: dict) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        import difflib
-
-        hints = [m for u in unknown for m in difflib.get_close_matches(u, known, n=1)]
+        hints = [RENAMED[u] if RENAMED.get(u) in known else next(iter(difflib.get_close_matches(u, known, n=1)), "")
+                 for u in unknown]
+        hints = [h for h in hints if h]
         hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise SeqrepError(f"{cls.__name__} has no field(s) {unknown}{hint}; known fields: {sorted(known)}.")
 

@@ -1,19 +1,15 @@
-"""Class imbalance: statistics that separate scarcity from imbalance, the remedies fit can use
-(class weights, focal and logit-adjusted losses, a balanced batch order), post-hoc logit
-adjustment, and per-class evaluation.
+"""Class imbalance: the remedies fit can use (class weights, focal and logit-adjusted losses,
+a balanced batch order), post-hoc logit adjustment, and per-class evaluation.
 
-Scarcity is few samples per class; imbalance is unequal class sizes. `class_stats` measures
-both; `per_class_report` shows which classes a model fails on, grouped head/medium/tail by
-training size."""
+Scarcity is few samples per class; imbalance is unequal class sizes. `seqrep.data.class_stats`
+measures both; `per_class_report` shows which classes a model fails on, grouped
+head/medium/tail by training size. The remedy grid of notebook 04, which trains models, is in
+`seqrep.experiments`."""
 
 from __future__ import annotations
 
-import math
-import tempfile
-import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,41 +18,27 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import WEIGHT_SCHEMES
+from .data.classes import class_stats, size_groups
 from .errors import SeqrepError
 
 if TYPE_CHECKING:
     from .config import TrainConfig
-    from .data import SequenceDataset
 
 __all__ = [
-    "LOSSES",
-    "POST_HOC",
     "REMEDIES",
-    "SAMPLERS",
-    "WEIGHTING",
     "ClassReport",
-    "ClassStats",
     "FocalLoss",
     "LogitAdjustedLoss",
-    "RemedyGrid",
     "adjust_logits",
     "balanced_order",
     "batch_order",
-    "class_stats",
     "class_weights",
     "make_loss",
-    "paired_gains",
     "per_class_report",
-    "remedy_grid",
     "remedy_of",
     "split_per_class",
 ]
-
-# The option names of the remedies `fit` can use (TrainConfig's choices are these).
-WEIGHT_SCHEMES = ("inverse", "sqrt_inverse", "effective")
-WEIGHTING = ("none", *WEIGHT_SCHEMES)  # TrainConfig.class_weights
-LOSSES = ("cross_entropy", "focal", "logit_adjusted")  # TrainConfig.loss
-SAMPLERS = ("shuffle", "balanced")  # TrainConfig.sampler
 
 # Each remedy by name, as the TrainConfig fields it sets; the others keep their plain values
 # (the panel's dropdown and notebook 04 use this table).
@@ -76,97 +58,6 @@ def remedy_of(config: TrainConfig) -> str:
     """The name in REMEDIES that `config`'s remedy fields describe ("none" if no single one)."""
     current = {k: getattr(config, k) for k in PLAIN}
     return next((name for name, fields in REMEDIES.items() if {**PLAIN, **fields} == current), "none")
-
-
-@dataclass(frozen=True)
-class ClassStats:
-    """Per-class counts and the numbers that separate scarcity from imbalance.
-
-    counts: (K,) samples per class. effective: (K,) effective number of samples per class,
-    (1 - beta**n) / (1 - beta) (Cui et al. 2019). groups: class indices of the head, medium and
-    tail thirds by size (largest first).
-    """
-
-    counts: np.ndarray
-    effective: np.ndarray
-    beta: float
-    groups: dict[str, np.ndarray]
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.counts)
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.counts.sum())
-
-    @property
-    def ratio(self) -> float:
-        """Largest / smallest class size (inf when a class is empty): imbalance."""
-        smallest = self.counts.min()
-        return float(self.counts.max() / smallest) if smallest > 0 else float("inf")
-
-    @property
-    def balance(self) -> float:
-        """Normalised entropy of the class distribution: 1 = balanced, towards 0 = one class."""
-        if self.n_classes < 2:
-            return 1.0
-        p = self.counts[self.counts > 0] / self.n_samples
-        return float(-(p * np.log(p)).sum() / np.log(self.n_classes))
-
-    def summary(self) -> dict:
-        """JSON-ready: samples per class (min/median/mean/max), ratio, balance, group sizes."""
-        c = self.counts
-        return {
-            "samples": self.n_samples,
-            "classes": self.n_classes,
-            "per_class": {
-                "min": int(c.min()),
-                "median": float(np.median(c)),
-                "mean": round(float(c.mean()), 3),
-                "max": int(c.max()),
-            },
-            "max_min_ratio": round(self.ratio, 3),
-            "balance_entropy": round(self.balance, 4),
-            "effective_samples": {
-                "beta": self.beta,
-                "min": round(float(self.effective.min()), 3),
-                "total": round(float(self.effective.sum()), 3),
-            },
-            "classes_under_5": int((c < 5).sum()),
-            "group_mean_size": {
-                g: round(float(c[idx].mean()), 3) for g, idx in self.groups.items() if idx.size
-            },
-        }
-
-
-def class_stats(y: np.ndarray, n_classes: int | None = None, beta: float = 0.999) -> ClassStats:
-    """Statistics of integer labels y (n,) in 0..n_classes-1.
-
-    Example:
-        >>> s = class_stats(np.array([0, 0, 0, 1]))
-        >>> s.counts.tolist(), s.ratio
-        ([3, 1], 3.0)
-    """
-    y = np.asarray(y)
-    if y.ndim != 1 or y.size == 0:
-        raise SeqrepError(f"labels must be a non-empty 1-D array, got shape {y.shape}.")
-    if not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
-        raise SeqrepError(f"labels must be integers >= 0, got dtype {y.dtype} (min {y.min()}).")
-    if n_classes is not None and y.max() >= n_classes:
-        raise SeqrepError(f"label {int(y.max())} is outside 0..{n_classes - 1}.")
-    if not 0 <= beta < 1:
-        raise SeqrepError(f"beta must be in [0, 1), got {beta}.")
-    counts = np.bincount(y, minlength=n_classes or 0)
-    effective = (1 - beta**counts) / (1 - beta)
-    return ClassStats(counts=counts, effective=effective, beta=beta, groups=_size_groups(counts))
-
-
-def _size_groups(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Class indices of the head, medium and tail thirds by size (largest first; ties keep
-    class order)."""
-    order = np.argsort(-counts, kind="stable")
-    return dict(zip(("head", "medium", "tail"), np.array_split(order, 3)))
 
 
 def _counts_without_gaps(y: np.ndarray, n_classes: int | None, what: str) -> np.ndarray:
@@ -340,11 +231,12 @@ def make_loss(config: TrainConfig, y_train: np.ndarray, n_classes: int) -> nn.Mo
 def batch_order(config: TrainConfig, y_train: np.ndarray, epoch: int) -> torch.Tensor:
     """(n,) indices of the training samples in the order this epoch visits them; fit cuts it
     into batches. Deterministic in (config.seed, epoch), so a resumed run repeats it.
-    sampler "shuffle": a permutation; "balanced": `balanced_order`."""
+    sampler "shuffle": a permutation; "balanced": `balanced_order`. On the CPU, where the
+    training set lives (fit moves each batch to the run's device)."""
     generator = torch.Generator().manual_seed(config.seed * 7919 + epoch)
     if config.sampler == "balanced":
         return balanced_order(y_train, generator)
-    return torch.randperm(len(y_train), generator=generator)
+    return torch.randperm(len(y_train), generator=generator, device="cpu")
 
 
 def balanced_order(y: np.ndarray, generator: torch.Generator) -> torch.Tensor:
@@ -355,19 +247,19 @@ def balanced_order(y: np.ndarray, generator: torch.Generator) -> torch.Tensor:
     samples are drawn without replacement until all have been used, so a class of m samples
     drawn r times repeats none more than ceil(r / m) times.
     """
-    y = torch.as_tensor(np.asarray(y))
+    y = torch.from_numpy(np.ascontiguousarray(y))
     classes = torch.unique(y)
     n, k = len(y), len(classes)
-    draws = torch.full((k,), n // k)
-    draws[torch.randperm(k, generator=generator)[: n % k]] += 1
+    draws = torch.full((k,), n // k, device="cpu")
+    draws[torch.randperm(k, generator=generator, device="cpu")[: n % k]] += 1
     picked = []
     for c, r in zip(classes, draws.tolist()):
         members = torch.nonzero(y == c)[:, 0]
         cycles = -(-r // len(members))
-        shuffled = [members[torch.randperm(len(members), generator=generator)] for _ in range(cycles)]
+        shuffled = [members[torch.randperm(len(members), generator=generator, device="cpu")] for _ in range(cycles)]
         picked.append(torch.cat(shuffled)[:r])
     order = torch.cat(picked)
-    return order[torch.randperm(n, generator=generator)]
+    return order[torch.randperm(n, generator=generator, device="cpu")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,13 +286,12 @@ def split_per_class(
         raise SeqrepError(f"test_per_class must be >= 0, got {test_per_class}.")
     counts = class_stats(y, len(sizes)).counts
     need = sizes + test_per_class
-    short = np.flatnonzero(counts < need)
-    if short.size:
-        k = int(short[0])
+    if (counts < need).any():
+        k = int(np.argmax(counts < need))  # the first class that is short
         raise SeqrepError(
             f"split_per_class: class {k} has {counts[k]} samples but needs {need[k]} "
-            f"({sizes[k]} train + {test_per_class} test; {short.size} classes are short). "
-            "Generate more samples per class or ask for fewer."
+            f"({sizes[k]} train + {test_per_class} test; {int((counts < need).sum())} classes are "
+            "short). Generate more samples per class or ask for fewer."
         )
     rng = np.random.default_rng(seed)
     train, test = [], []
@@ -502,7 +393,7 @@ def per_class_report(
     )
     table["support"] = table["support"].astype(int)
     table.loc[table["support"] == 0, ["recall", "f1"]] = np.nan
-    groups = _size_groups(counts)
+    groups = size_groups(counts)
     group_of = {int(c): g for g, idx in groups.items() for c in idx}
     table.insert(0, "name", names)
     table.insert(1, "train", counts)
@@ -563,132 +454,3 @@ def _group_table(table, groups, y_true, y_pred) -> pd.DataFrame:
             "mean_recall": float(table["recall"].iloc[idx].mean()) if len(idx) else np.nan,
         }
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-# --------------------------------------------------------------------------------------------
-# The remedy grid (notebook 04): one class-size shape at a time, same classes, same test set
-# --------------------------------------------------------------------------------------------
-
-POST_HOC = "post-hoc logit adjustment"  # the "none" model's logits through adjust_logits
-GRID_SCENARIO = {"length": 32, "motif_widths": (5, 11), "n_distractors": 0, "noise": 0.1}
-
-
-@dataclass(frozen=True)
-class RemedyGrid:
-    """The result of `remedy_grid`.
-
-    table: one row per (seed, ratio, remedy) with the `ClassReport.summary()` numbers on the
-    balanced test set; reports: the ClassReport of each row, keyed (seed, ratio, remedy);
-    runs: trainings run; seconds: wall time.
-    """
-
-    table: pd.DataFrame
-    reports: dict = field(repr=False)
-    runs: int
-    seconds: float
-
-    def paired(self, ratio: float, metric: str = "balanced_accuracy", reference: str = "none") -> pd.DataFrame:
-        """`paired_gains` of every remedy over `reference` at `ratio`."""
-        return paired_gains(self.table, ratio, metric, reference)
-
-
-def _fit_and_report(train: SequenceDataset, test: SequenceDataset, config: TrainConfig):
-    """Train a fresh model on `train` (no validation, a throw-away run directory) and return its
-    ClassReport on `test` and the report of its post-hoc adjusted logits."""
-    from .model import build_model  # imported here: train and model import this module
-    from .train import fit, predict_logits
-
-    net = build_model(config, train)
-    with tempfile.TemporaryDirectory() as run_dir:
-        fit(net, train, None, config, run_dir, progress=False, verbose=False)
-    logits = predict_logits(net, test)
-    plain = per_class_report(test.y, logits.argmax(1).numpy(), train.counts, test.class_names)
-    adjusted = adjust_logits(logits, train.counts).argmax(1).numpy()
-    return plain, per_class_report(test.y, adjusted, train.counts, test.class_names)
-
-
-def _check_grid(remedies: Sequence[str], ratios: Sequence[float], seeds: Sequence[int]) -> None:
-    unknown = [r for r in remedies if r not in REMEDIES]
-    if unknown:
-        raise SeqrepError(f"remedy_grid: unknown remedies {unknown}; use names from "
-                          f"seqrep.imbalance.REMEDIES: {list(REMEDIES)}.")
-    if "none" not in remedies:
-        raise SeqrepError("remedy_grid: remedies must include 'none', the reference every gain is "
-                          "measured against (and the model post-hoc adjustment reuses).")
-    if not ratios or min(ratios) < 1 or not len(seeds):
-        raise SeqrepError(f"remedy_grid: ratios must be >= 1 (1 = balanced) and seeds non-empty, "
-                          f"got ratios={list(ratios)}, seeds={list(seeds)}.")
-
-
-def remedy_grid(
-    config: TrainConfig,
-    remedies: Sequence[str] = ("none", "class weights: inverse frequency", "class-balanced sampler",
-                               "logit-adjusted loss"),
-    *,
-    n_classes: int = 10,
-    budget: int = 140,
-    ratios: Sequence[float] = (1, 50),
-    test_per_class: int = 30,
-    seeds: Sequence[int] = range(5),
-    scenario: dict | None = None,
-) -> RemedyGrid:
-    """Imbalance at a fixed training budget, and the remedies (`REMEDIES` names) against it.
-
-    For each seed one balanced pool of `make_sequences(n_classes, ..., **scenario)` (default
-    `GRID_SCENARIO`: short clean series) is drawn; `split_per_class` takes the same balanced test
-    set of `test_per_class` per class at every ratio and a training set of `budget` samples
-    shaped by `class_sizes(n_classes, budget, ratio, min_per_class=1)`. Only the class-size shape
-    changes. Each remedy trains `config` with its fields (and the seed); at ratio 1 only "none"
-    trains (on a balanced set the weights are 1 and the prior uniform: the remedies are
-    no-ops). Each "none" model also gives a `POST_HOC` row: its logits through `adjust_logits`.
-    """
-    from .data import class_sizes, make_sequences
-
-    _check_grid(remedies, ratios, seeds)
-    sizes = {r: class_sizes(n_classes, budget, r, min_per_class=1) for r in ratios}
-    per_class = int(max(s.max() for s in sizes.values())) + test_per_class
-    rows, reports, runs, started = [], {}, 0, time.perf_counter()
-    for seed in seeds:
-        pool = make_sequences(n_classes, n_classes * per_class, imbalance=1.0, seed=seed,
-                              **(GRID_SCENARIO if scenario is None else scenario))
-        for ratio in ratios:
-            train_idx, test_idx = split_per_class(pool.y, sizes[ratio], test_per_class, seed=seed)
-            train, test = pool.subset(train_idx), pool.subset(test_idx)
-            for remedy in remedies if ratio > 1 else ["none"]:
-                report, adjusted = _fit_and_report(train, test, config.replace(seed=seed, **REMEDIES[remedy]))
-                runs += 1
-                reports[seed, ratio, remedy] = report
-                if remedy == "none" and ratio > 1:
-                    reports[seed, ratio, POST_HOC] = adjusted
-    for (seed, ratio, remedy), report in reports.items():
-        rows.append({"seed": seed, "ratio": ratio, "remedy": remedy, **report.summary()})
-    return RemedyGrid(pd.DataFrame(rows), reports, runs, time.perf_counter() - started)
-
-
-def paired_gains(table: pd.DataFrame, ratio: float, metric: str = "balanced_accuracy",
-                 reference: str = "none") -> pd.DataFrame:
-    """Each remedy against `reference` on the same seeds (same data, initialisation, order).
-
-    table: one row per (seed, ratio, remedy) with a `metric` column (`RemedyGrid.table`).
-    Returns one row per other remedy: gain (mean of the per-seed differences), low / high (95%
-    paired t-interval; NaN with one seed), wins / losses (seeds where it beat / lost to the
-    reference), seeds, and sign_p (two-sided exact sign test, ties dropped: with n seeds all
-    won it is 2 / 2**n, so 3 seeds can never show p < 0.25 and 5 never p < 0.0625).
-    """
-    from scipy.stats import binomtest
-    from scipy.stats import t as student_t
-
-    wide = table[table["ratio"] == ratio].pivot_table(index="seed", columns="remedy", values=metric)
-    if reference not in wide:
-        raise SeqrepError(f"paired_gains: no {reference!r} rows at ratio {ratio}; remedies there: "
-                          f"{list(wide.columns)}.")
-    out = {}
-    for remedy in wide.columns.drop(reference):
-        diff = (wide[remedy] - wide[reference]).dropna()
-        n, wins, losses = len(diff), int((diff > 0).sum()), int((diff < 0).sum())
-        half = student_t.ppf(0.975, n - 1) * diff.std() / math.sqrt(n) if n > 1 else math.nan
-        out[remedy] = {"gain": diff.mean(), "low": diff.mean() - half, "high": diff.mean() + half,
-                       "wins": wins, "losses": losses, "seeds": n,
-                       "sign_p": binomtest(wins, wins + losses).pvalue if wins + losses else 1.0}
-    return pd.DataFrame.from_dict(out, orient="index").rename_axis("remedy")
-

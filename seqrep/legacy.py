@@ -10,7 +10,6 @@ of frozen random features. `seqrep.SequenceClassifier` is the fixed version.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,8 +19,7 @@ from .config import ModelSpec
 from .errors import SeqrepError
 from .model import make_representation
 
-if TYPE_CHECKING:
-    from .config import TrainConfig
+__all__ = ["BUG_LINES", "AblatedClassifier", "LegacyClassifier"]
 
 
 class LegacyClassifier(nn.Module):
@@ -53,13 +51,13 @@ class LegacyClassifier(nn.Module):
         return self.readout(self.dropout(features))
 
 
-BUGS = ("eval", "no_grad", "numpy")  # the three lines of extract_features, in order
+BUG_LINES = ("eval", "no_grad", "numpy")  # the three lines of extract_features, in order
 
 
 class AblatedClassifier(LegacyClassifier):
     """The broken original with any subset of its three lines (notebook 01's ablation).
 
-    bugs: a subset of BUGS. "eval": the representation always in eval() mode (BatchNorm on its
+    bugs: a subset of BUG_LINES. "eval": the representation always in eval() mode (BatchNorm on its
     running statistics); "no_grad": features computed under torch.no_grad(); "numpy": the
     features go through `.detach().cpu().numpy()` and back (`.numpy()` refuses a tensor that
     requires grad, so code that keeps autograd on must detach: the same cut). All three is
@@ -70,15 +68,16 @@ class AblatedClassifier(LegacyClassifier):
     """
 
     def __init__(self, in_channels: int, n_classes: int, length: int, spec: ModelSpec | None = None,
-                 bugs=BUGS):
-        unknown = set(bugs) - set(BUGS)
+                 bugs=BUG_LINES):
+        unknown = set(bugs) - set(BUG_LINES)
         if unknown:
-            raise SeqrepError(f"AblatedClassifier: unknown bugs {sorted(unknown)}; choose from {BUGS}.")
+            raise SeqrepError(f"AblatedClassifier: unknown bugs {sorted(unknown)}; choose from {BUG_LINES}.")
         super().__init__(in_channels, n_classes, length, spec)
         self.bugs = frozenset(bugs)
 
     def extract_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        self.representation.train(self.training and "eval" not in self.bugs)
+        if "eval" in self.bugs:
+            self.representation.eval()  # BUG 1 (otherwise modes are the caller's, as in the fix)
         with torch.no_grad() if "no_grad" in self.bugs else contextlib.nullcontext():
             features = self.representation(x, mask)
         if "numpy" in self.bugs:
@@ -90,10 +89,3 @@ class AblatedClassifier(LegacyClassifier):
     ) -> torch.Tensor:
         return self.readout(self.dropout(self.extract_features(x, mask)))
 
-
-def build_ablated(config: TrainConfig, data, bugs=BUGS) -> AblatedClassifier:
-    """`AblatedClassifier` with `bugs` for `data` (anything with .channels, .n_classes,
-    .length), built as `build_model` builds every model: from `config.model`, initialised from
-    `config.seed`, so an ablation and its reference start from the same weights."""
-    torch.manual_seed(config.seed)
-    return AblatedClassifier(data.channels, data.n_classes, data.length, config.model, bugs=bugs)

@@ -1,48 +1,48 @@
 """The sequence classifier, fixed: a representation (multi-scale 1-D convolutions + attention
-pooling over time) feeding a linear readout, with the seed's fix built in.
+pooling over time) feeding a linear readout, with the post-mortem's fix built in.
 
 The fix, in one place (`SequenceClassifier.extract_features`): while training, features stay
-tensors with autograd on and the representation in train() mode, so gradients reach it; only
-inference uses eval() and torch.no_grad().
+tensors with autograd on, so gradients reach the representation; only inference runs under
+torch.no_grad(). Train/eval modes are not the model's business: the loop sets them
+(`seqrep.inference.modes`). `fit_init` fits a data-fitted start before the first step and
+`param_groups` gives each group of parameters its learning rate.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+import time
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelSpec
 from .errors import SeqrepError
+from .rocket import (
+    SCORER_STEP,
+    STEP,
+    RocketRepresentation,
+    amm_pool,
+    pool_mask,
+    ridge_readout,
+    rms,
+    spread_to_steps,
+)
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
     from .data import SequenceDataset
 
 __all__ = [
     "AttentionPooling",
-    "DataShape",
     "MultiScaleBlock",
     "Representation",
     "SequenceClassifier",
-    "build_model",
     "components",
-    "fit_start",
+    "fit_init",
     "make_representation",
     "param_groups",
     "parameter_counts",
 ]
-
-
-def _pool_mask(mask: torch.Tensor | None, factor: int, length: int) -> torch.Tensor | None:
-    """Downsample a (batch, time) bool mask by `factor`: a window is real if any step is."""
-    if mask is None:
-        return None
-    if factor > 1:
-        mask = F.max_pool1d(mask[:, None].float(), factor, factor, ceil_mode=True)[:, 0] > 0
-    return mask[:, :length]
 
 
 class Stem(nn.Module):
@@ -61,16 +61,6 @@ class Stem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
         return amm_pool(x, self.pool) if self.pool > 1 else x
-
-
-def amm_pool(x: torch.Tensor, pool: int) -> torch.Tensor:
-    """Windowed average, max and min: (batch, channels, time) -> (batch, 3 * channels,
-    ceil(time / pool))."""
-    return torch.cat([
-        F.avg_pool1d(x, pool, pool, ceil_mode=True),
-        F.max_pool1d(x, pool, pool, ceil_mode=True),
-        -F.max_pool1d(-x, pool, pool, ceil_mode=True),
-    ], dim=1)
 
 
 class MultiScaleBlock(nn.Module):
@@ -166,7 +156,7 @@ class Representation(nn.Module):
         if mask is not None:  # padded steps hold zeros, whatever the caller put there
             x = x.masked_fill(~mask[:, None, :], 0.0)
         h = self.blocks(self.stem(x))
-        features, weights = self.pooling(h, _pool_mask(mask, self.stem.pool, h.shape[-1]))
+        features, weights = self.pooling(h, pool_mask(mask, self.stem.pool, h.shape[-1]))
         return (features, weights) if return_attention else features
 
     def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -177,8 +167,7 @@ class Representation(nn.Module):
         weights the model uses at inference, call `model.eval()` and wrap in `torch.no_grad()`
         at the call site."""
         _, weights = self(x, mask, return_attention=True)
-        window = torch.arange(x.shape[-1], device=weights.device) // self.stem.pool
-        return weights[:, window] / torch.bincount(window)[window]
+        return spread_to_steps(weights, x.shape[-1], self.stem.pool)
 
 
 class SequenceClassifier(nn.Module):
@@ -201,7 +190,8 @@ class SequenceClassifier(nn.Module):
         self.readout = nn.Linear(self.feature_dim, n_classes)
 
     def _probe_feature_dim(self, in_channels: int, length: int) -> int:
-        """The readout's input size, measured by one forward pass of a dummy sample."""
+        """The readout's input size, measured by one forward pass of a dummy sample (in eval
+        mode, so BatchNorm's statistics stay untouched; the mode found is restored)."""
         was_training = self.representation.training
         self.representation.eval()
         with torch.no_grad():
@@ -214,13 +204,13 @@ class SequenceClassifier(nn.Module):
     ) -> torch.Tensor:
         """x: (batch, channels, time) -> features (batch, feature_dim), always a tensor.
 
-        training=True: representation in train() mode, autograd on, so the loss reaches its
-        parameters. training=False: eval() mode and torch.no_grad(), for inference only.
+        training=True: autograd on, so the loss reaches the representation's parameters.
+        training=False: under torch.no_grad(), for inference only. Neither switches a module's
+        train/eval mode (BatchNorm, Dropout): the caller owns it — `fit` trains in train() and
+        evaluates in eval(), each through `seqrep.inference.modes`.
         """
         if training:
-            self.representation.train()
             return self.representation(x, mask)
-        self.representation.eval()
         with torch.no_grad():
             return self.representation(x, mask)
 
@@ -229,77 +219,91 @@ class SequenceClassifier(nn.Module):
     ) -> torch.Tensor:
         """x: (batch, channels, time) -> logits (batch, n_classes).
 
-        training=None follows self.training, so a plain model(x) after model.train() trains.
+        training=True keeps autograd on; training=False runs under torch.no_grad(); None
+        follows self.training. Modules run in the mode they are in (see extract_features):
+        model.train() then model(x) trains, model.eval() then model(x) infers.
         """
         training = self.training if training is None else training
+        features = self.extract_features(x, training, mask)
         if training:
-            self.dropout.train()
-            self.readout.train()
-            return self.readout(self.dropout(self.extract_features(x, True, mask)))
-        self.dropout.eval()
-        self.readout.eval()
+            return self.readout(self.dropout(features))
         with torch.no_grad():
-            return self.readout(self.extract_features(x, False, mask))
+            return self.readout(self.dropout(features))
 
     def attention(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Attention weights over input time steps, (batch, time); see Representation.attention."""
         return self.representation.attention(x, mask)
 
-    def parameter_counts(self, optimizer: torch.optim.Optimizer | None = None) -> dict:
-        return parameter_counts(self, optimizer)
-
 
 def make_representation(in_channels: int, spec: ModelSpec, length: int) -> nn.Module:
-    """The representation `spec.start` names (spec resolved for `length`): the seed's
-    `Representation` (random start) or the data-fitted `seqrep.rocket.RocketRepresentation`."""
-    if spec.start == "data":
-        from .rocket import RocketRepresentation
-
+    """The representation `spec.init` names (spec resolved for `length`): the post-mortem's
+    `Representation` (init="random") or the data-fitted `seqrep.rocket.RocketRepresentation`."""
+    if spec.init == "data":
         return RocketRepresentation(in_channels, spec, length)
     return Representation(in_channels, spec)
 
 
 @torch.no_grad()
-def fit_start(model: nn.Module, train: SequenceDataset) -> dict | None:
-    """Fit a data-fitted start (`ModelSpec(start="data")`) to the training set: the
-    representation's thresholds and statistics, then the readout by ridge regression on its
-    features. `fit` calls it before the first step. Returns what was fitted ({"alpha",
-    "temperature", "loo_accuracy", "seconds"}), or None when the model has no data-fitted start
-    or it is fitted already."""
-    import time
-
-    from .rocket import ridge_readout
-
+def fit_init(model: nn.Module, train: SequenceDataset, seed: int = 0) -> dict | None:
+    """Fit a data-fitted start (`ModelSpec(init="data")`) to the training set: the
+    representation's thresholds and statistics (random picks from a generator seeded by
+    `seed`; the global RNG is left alone), then the readout by ridge regression on its
+    features. Every tensor is made on the model's device. `fit` calls it before the first
+    step. Returns what was fitted ({"alpha", "temperature", "loo_accuracy", "seconds"}), or
+    None when the model has no data-fitted start or it is fitted already."""
     representation = getattr(model, "representation", None)
-    if not hasattr(representation, "fit_start") or bool(representation.fitted):
+    if not isinstance(representation, RocketRepresentation) or bool(representation.fitted):
         return None
     started = time.perf_counter()
-    device = next(model.parameters()).device
+    device = model.readout.weight.device
     x = torch.from_numpy(train.X).to(device)
     mask = None if train.mask is None else torch.from_numpy(train.mask).to(device)
-    features = representation.fit_start(x, mask)
-    weight, bias, info = ridge_readout(features.cpu(), torch.from_numpy(train.y).long(), model.readout.out_features)
-    model.readout.weight.copy_(weight.to(device))
-    model.readout.bias.copy_(bias.to(device))
+    generator = torch.Generator().manual_seed(seed)
+    features = representation.fit_init(x, mask, generator)
+    y = torch.from_numpy(train.y).long().to(device)
+    weight, bias, info = ridge_readout(features, y, model.readout.out_features)
+    model.readout.weight.copy_(weight)
+    model.readout.bias.copy_(bias)
     return {**info, "seconds": time.perf_counter() - started}
 
 
-def param_groups(model: nn.Module) -> list[dict]:
-    """The optimizer's parameter groups: one of every trainable parameter, or for a
-    data-fitted start its tensors (and the readout) with an "lr_scale" that multiplies the
-    run's lr (see `seqrep.rocket.STEP` and `seqrep.plan.make_scheduler`), the rest at lr."""
+def param_groups(model: nn.Module, lr: float) -> list[dict]:
+    """The optimizer's parameter groups, each named ("name") with the peak learning rate the
+    optimizer applies to it ("lr"): the one place where rates differ between groups. The
+    schedule (`seqrep.plan.make_scheduler`) scales every group by the same factor at each step,
+    so the proportions below hold throughout a run.
+
+    | group | parameters | peak learning rate |
+    |---|---|---|
+    | "all" | every trainable one: the post-mortem's representation, the broken model | lr |
+    | "kernels", "thresholds" | a data-fitted start's kernels and thresholds | lr * STEP * their RMS at the start |
+    | "scorers" | its attention scorers (randomly initialised) | lr * SCORER_STEP |
+    | "readout" | its readout, fitted by ridge regression | lr * STEP * the weight's RMS |
+    | "rest" | any other trainable parameter | lr |
+
+    STEP and SCORER_STEP are the data-fitted start's recipe (`seqrep.rocket`, with the
+    measurements behind them). Each group also carries "lr_scale" (its peak / lr) for the
+    record — nothing multiplies by it; the doctor's step-size check reads it (every group
+    below 1: small steps on purpose). Call after `fit_init` (the RMS is of the fitted tensors).
+    """
     representation = getattr(model, "representation", None)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    if not hasattr(representation, "param_groups"):
-        return [{"params": trainable}]
-    from .rocket import STEP, _rms
-
-    groups = [*representation.param_groups(),
-              {"params": [model.readout.weight, model.readout.bias], "lr_scale": STEP * _rms([model.readout.weight])}]
-    grouped = {id(p) for g in groups for p in g["params"]}
-    rest = [p for p in trainable if id(p) not in grouped]
-    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
-    return [g for g in [*groups, {"params": rest}] if g["params"]]
+    if not isinstance(representation, RocketRepresentation):
+        return [{"name": "all", "params": trainable, "lr": lr, "lr_scale": 1.0}]
+    tensors = representation.tensor_groups()
+    readout = [model.readout.weight, model.readout.bias]
+    scales = {"kernels": STEP * rms(tensors["kernels"]), "thresholds": STEP * rms(tensors["thresholds"]),
+              "scorers": SCORER_STEP, "readout": STEP * rms([model.readout.weight])}
+    named = {**tensors, "readout": readout}
+    grouped = {id(p) for params in named.values() for p in params}
+    named["rest"] = [p for p in trainable if id(p) not in grouped]
+    groups = []
+    for name, params in named.items():
+        params = [p for p in params if p.requires_grad]
+        scale = scales.get(name, 1.0)
+        if params:
+            groups.append({"name": name, "params": params, "lr": lr * scale, "lr_scale": scale})
+    return groups
 
 
 def _check_shape(in_channels: int, n_classes: int, length: int) -> None:
@@ -337,29 +341,3 @@ def components(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """{name: parameters} of each top-level child module that has parameters (e.g.
     "representation", "readout"): the unit fit logs gradient norms and update ratios by."""
     return {name: params for name, child in model.named_children() if (params := list(child.parameters()))}
-
-
-class DataShape(NamedTuple):
-    """What a model needs to know of its data (a SequenceDataset has the same attributes)."""
-
-    channels: int
-    n_classes: int
-    length: int
-
-
-def build_model(config: TrainConfig | ModelSpec, data: SequenceDataset | DataShape, seed: int | None = None) -> nn.Module:
-    """The model `config` describes for `data` (anything with .channels, .n_classes, .length),
-    initialised from `seed` (default: config.seed, or 0 for a bare ModelSpec):
-    SequenceClassifier, or the broken LegacyClassifier when spec.extraction == "broken".
-
-    Example:
-        >>> model = build_model(TrainConfig(), train)   # train: a SequenceDataset
-    """
-    from .legacy import LegacyClassifier  # legacy builds on this module's Representation
-
-    spec = config if isinstance(config, ModelSpec) else config.model
-    if seed is None:
-        seed = 0 if isinstance(config, ModelSpec) else config.seed
-    torch.manual_seed(seed)
-    cls = SequenceClassifier if spec.extraction == "fixed" else LegacyClassifier
-    return cls(data.channels, data.n_classes, data.length, spec)

@@ -15,17 +15,16 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from .callbacks import Callback
+from .callbacks import Callback, FitState
 from .config import TrainConfig
+from .inference import modes, predict_logits
 
-if TYPE_CHECKING:
-    from .train import FitState
-
-__all__ = ["AUTO_EPOCHS", "MIN_STEPS", "TimeBudget", "make_scheduler", "plan_epochs", "plan_for_budget"]
+__all__ = ["AUTO_EPOCHS", "MIN_STEPS", "TimeBudget", "make_scheduler", "plan_epochs", "plan_for_budget",
+           "replan"]
 
 AUTO_EPOCHS, MIN_STEPS = 30, 500
 REPLAN_TOLERANCE = 0.05  # re-plan when the projected end is further than this from the budget
@@ -51,19 +50,19 @@ def _seconds_per_step(state: FitState, steps: int = 4) -> float:
     rng = torch.get_rng_state()
     model = copy.deepcopy(state.model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=state.config.lr)
-    index = torch.arange(min(state.config.batch_size, len(state.train)))
+    index = torch.arange(min(state.config.batch_size, len(state.train)), device="cpu")
     x, y, mask = state.batch(index)
     times = []
     try:
-        model.train()
-        for _ in range(steps):
-            start = time.perf_counter()
-            loss = state.loss_fn(model(x, training=True, mask=mask), y)
-            optimizer.zero_grad(set_to_none=True)
-            if loss.requires_grad:
-                loss.backward()
-            optimizer.step()
-            times.append(time.perf_counter() - start)
+        with modes(model, True):
+            for _ in range(steps):
+                start = time.perf_counter()
+                loss = state.loss_fn(model(x, training=True, mask=mask), y)
+                optimizer.zero_grad(set_to_none=True)
+                if loss.requires_grad:
+                    loss.backward()
+                optimizer.step()
+                times.append(time.perf_counter() - start)
     finally:
         torch.set_rng_state(rng)
     return sorted(times[1:])[len(times[1:]) // 2]
@@ -72,15 +71,20 @@ def _seconds_per_step(state: FitState, steps: int = 4) -> float:
 def _seconds_per_evaluation(state: FitState, probe: int = 256) -> float:
     """Wall time of one evaluation of the validation set, from inference on up to `probe` of
     its series (0 without a validation set)."""
-    from .train import predict_logits
-
     if state.val is None:
         return 0.0
-    part = state.val.subset(torch.arange(min(probe, len(state.val))).numpy())
+    part = state.val.subset(np.arange(min(probe, len(state.val))))
     start = time.perf_counter()
-    predict_logits(state.model, part, device=state.device)
-    state.model.train()
+    predict_logits(state.model, part, device=state.device)  # restores the model's modes
     return (time.perf_counter() - start) * len(state.val) / len(part)
+
+
+def replan(state: FitState, epochs: int) -> None:
+    """Train for `epochs` epochs in all: the config and the schedule follow, continuing from
+    the current step, every group towards its own peak (state.peak_lr)."""
+    state.config = state.config.replace(epochs=epochs)
+    state.scheduler = make_scheduler(state.optimizer, state.config, state.steps_per_epoch * epochs,
+                                     done=state.global_step, peaks=list(state.peak_lr.values()))
 
 
 def plan_for_budget(state: FitState) -> int:
@@ -91,15 +95,16 @@ def plan_for_budget(state: FitState) -> int:
     return max(1, int(left // per_epoch))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int, done: int = 0):
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int, done: int = 0,
+                   peaks: list[float] | None = None):
     """The learning-rate schedule over `total_steps` optimiser steps, positioned after `done`
-    of them (a re-plan builds a new one mid-run). "onecycle" is torch's OneCycleLR (warm-up over
-    30 % of the steps, cosine annealing, momentum cycled inversely); "cosine" anneals from lr to
-    0; "constant" keeps lr."""
+    of them (a re-plan builds a new one mid-run). Each group's rate follows the same curve
+    scaled to its own peak: `peaks`, one per group (default: the groups' "lr" now, which
+    `seqrep.model.param_groups` sets to their peaks before any schedule). "onecycle" is
+    torch's OneCycleLR (warm-up over 30 % of the steps, cosine annealing, momentum cycled
+    inversely); "cosine" anneals from the peak to 0; "constant" keeps the peak."""
     total_steps = max(total_steps, done + 1)
-    # A group may carry "lr_scale" (a data-fitted start's tensors, seqrep.rocket): its peak
-    # is config.lr times that.
-    peaks = [config.lr * g.get("lr_scale", 1.0) for g in optimizer.param_groups]
+    peaks = [g["lr"] for g in optimizer.param_groups] if peaks is None else peaks
     if config.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=peaks, total_steps=total_steps, pct_start=0.3
@@ -149,5 +154,5 @@ class TimeBudget(Callback):
             return
         epochs = state.epoch + 1 + max(0, round((budget - elapsed) / per_epoch))
         if epochs != planned:
-            state.replan(epochs)
+            replan(state, epochs)
             state.record["epochs"] = epochs

@@ -12,7 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .config import flatten
+from .data import class_stats
 from .errors import SeqrepError
+from .runlog import read_log
 
 _NOT_IN_LABELS = {"check_gradients"}  # follows from extraction; naming it only adds noise
 
@@ -23,15 +25,13 @@ LABELS = {
     "val_accuracy": "validation accuracy",
     "val_balanced_accuracy": "validation balanced accuracy",
     "val_macro_f1": "validation macro-F1",
-    "lr": "learning rate",
+    "lr": "learning rate (per optimizer group)",
 }
 
 
 def history(run) -> list[dict]:
     """Epoch records of a run: a run directory, a FitResult, or a list of records. When a
     resumed run logged an epoch twice, the last record of each epoch wins."""
-    from .runlog import read_log
-
     if isinstance(run, (str, os.PathLike)):
         records = read_log(Path(run))
     elif hasattr(run, "history"):
@@ -83,19 +83,30 @@ def _chance_for(metric: str, chance) -> tuple[float, str, str] | None:
 
 
 def plot_runs(
-    runs: Mapping[str, object],
+    runs: Mapping[str, object] | Sequence,
     metrics: Sequence[str] = ("val_accuracy", "val_balanced_accuracy"),
     chance: float | Mapping[str, float] | None = None,
     title: str | None = None,
     axes=None,
 ):
-    """One panel per metric, one line per run, against epoch.
+    """Finished or still-running runs on shared axes: one panel per metric, one line per run,
+    against epoch (a running run as far as its log has got).
 
-    runs: {label: run directory | FitResult | list of epoch records}. chance: a dashed chance
-    line on accuracy panels, one number for all, or per metric ({"val_accuracy": 0.51,
-    "val_balanced_accuracy": 0.5}, or `chance_levels(val.y)`). The legend sits to the right of
-    the panels, outside them, so it never covers a curve. Returns the figure.
+    runs: {label: run directory | FitResult | list of epoch records}, or a list of run
+    directories / FitResults, labelled by what differs between their configs (`run_labels`).
+    A metric logged per group (the learning rate: one rate per optimizer group) draws one line
+    per run and group. chance: a dashed chance line on accuracy panels, one number for all, or
+    per metric ({"val_accuracy": 0.51, "val_balanced_accuracy": 0.5}, or
+    `chance_levels(val.y)`). The legend sits to the right of the panels, outside them, so it
+    never covers a curve. Returns the figure (pyplot's unless `axes` are given, one per
+    metric).
+
+    Example: `plot_runs([broken.run_dir, fixed.run_dir], title="only the fixed model learns")`.
     """
+    if not isinstance(runs, Mapping):
+        runs = dict(zip(run_labels(runs), runs))
+    if not runs:
+        raise SeqrepError("plot_runs: no runs given; pass run directories or FitResults.")
     if axes is None:
         fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), squeeze=False)
         axes = axes[0]
@@ -105,11 +116,9 @@ def plot_runs(
     for ax, metric in zip(axes, metrics):
         drawn = []
         for label, run in runs.items():
-            records = history(run)
-            epochs = [r["epoch"] + 1 for r in records if r.get(metric) is not None]
-            values = [r[metric] for r in records if r.get(metric) is not None]
-            ax.plot(epochs, values, marker="o", markersize=3, label=label)
-            drawn += values
+            for line_label, (epochs, values) in _series(history(run), metric, label).items():
+                ax.plot(epochs, values, marker="o", markersize=3, label=line_label)
+                drawn += values
         line = _chance_for(metric, chance)
         if line is not None:
             ax.axhline(line[0], color="0.3", linestyle=line[2], linewidth=1.1, label=line[1])
@@ -124,6 +133,19 @@ def plot_runs(
         fig.suptitle(title)
     _legend_outside(fig, axes)
     return fig
+
+
+def _series(records: list[dict], metric: str, label: str) -> dict[str, tuple[list, list]]:
+    """{line label: (epochs, values)} of `metric` in epoch records: one line, or one per key
+    when the metric is logged per group (e.g. "lr": {"kernels": ..., "readout": ...})."""
+    rows = [(r["epoch"] + 1, r[metric]) for r in records if r.get(metric) is not None]
+    keys = list(dict.fromkeys(k for _, v in rows if isinstance(v, Mapping) for k in v))
+    if not keys:
+        return {label: ([e for e, _ in rows], [v for _, v in rows])}
+    single = len(keys) == 1
+    return {label if single else f"{label}: {key}": ([e for e, v in rows if v.get(key) is not None],
+                                                      [v[key] for _, v in rows if v.get(key) is not None])
+            for key in keys}
 
 
 def _spans_decades(values: Sequence[float], factor: float = 10.0) -> bool:
@@ -164,8 +186,6 @@ def plot_class_sizes(y, n_classes: int | None = None, title: str | None = None, 
     tail third, with the group boundaries and the mean marked. y: (n,) integer labels.
     Returns the figure."""
     import seaborn as sns
-
-    from .imbalance import class_stats
 
     stats = class_stats(y, n_classes)
     order = np.concatenate(list(stats.groups.values()))
@@ -468,8 +488,6 @@ def _run_dir(run) -> Path:
 
 def _runconfig_facts(run) -> dict:
     """The config of a run plus the name of its data, from the first start event of its log."""
-    from .runlog import read_log
-
     path = _run_dir(run)
     start = next((r for r in read_log(path) if r.get("event") == "start"), None)
     if start is None:
@@ -514,27 +532,3 @@ def run_labels(runs: Sequence) -> list[str]:
     if len(set(labels)) < len(labels):
         labels = [f"#{i + 1} {label}" for i, label in enumerate(labels)]
     return labels
-
-
-def overlay(
-    runs: Sequence | Mapping,
-    metrics: Sequence[str] = ("val_loss", "val_accuracy", "val_balanced_accuracy"),
-    *,
-    title: str | None = None,
-    chance: float | Mapping[str, float] | None = None,
-    axes=None,
-):
-    """Finished or still-running runs on shared axes, one line per run per metric, read from
-    their run logs (a running run as far as it has got). runs: run directories or FitResults,
-    labelled by `run_labels`; or a mapping {label: run} to choose the labels. chance: as in
-    `plot_runs`. Returns the figure (pyplot's unless `axes` are given, one per metric): in a
-    notebook it shows below the cell; elsewhere save it or `plt.close` it.
-
-    Example: `overlay([broken.run_dir, fixed.run_dir], title="only the fixed model learns")`.
-    """
-    if not isinstance(runs, Mapping):
-        runs = dict(zip(run_labels(runs), runs))
-    if not runs:
-        raise SeqrepError("overlay: no runs given; pass run directories or FitResults.")
-    return plot_runs(runs, metrics, chance=chance, axes=axes,
-                     title=title or f"{len(runs)} runs on shared axes (from their run logs)")

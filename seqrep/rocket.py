@@ -1,9 +1,9 @@
-"""The data-fitted start (`ModelSpec(start="data")`): the seed's architecture — learned
+"""The data-fitted start (`ModelSpec(init="data")`): the post-mortem's architecture — learned
 multi-scale 1-D convolutions, pooling with attention over time, a linear readout — whose first
 step is not random.
 
     x (batch, channels, time)
-      -> standardise each channel (training-set statistics); for long series the seed's
+      -> standardise each channel (training-set statistics); for long series the post-mortem's
          avg/max/min stem down to <= 512 steps
       -> one group per time scale: 84 length-9 kernels at dilation d (MiniRocket's fixed
          patterns: weights -1, three taps +2), learnable
@@ -17,7 +17,8 @@ readout, is the strongest cheap baseline on small many-class sets: its biases ar
 data, exactly what the post-mortem's frozen random features lacked. Starting from it, `fit`
 trains everything end to end (the thresholds through a straight-through estimator: the forward
 pass is the hard PPV, the backward pass the sigmoid's slope) with small steps: each data-fitted
-tensor at a peak learning rate of config.lr * `STEP` * its RMS. Measured on 5 many-class sets
+tensor at a peak learning rate of config.lr * `STEP` * its RMS (`seqrep.model.param_groups`
+sets every group's rate). Measured on 5 many-class sets
 over 150 steps, larger steps lost accuracy (peak 4e-4, 1.3e-3, 4e-3 of the RMS: mean accuracy
 0.808, 0.795, 0.777). The start fits the training set closely (its training loss is near 0),
 so Adam, which normalises even tiny gradients to a full step, would otherwise walk away from it.
@@ -32,12 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["STEP", "RocketRepresentation", "dilations_for", "ridge_readout"]
+__all__ = ["SCORER_STEP", "STEP", "RocketRepresentation", "amm_pool", "dilations_for", "pool_mask",
+           "ridge_readout", "rms", "spread_to_steps"]
 
 PATTERNS = torch.tensor(list(itertools.combinations(range(9), 3)))  # (84, 3): the +2 taps
 N_KERNELS, N_BIAS, SHARPNESS = 84, 4, 10.0
 STEP = 0.04  # data-fitted tensors: peak lr = config.lr * STEP * RMS (4e-4 RMS at lr 1e-2)
-SCORER_STEP = 0.1  # the attention scorers (a random start): peak lr = config.lr * SCORER_STEP
+SCORER_STEP = 0.1  # the attention scorers (randomly initialised): peak lr = config.lr * SCORER_STEP
 SCORE_SCALE = 0.1  # attention scores are scaled by this: attention starts near the plain mean
 PHI = (math.sqrt(5) - 1) / 2  # quantile levels {(i + 1) * PHI mod 1}: spread evenly, no repeats
 
@@ -50,11 +52,40 @@ def dilations_for(length: int) -> list[int]:
     return sorted({int(2 ** (i * top / max(n - 1, 1))) for i in range(n)}) if n > 1 else [1]
 
 
+def amm_pool(x: torch.Tensor, pool: int) -> torch.Tensor:
+    """Windowed average, max and min: (batch, channels, time) -> (batch, 3 * channels,
+    ceil(time / pool))."""
+    return torch.cat([
+        F.avg_pool1d(x, pool, pool, ceil_mode=True),
+        F.max_pool1d(x, pool, pool, ceil_mode=True),
+        -F.max_pool1d(-x, pool, pool, ceil_mode=True),
+    ], dim=1)
+
+
+def pool_mask(mask: torch.Tensor | None, factor: int, length: int) -> torch.Tensor | None:
+    """Downsample a (batch, time) bool mask by `factor`: a window is real if any step is."""
+    if mask is None:
+        return None
+    if factor > 1:
+        mask = F.max_pool1d(mask[:, None].float(), factor, factor, ceil_mode=True)[:, 0] > 0
+    return mask[:, :length]
+
+
+def spread_to_steps(weights: torch.Tensor, length: int, pool: int) -> torch.Tensor:
+    """Weights over pooled steps (batch, ceil(length / pool)) -> weights over the `length`
+    input steps (batch, length): a pooled step's weight spread evenly over the steps it covers,
+    so each row keeps its sum."""
+    window = torch.arange(length, device=weights.device) // pool
+    return weights[:, window] / torch.bincount(window)[window]
+
+
 def pattern_weights(in_channels: int) -> torch.Tensor:
     """(84, in_channels * 9): the 84 patterns; with several channels each kernel reads a random
-    subset of 1 .. min(channels, 9) of them (MiniRocket's multivariate rule; global RNG)."""
+    subset of 1 .. min(channels, 9) of them (MiniRocket's multivariate rule). Drawn at
+    construction from torch's RNG, as every PyTorch layer's initialisation is
+    (`seqrep.build.build_model` draws them from a fork seeded by config.seed)."""
     base = -torch.ones(N_KERNELS, 9)
-    base[torch.arange(N_KERNELS)[:, None], PATTERNS] = 2.0
+    base[torch.arange(N_KERNELS, device=base.device)[:, None], PATTERNS.to(base.device)] = 2.0
     w = torch.zeros(N_KERNELS, in_channels, 9)
     for k in range(N_KERNELS):
         if in_channels == 1:
@@ -149,15 +180,17 @@ class ScaleGroup(nn.Module):
         return features, weights
 
     @torch.no_grad()
-    def fit(self, xp: torch.Tensor, length: int, pad: int, mask: torch.Tensor | None, first: int) -> None:
-        """Thresholds: for each kernel, quantiles of its output on one random training series
-        (MiniRocket's rule; levels from the golden-ratio sequence, `first` = this group's
-        offset in it); inv_scale: 1 / the outputs' std over all given series."""
+    def fit(self, xp: torch.Tensor, length: int, pad: int, mask: torch.Tensor | None, first: int,
+            generator: torch.Generator) -> None:
+        """Thresholds: for each kernel, quantiles of its output on one training series picked
+        by `generator` (a CPU generator; MiniRocket's rule; levels from the golden-ratio
+        sequence, `first` = this group's offset in it); inv_scale: 1 / the outputs' std over
+        all given series."""
         z = self.conv(xp, length, pad)  # (n, 84, length)
         keep = torch.ones_like(z[:, 0], dtype=torch.bool) if mask is None else mask
-        pick = torch.randint(0, len(z), (N_KERNELS,))
-        rows = torch.where(keep[pick], z[pick, torch.arange(N_KERNELS)], torch.nan)
-        levels = torch.tensor([((first + i + 1) * PHI) % 1 for i in range(N_KERNELS * N_BIAS)])
+        pick = torch.randint(0, len(z), (N_KERNELS,), generator=generator, device="cpu").to(z.device)
+        rows = torch.where(keep[pick], z[pick, torch.arange(N_KERNELS, device=z.device)], torch.nan)
+        levels = torch.tensor([((first + i + 1) * PHI) % 1 for i in range(N_KERNELS * N_BIAS)], device=z.device)
         self.bias.copy_(_row_quantiles(rows, levels.view(N_KERNELS, N_BIAS)))
         flat = torch.where(keep[:, None], z, torch.nan).transpose(0, 1).reshape(N_KERNELS, -1)
         mean = flat.nanmean(1, keepdim=True)
@@ -176,7 +209,8 @@ def _row_quantiles(rows: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
 
 class RocketRepresentation(nn.Module):
     """Standardise (+ avg/max/min stem) -> one `ScaleGroup` per dilation -> standardised
-    features. Call `fit_start` on training data before use (`fit` does).
+    features. Call `fit_init` on training data before use (`fit` does, through
+    `seqrep.model.fit_init`).
 
     x: (batch, channels, time), mask: (batch, time) bool or None -> (batch, feature_dim),
     feature_dim = dilations * 84 * 4 * (2 with attention, else 1).
@@ -200,14 +234,12 @@ class RocketRepresentation(nn.Module):
 
     def _prepared(self, x: torch.Tensor, mask: torch.Tensor | None):
         """Standardised, stem-pooled and zero-padded input, its length and its mask."""
-        from .model import _pool_mask, amm_pool
-
         x = (x - self.mean) * self.inv_std
         if mask is not None:  # padded steps hold zeros, whatever the caller put there
             x = x.masked_fill(~mask[:, None, :], 0.0)
         if self.pool > 1:
             x = amm_pool(x, self.pool)
-        return F.pad(x, (self.pad, self.pad)), x.shape[-1], _pool_mask(mask, self.pool, x.shape[-1])
+        return F.pad(x, (self.pad, self.pad)), x.shape[-1], pool_mask(mask, self.pool, x.shape[-1])
 
     def raw_features(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         """Unstandardised features (batch, feature_dim) and the attention weights averaged over
@@ -218,7 +250,7 @@ class RocketRepresentation(nn.Module):
         if weights:
             att = torch.stack(weights).mean(0)
         else:
-            real = torch.ones(x.shape[0], length, dtype=torch.bool) if m is None else m
+            real = torch.ones(x.shape[0], length, dtype=torch.bool, device=x.device) if m is None else m
             att = real.float() / real.sum(-1, keepdim=True).clamp(min=1)
         return torch.cat([f for f, _ in parts], 1), att
 
@@ -232,25 +264,25 @@ class RocketRepresentation(nn.Module):
         to 1. Like any forward it keeps autograd as the caller has it (wrap in torch.no_grad()
         at the call site); this module has no BatchNorm or Dropout, so its mode does not matter."""
         _, weights = self(x, mask, return_attention=True)
-        window = torch.arange(x.shape[-1], device=weights.device) // self.pool
-        return weights[:, window] / torch.bincount(window)[window]
+        return spread_to_steps(weights, x.shape[-1], self.pool)
 
     @torch.no_grad()
-    def fit_start(self, x: torch.Tensor, mask: torch.Tensor | None, batch_size: int = 64,
-                  max_series: int = 256) -> torch.Tensor:
+    def fit_init(self, x: torch.Tensor, mask: torch.Tensor | None, generator: torch.Generator,
+                 batch_size: int = 64, max_series: int = 256) -> torch.Tensor:
         """Fit every data-dependent start value to training series x (n, channels, time):
-        channel statistics, thresholds and scales (from up to `max_series` series), feature
-        standardisation. Returns the standardised training features (n, feature_dim)."""
-        keep = torch.ones(x.shape[0], 1, x.shape[2]) if mask is None else mask[:, None].float()
+        channel statistics, thresholds and scales (from up to `max_series` series drawn by
+        `generator`, a CPU torch.Generator), feature standardisation. Returns the standardised
+        training features (n, feature_dim), on x's device."""
+        keep = torch.ones(x.shape[0], 1, x.shape[2], device=x.device) if mask is None else mask[:, None].float()
         count = keep.sum((0, 2)).clamp(min=1)
         mean = (x * keep).sum((0, 2)) / count
         std = (((x - mean[None, :, None]) * keep) ** 2).sum((0, 2)).div(count).sqrt()
         self.mean.copy_(mean[:, None])
         self.inv_std.copy_(1 / std.clamp(min=1e-6)[:, None])
-        pick = torch.randperm(len(x))[:max_series]
+        pick = torch.randperm(len(x), generator=generator, device="cpu")[:max_series].to(x.device)
         xp, length, m = self._prepared(x[pick], None if mask is None else mask[pick])
         for i, group in enumerate(self.groups):
-            group.fit(xp, length, self.pad, m, first=i * N_KERNELS * N_BIAS)
+            group.fit(xp, length, self.pad, m, first=i * N_KERNELS * N_BIAS, generator=generator)
         features = torch.cat([
             self.raw_features(x[i:i + batch_size], None if mask is None else mask[i:i + batch_size])[0]
             for i in range(0, len(x), batch_size)]).double()
@@ -261,17 +293,16 @@ class RocketRepresentation(nn.Module):
         self.fitted.fill_(True)
         return ((features - mean) / std).float()
 
-    def param_groups(self) -> list[dict]:
-        """Optimizer groups with their "lr_scale" (times config.lr): the data-fitted tensors
-        (kernels, thresholds) at STEP times their RMS, the attention scorers at SCORER_STEP."""
-        scorers = [p for g in self.groups if g.score is not None for p in g.score.parameters()]
-        kernels, thresholds = [g.weight for g in self.groups], [g.bias for g in self.groups]
-        return [{"params": kernels, "lr_scale": STEP * _rms(kernels)},
-                {"params": thresholds, "lr_scale": STEP * _rms(thresholds)},
-                *([{"params": scorers, "lr_scale": SCORER_STEP}] if scorers else [])]
+    def tensor_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Its parameters by role: "kernels", "thresholds" (fitted to the data) and "scorers"
+        (the attention's, randomly initialised; none without attention).
+        `seqrep.model.param_groups` gives each its learning rate."""
+        return {"kernels": [g.weight for g in self.groups], "thresholds": [g.bias for g in self.groups],
+                "scorers": [p for g in self.groups if g.score is not None for p in g.score.parameters()]}
 
 
-def _rms(tensors) -> float:
+def rms(tensors) -> float:
+    """Root mean square of all elements of `tensors` (1.0 when it is 0)."""
     flat = torch.cat([t.detach().flatten() for t in tensors])
     return float(flat.pow(2).mean().sqrt()) or 1.0
 
@@ -284,15 +315,15 @@ def ridge_readout(features: torch.Tensor, y: torch.Tensor, n_classes: int) -> tu
     cross-entropy of the leave-one-out predictions, so softmax training starts calibrated.
     Returns weight (n_classes, p), bias (n_classes,) and {"alpha", "temperature", "loo_accuracy"}.
     """
-    f, n = features.double(), len(y)
-    target = -torch.ones(n, n_classes, dtype=torch.float64)
-    target[torch.arange(n), y] = 1.0
+    f, n, device = features.double(), len(y), features.device
+    target = -torch.ones(n, n_classes, dtype=torch.float64, device=device)
+    target[torch.arange(n, device=device), y] = 1.0
     offset = target.mean(0)
     centred = target - offset
     u, s, vh = torch.linalg.svd(f - f.mean(0), full_matrices=False)
     uty, s2 = u.T @ centred, s ** 2
     best = None
-    for alpha in torch.logspace(-3, 3, 10, dtype=torch.float64).tolist():
+    for alpha in torch.logspace(-3, 3, 10, dtype=torch.float64, device="cpu").tolist():
         shrink = s2 / (s2 + alpha)
         leverage = (u ** 2) @ shrink + 1.0 / n
         loo = (centred - u @ (shrink[:, None] * uty)) / (1 - leverage).clamp(min=1e-6)[:, None]
@@ -302,9 +333,9 @@ def ridge_readout(features: torch.Tensor, y: torch.Tensor, n_classes: int) -> tu
     _, alpha, loo_scores = best
     weight = (vh.T @ ((s / (s2 + alpha))[:, None] * uty)).T
     bias = offset - weight @ f.mean(0)
-    temperatures = torch.logspace(-0.5, 2.5, 40, dtype=torch.float64)
+    temperatures = torch.logspace(-0.5, 2.5, 40, dtype=torch.float64, device="cpu").tolist()
     losses = [float(F.cross_entropy(t * loo_scores, y)) for t in temperatures]
-    tau = float(temperatures[losses.index(min(losses))])
+    tau = temperatures[losses.index(min(losses))]
     info = {"alpha": alpha, "temperature": tau,
             "loo_accuracy": float((loo_scores.argmax(1) == y).double().mean())}
     return (weight * tau).float(), (bias * tau).float(), info

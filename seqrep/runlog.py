@@ -1,5 +1,5 @@
 """The run log: JSON Lines, one record per epoch, appended and flushed line by line; and the
-seed's `show_latest_epoch`, reading only the tail of the log.
+post-mortem's `show_latest_epoch`, reading only the tail of the log.
 
 Records with an "epoch" key are epochs; records with an "event" key (start, resume, stopped)
 are events. A half-written last line (a run still writing, or killed mid-write) is ignored by
@@ -267,14 +267,15 @@ def format_record(record: dict) -> str:
         ("val_accuracy", "val acc", ".3f"),
         ("val_balanced_accuracy", "val bal acc", ".3f"),
         ("val_macro_f1", "val macro-F1", ".3f"),
-        ("lr", "lr", ".2e"),
         ("seconds", "s", ".1f"),
         ("samples_per_s", "samples/s", ".0f"),
     ):
         if record.get(key) is not None:
             parts.append(f"{label} {_shown(record[key], fmt)}")
+    if record.get("lr") is not None and not isinstance(record["lr"], dict):  # a log of seqrep 0.1
+        parts.append(f"lr {_shown(record['lr'], '.2e')}")
     lines = [" | ".join(parts)]
-    for key, label in (("grad_norm", "grad norm"), ("update_ratio", "log10 update/weight")):
+    for key, label in (("lr", "lr per group"), ("grad_norm", "grad norm"), ("update_ratio", "log10 update/weight")):
         if record.get(key) and isinstance(record[key], dict):
             values = ", ".join(f"{k} {_shown(v, '.3g')}" if v is not None else f"{k} None (no gradient)"
                                for k, v in record[key].items())

@@ -1,69 +1,67 @@
-"""fit(): the training loop of the seed's `train_with_logging`, done properly.
+"""fit(): the training loop of the post-mortem's `train_with_logging`, done properly.
 
-The loop is the fix in action: `model(x, training=True)` while training, so autograd reaches
-every parameter and modules are in train() mode; `evaluate` runs `model(x, training=False)`
-under no_grad. Everything else is a callback at one of the loop's named events (see
-`seqrep.callbacks`): the pre-flight check, the non-finite guard, gradient statistics, the run
-log (JSON Lines, one flushed line per epoch), a checkpoint every epoch, the progress bar,
-live curves. A run holds its directory (a lock), resumes bitwise exactly, and stops cleanly on
-Ctrl-C, a stop request or `CancelFit`.
+The loop is the fix in action: its steps run in train() mode with `model(x,
+training=True)`, so autograd reaches every parameter; `evaluate` runs `model(x,
+training=False)` in eval() mode under no_grad. The loop alone sets modes
+(`seqrep.inference.modes`); a finished run hands the model back in eval(), ready for inference
+like `load_model`'s (a run that fails hands it back in the modes it was given). Everything
+else is a callback at one of the loop's named events (`seqrep.callbacks`; the built-ins in
+`seqrep.builtin`, listed by `show_training_loop()`): the pre-flight check, the non-finite
+guard, gradient statistics, the run log (JSON Lines, one flushed line per epoch), a checkpoint
+every epoch, the progress bar, live curves. A run holds its directory (a lock), resumes bitwise
+exactly, stops cleanly on Ctrl-C, a stop request or `CancelFit`, and leaves torch's global RNG
+as it found it (it runs on a fork).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import difflib
 import math
 import os
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score, f1_score
 from torch import nn
 
-from .callbacks import (
-    Callback,
-    CancelFit,
+from .builtin import (
     Checkpointer,
-    Events,
     GradientGuard,
     GradientStats,
     NonFiniteGuard,
-    NonFiniteLossError,
     ProgressBar,
     RunLogger,
     StopSignals,
     WatchTraining,
 )
+from .callbacks import EVENTS, Callback, Events, FitState, ranked
 from .checkpoint import CHECKPOINT_NAME, check_fits, read_checkpoint
 from .config import ModelSpec, TrainConfig
 from .data import SequenceDataset, check_train_val
 from .errors import SeqrepError
-from .imbalance import batch_order, make_loss
-from .model import build_model, components, fit_start, param_groups, parameter_counts
-from .plan import TimeBudget, make_scheduler, plan_epochs, plan_for_budget
+from .imbalance import make_loss
+from .inference import evaluate, modes
+from .model import fit_init, param_groups, parameter_counts
+from .plan import TimeBudget, plan_epochs, plan_for_budget, replan
 from .runlog import LOG_NAME, RunLog, read_log
 
-__all__ = [
-    "Callback",
-    "CancelFit",
-    "FitResult",
-    "FitState",
-    "ModelSpec",
-    "NonFiniteLossError",
-    "TrainConfig",
-    "build_model",
-    "check_fit_inputs",
-    "evaluate",
-    "fit",
-    "new_run_dir",
-    "predict_logits",
-]
+__all__ = ["BUILTINS", "FitResult", "check_fit_inputs", "fit", "new_run_dir", "show_training_loop"]
+
+# fit's built-in callbacks by name (in the order they run), and the switch that governs those
+# that have their own; `without` leaves out the others.
+BUILTINS = {cls.__name__: cls for cls in ranked([StopSignals, NonFiniteGuard, GradientGuard, WatchTraining,
+                                                 GradientStats, TimeBudget, RunLogger, Checkpointer, ProgressBar])}
+_SWITCHED = {"StopSignals": "it is how Ctrl-C and stop_event end a run cleanly; it cannot be left out",
+             "GradientGuard": "leave it out with a config of check_gradients=False (recorded with the run)",
+             "TimeBudget": "it runs only for epochs planned from a time budget (epochs=0, budget > 0)",
+             "ProgressBar": "leave it out with progress=False"}
+
 
 def new_run_dir(root: str | os.PathLike = "runs", name: str = "run", create: bool = True) -> Path:
     """A fresh, timestamped run directory under `root` (created unless create=False: `fit`
@@ -73,148 +71,6 @@ def new_run_dir(root: str | os.PathLike = "runs", name: str = "run", create: boo
     if create:
         path.mkdir(parents=True, exist_ok=False)
     return path
-
-
-# --------------------------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------------------------
-
-
-def predict_logits(model: nn.Module, ds: SequenceDataset, batch_size: int = 256, device="cpu") -> torch.Tensor:
-    """(n, n_classes) logits of the whole dataset, in inference mode (training=False)."""
-    model.eval()
-    x_all, m_all = torch.from_numpy(ds.X), None if ds.mask is None else torch.from_numpy(ds.mask)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(ds), batch_size):
-            x = x_all[start:start + batch_size].to(device)
-            m = None if m_all is None else m_all[start:start + batch_size].to(device)
-            out.append(model(x, training=False, mask=m).float().cpu())
-    return torch.cat(out)
-
-
-def evaluate(model: nn.Module, ds: SequenceDataset, batch_size: int = 256, device="cpu") -> dict:
-    """{"loss", "accuracy", "balanced_accuracy", "macro_f1"} of `model` on `ds`
-    (inference mode; macro-F1 over the classes present in ds)."""
-    logits = predict_logits(model, ds, batch_size, device)
-    pred = logits.argmax(1).numpy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true"
-        bal = balanced_accuracy_score(ds.y, pred)
-    return {
-        "loss": float(nn.functional.cross_entropy(logits, torch.from_numpy(ds.y))),
-        "accuracy": float((pred == ds.y).mean()),
-        "balanced_accuracy": float(bal),
-        "macro_f1": float(f1_score(ds.y, pred, labels=np.unique(ds.y), average="macro", zero_division=0)),
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# The state callbacks see, and the result
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FitState:
-    """Everything a run is made of and where it is; every callback event receives it.
-
-    config is the run's config with its epochs planned; requested the one given to fit. During
-    a step: x (batch, channels, time), y (batch,), mask (batch, time) or None, logits
-    (batch, n_classes), loss (a scalar tensor). After an epoch: record, the epoch's log record.
-    """
-
-    model: nn.Module
-    train: SequenceDataset
-    val: SequenceDataset | None
-    config: TrainConfig
-    requested: TrainConfig
-    run_dir: Path
-    device: torch.device
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None
-    loss_fn: nn.Module
-    log: RunLog
-    steps_per_epoch: int
-    epoch: int = 0
-    step: int = 0  # step within the epoch
-    global_step: int = 0  # optimiser steps done before this one (after it, in after_step)
-    start_epoch: int = 0
-    steps_done: int = 0  # steps done in this epoch
-    x: torch.Tensor | None = None
-    y: torch.Tensor | None = None
-    mask: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    loss: torch.Tensor | None = None
-    loss_value: float = math.nan  # the last step's loss as a number
-    sums: dict = field(default_factory=dict)  # this epoch's running totals (checkpointed)
-    record: dict = field(default_factory=dict)
-    history: list[dict] = field(default_factory=list)
-    stop_reason: str | None = None
-    error: BaseException | None = None
-    resumed: bool = False
-    checkpointed_epoch: int | None = None
-    budgeted: bool = False  # epochs planned from a time budget (and re-planned by TimeBudget)
-    planning_seconds: float = 0.0  # time spent measuring steps for the plan
-    started: float = field(default_factory=time.perf_counter)
-    start: dict | None = None  # what seqrep.model.fit_start fitted before the first step
-
-    def __post_init__(self) -> None:
-        self.components = components(self.model)
-        self._x = torch.from_numpy(self.train.X)
-        self._y = torch.from_numpy(self.train.y)
-        self._m = None if self.train.mask is None else torch.from_numpy(self.train.mask)
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / CHECKPOINT_NAME
-
-    def replan(self, epochs: int) -> None:
-        """Train for `epochs` epochs in all: the config and the schedule follow, continuing
-        from the current step."""
-        self.config = self.config.replace(epochs=epochs)
-        self.scheduler = make_scheduler(self.optimizer, self.config, self.steps_per_epoch * epochs,
-                                        done=self.global_step)
-
-    def request_stop(self, reason: str = "stop requested") -> None:
-        """End the run at the next step boundary, with log and checkpoint written."""
-        self.stop_reason = self.stop_reason or reason
-
-    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Training samples `index` on the run's device: x, y, mask (or None)."""
-        m = None if self._m is None else self._m[index].to(self.device)
-        return self._x[index].to(self.device), self._y[index].to(self.device), m
-
-    def begin_epoch(self, epoch: int) -> torch.Tensor:
-        """Enter `epoch`: its batch order (deterministic in seed and epoch), fresh running sums
-        and a seeded RNG — unless a resumed run continues this epoch where it stopped."""
-        self.epoch = epoch
-        if epoch == self.start_epoch and self.steps_done:  # resumed mid-epoch: sums and RNG restored
-            return batch_order(self.config, self.train.y, epoch)
-        self.steps_done = 0
-        self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-        torch.manual_seed(self.config.seed * 100_003 + epoch)
-        return batch_order(self.config, self.train.y, epoch)
-
-    def tally(self) -> None:
-        """Count the step just taken into the epoch's sums."""
-        self.loss_value = float(self.loss.detach())
-        self.sums["loss"] += self.loss_value * len(self.y)
-        self.sums["correct"] += int((self.logits.argmax(1) == self.y).sum())
-        self.sums["seen"] += len(self.y)
-        self.steps_done += 1
-        self.global_step += 1
-
-    def epoch_record(self) -> dict:
-        s = self.sums
-        record = {
-            "epoch": self.epoch, "epochs": self.config.epochs, "time": time.time(),
-            "train_loss": s["loss"] / s["seen"], "train_accuracy": s["correct"] / s["seen"],
-            "lr": self.optimizer.param_groups[0]["lr"], "seconds": s["seconds"],
-            "samples_per_s": s["seen"] / max(s["seconds"], 1e-9),
-        }
-        if self.steps_done < self.steps_per_epoch:
-            record.update(partial=True, steps=self.steps_done)
-        return record
 
 
 @dataclass
@@ -335,28 +191,27 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
         ) from None
 
 
-def _start(model, train, val, requested: TrainConfig, run_dir: Path, device, resume: bool) -> FitState:
+def _set_up(model, train, val, requested: TrainConfig, run_dir: Path, device, resume: bool) -> FitState:
     """Optimizer, schedule, loss and log for a new run (its epochs planned), or all of them
     restored from the checkpoint of the run being resumed (whose planned epochs it keeps)."""
     ckpt = read_checkpoint(run_dir / CHECKPOINT_NAME) if resume and (run_dir / CHECKPOINT_NAME).exists() else None
     budgeted = ckpt is None and not requested.epochs and requested.budget > 0
     config = (requested.replace(epochs=ckpt["epochs"]) if ckpt else
               requested.replace(epochs=1) if budgeted else plan_epochs(requested, len(train)))
-    device = torch.device(device)
     model.to(device)
     started = time.perf_counter()  # a time budget includes the data-fitted start
-    start = fit_start(model, train) if ckpt is None else None
-    optimizer = torch.optim.AdamW(param_groups(model), lr=config.lr, weight_decay=config.weight_decay)
+    fitted = fit_init(model, train, seed=config.seed) if ckpt is None else None
+    optimizer = torch.optim.AdamW(param_groups(model, config.lr), lr=config.lr, weight_decay=config.weight_decay)
     state = FitState(
         model, train, val, config, requested, run_dir, device, optimizer, None,
         make_loss(config, train.y, train.n_classes).to(device), RunLog(run_dir / LOG_NAME),
-        math.ceil(len(train) / config.batch_size), budgeted=budgeted, started=started, start=start,
+        math.ceil(len(train) / config.batch_size), budgeted=budgeted, started=started, fitted_init=fitted,
     )
     if budgeted:
-        state.replan(plan_for_budget(state))
+        replan(state, plan_for_budget(state))
         state.planning_seconds = time.perf_counter() - state.started
     else:
-        state.replan(config.epochs)
+        replan(state, config.epochs)
     if ckpt is not None:
         _restore(state, ckpt)
     state.history = [r for r in read_log(state.log.path) if "epoch" in r] if state.log.path.exists() else []
@@ -393,11 +248,12 @@ def _announce(state: FitState, verbose: bool) -> dict:
         "model_spec": spec.to_dict() if isinstance(spec, ModelSpec) else None,
         "model_class": type(state.model).__name__,
         "parameter_counts": counts,
+        "peak_lr": state.peak_lr,
         "data": {"train": len(state.train), "val": len(state.val) if state.val is not None else 0,
                  "n_classes": state.train.n_classes, "channels": state.train.channels,
                  "length": state.train.length, "name": state.train.name},
         "from_epoch": state.start_epoch,
-        **({"data_fitted_start": state.start} if state.start else {}),
+        **({"data_fitted_init": state.fitted_init} if state.fitted_init else {}),
     })
     if verbose:
         print("parameters (total / trainable / in optimizer): " + "; ".join(
@@ -410,47 +266,105 @@ def _announce(state: FitState, verbose: bool) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def _train_step(state: FitState, events: Events) -> None:
+    """One optimizer step on state.x, y, mask: the fix's forward (autograd on), the loss,
+    backward, clipping, the step and the schedule."""
+    state.logits = state.model(state.x, training=True, mask=state.mask)
+    state.loss = state.loss_fn(state.logits, state.y)
+    events("after_loss")
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.loss.requires_grad:
+        state.loss.backward()
+    events("after_backward")
+    if state.config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), state.config.grad_clip)
+    state.optimizer.step()
+    state.scheduler.step()
+    state.tally()
+    events("after_step")
+
+
 def _train_epochs(state: FitState, events: Events) -> None:
-    """The training loop: every epoch, every step, the fix's forward, then evaluation."""
-    model, config, size = state.model, state.config, state.config.batch_size
+    """The training loop: every epoch, every step in train() mode, then evaluation (eval()
+    mode, no_grad; `evaluate` puts train() back)."""
+    size = state.config.batch_size
     epoch = state.start_epoch
     while epoch < state.config.epochs:  # a time budget may re-plan the epochs as the run goes
         order = state.begin_epoch(epoch)
         events("before_epoch")
-        model.train()
         tick = time.perf_counter()
-        for step in range(state.steps_done, state.steps_per_epoch):
-            state.step = step
-            state.x, state.y, state.mask = state.batch(order[step * size:(step + 1) * size])
-            events("before_batch")
-            if state.stop_reason:
-                break
-            state.logits = model(state.x, training=True, mask=state.mask)  # the fix: train() + autograd
-            state.loss = state.loss_fn(state.logits, state.y)
-            events("after_loss")
-            state.optimizer.zero_grad(set_to_none=True)
-            if state.loss.requires_grad:
-                state.loss.backward()
-            events("after_backward")
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            state.optimizer.step()
-            state.scheduler.step()
-            state.tally()
-            events("after_step")
-            if state.stop_reason:
-                break
+        with modes(state.model, True):  # whatever a callback did to the modes, steps train
+            for step in range(state.steps_done, state.steps_per_epoch):
+                state.step = step
+                state.x, state.y, state.mask = state.batch(order[step * size:(step + 1) * size])
+                events("before_batch")
+                if state.stop_reason:
+                    break
+                _train_step(state, events)
+                if state.stop_reason:
+                    break
         state.sums["seconds"] += time.perf_counter() - tick
         if state.sums["seen"] == 0:  # stopped before this epoch's first step
             break
         state.record = state.epoch_record()
-        if state.val is not None:  # inference mode: model(x, training=False) under no_grad
-            state.record.update({f"val_{k}": v for k, v in evaluate(model, state.val, device=state.device).items()})
+        if state.val is not None:
+            state.record.update({f"val_{k}": v for k, v in evaluate(state.model, state.val, device=state.device).items()})
         events("after_epoch")
         state.history.append(state.record)
         if state.stop_reason or state.steps_done < state.steps_per_epoch:
             break
         epoch += 1
+
+
+def _builtins(without: Iterable[str], stops: StopSignals, config: TrainConfig, budgeted: bool, progress: bool) -> list:
+    """The built-in callbacks this run uses: all of BUILTINS but those left out by name
+    (`without`), the pre-flight check (config.check_gradients), the time budget and the
+    progress bar each by their own switch."""
+    without = set(without)
+    for name in without:
+        if name not in BUILTINS:
+            close = difflib.get_close_matches(name, BUILTINS, n=1)
+            raise SeqrepError(f"fit(without=...): {name!r} is not a built-in callback"
+                              + (f" (did you mean {close[0]!r}?)" if close else "")
+                              + f"; the built-ins: {', '.join(BUILTINS)}.")
+        if name in _SWITCHED:
+            raise SeqrepError(f"fit(without=...): {name}: {_SWITCHED[name]}.")
+    wanted = {"StopSignals": True, "GradientGuard": config.check_gradients, "TimeBudget": budgeted,
+              "ProgressBar": progress}
+    return [stops if name == "StopSignals" else cls() for name, cls in BUILTINS.items()
+            if name not in without and wanted.get(name, True)]
+
+
+def show_training_loop(callbacks=(), config: TrainConfig | None = None, *, without: Iterable[str] = (),
+                       progress: bool = True) -> str:
+    """Print (and return) the loop `fit` would run with these arguments: each event in turn and
+    the callbacks it calls, in the order they run (built-ins and yours, with their `order`).
+    config: the run's config (default TrainConfig(); it decides the pre-flight check and the
+    time budget)."""
+    config = config or TrainConfig()
+    budgeted = not config.epochs and config.budget > 0
+    everyone = ranked([*_builtins(without, StopSignals(), config, budgeted, progress), *callbacks])
+    lines = []
+    for event in EVENTS:
+        called = [cb for cb in (reversed(everyone) if event == "after_fit" else everyone) if _overrides(cb, event)]
+        names = ", ".join(f"{type(cb).__name__} ({getattr(cb, 'order', 0)})" for cb in called)
+        lines.append(f"{event:15s} {names or '-'}")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def _overrides(cb, event: str) -> bool:
+    """True if `cb` does something at `event` (not the base class's empty method)."""
+    method = getattr(type(cb), event, None)
+    return method is not None and method is not getattr(Callback, event, None)
+
+
+def _rng_fork(device: torch.device):
+    """A fork of torch's RNG for the run: the CPU's, and the accelerator's the run uses."""
+    if device.type in ("cpu", "meta"):
+        return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(devices=[device], device_type=device.type)
 
 
 def fit(
@@ -466,30 +380,33 @@ def fit(
     progress: bool = True,
     stop_event: threading.Event | None = None,
     verbose: bool = True,
+    without: Iterable[str] = (),
 ) -> FitResult:
     """Train `model` on `train`, evaluating on `val` after every epoch.
 
     Every epoch appends a record to run_dir/run.jsonl (losses, accuracy, balanced accuracy,
-    macro-F1, learning rate, per-component gradient norm and update/weight ratio, seconds,
-    samples/s) and rewrites run_dir/checkpoint.pt. resume=True continues from the checkpoint and
-    ends with the same metrics as an uninterrupted run. Ctrl-C, `stop_event.set()`, a callback's
-    `CancelFit` or `state.request_stop()` end the run at the next step boundary with log and
-    checkpoint written (Ctrl-C then re-raises KeyboardInterrupt). A NaN/Inf loss, weight or
-    validation loss raises NonFiniteLossError naming where, before that epoch is saved.
-    `callbacks`: `seqrep.Callback`s (see `seqrep.callbacks` for the events).
+    macro-F1, the learning rate of every optimizer group, per-component gradient norm and
+    update/weight ratio, seconds, samples/s) and rewrites run_dir/checkpoint.pt. resume=True
+    continues from the checkpoint and ends with the same metrics as an uninterrupted run.
+    Ctrl-C, `stop_event.set()`, a callback's `CancelFit` or `state.request_stop()` end the run
+    at the next step boundary with log and checkpoint written (Ctrl-C then re-raises
+    KeyboardInterrupt). A NaN/Inf loss, weight or validation loss raises NonFiniteLossError
+    naming where, before that epoch is saved. `callbacks`: `seqrep.Callback`s (see
+    `seqrep.callbacks` for the events); `without`: names of built-in callbacks to leave out
+    (`seqrep.train.BUILTINS`; `show_training_loop()` prints who runs when). The model is moved
+    to `device`, trains in train() mode and is handed back in eval() mode, ready for inference
+    (after an error: in the modes it came in); torch's global RNG is left as it was.
     """
     for message in check_fit_inputs(config, train, val):
         warnings.warn(message, stacklevel=2)
-    run_dir = Path(run_dir)
+    run_dir, device = Path(run_dir), torch.device(device)
     _prepare_run_dir(run_dir, resume)
     stops = StopSignals(stop_event)
-    with _run_dir_lock(run_dir):
+    with _run_dir_lock(run_dir), _rng_fork(device), modes(model, True):
         _refuse_to_overwrite(run_dir, resume)
-        state = _start(model, train, val, config, run_dir, device, resume)
+        state = _set_up(model, train, val, config, run_dir, device, resume)
         counts = _announce(state, verbose)
-        builtin = [stops, GradientGuard(), WatchTraining(), NonFiniteGuard(), GradientStats(), RunLogger(), Checkpointer(),
-                   *([TimeBudget()] if state.budgeted else []), *([ProgressBar()] if progress else [])]
-        events = Events(state, [*builtin, *callbacks])
+        events = Events(state, [*_builtins(without, stops, config, state.budgeted, progress), *callbacks])
         try:
             events("before_fit")
             _train_epochs(state, events)
@@ -498,6 +415,7 @@ def fit(
             raise
         finally:
             events("after_fit")
+    model.eval()  # trained: ready for inference, as load_model's
     if stops.interrupted:
         raise KeyboardInterrupt(
             f"training interrupted at epoch {state.epoch}, step {state.step}; log and checkpoint in "

@@ -26,7 +26,7 @@ import seqrep  # noqa: E402
 
 @pytest.mark.slow
 def test_accuracy_table_from_a_tiny_run(tmp_path):
-    config = seqrep.TrainConfig(epochs=1, model=seqrep.ModelSpec(start="random", width=8, blocks=1))
+    config = seqrep.TrainConfig(epochs=1, model=seqrep.ModelSpec(init="random", width=8, blocks=1))
     r = accuracy.run(["Coffee"], [0], config, methods=("fixed", "broken", "nn1", "fcn"), log=lambda *_: None)
     row = r["datasets"]["Coffee"]
     assert row["shape"] == {"train": 28, "test": 28, "classes": 2, "channels": 1, "length": 286}
@@ -45,7 +45,7 @@ def test_accuracy_table_from_a_tiny_run(tmp_path):
 def test_accuracy_runs_in_worker_processes_with_seeds_per_method():
     """make bench's layout: two processes; 1-NN on every seed, broken on the first only; the
     same numbers as one process (1-NN is deterministic)."""
-    config = seqrep.TrainConfig(epochs=1, budget=0, model=seqrep.ModelSpec(start="random", width=8, blocks=1))
+    config = seqrep.TrainConfig(epochs=1, budget=0, model=seqrep.ModelSpec(init="random", width=8, blocks=1))
     r = accuracy.run(["Coffee"], [0, 1], config, methods=("nn1", "broken"), log=lambda *_: None, workers=2,
                      other_seeds=1)
     row = r["datasets"]["Coffee"]
@@ -65,7 +65,7 @@ def test_overhead_parts_measure_what_they_claim(tmp_path):
 
 
 def test_speed_helpers(tmp_path):
-    model, opt, x, y, kwargs = speed._setup(64, 4, n_classes=3, width=8, blocks=1, pool=1)
+    model, opt, x, y, kwargs = speed._setup(64, 4, n_classes=3, pool=1)
     flops = speed.step_flops(model, opt, x, y)
     assert flops > 0
     timed = speed._interleaved({"a": (model, opt, x, y, kwargs)}, repeats=2)

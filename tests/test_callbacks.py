@@ -9,7 +9,7 @@ import seqrep
 from seqrep.callbacks import EVENTS, Events
 from seqrep.config import ModelSpec, TrainConfig
 
-TINY = TrainConfig(model=ModelSpec(start="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=2, batch_size=8, budget=0)
+TINY = TrainConfig(model=ModelSpec(init="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=2, batch_size=8, budget=0)
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +69,18 @@ def test_after_fit_still_runs_after_an_error(data, tmp_path):
         def after_step(self, state):
             raise RuntimeError("boom")
 
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(RuntimeError, match="boom") as err:
         _fit(data, tmp_path, [Boom(), Recorder("watcher", calls)])
     assert calls[-1] == ("watcher", "after_fit")
-    assert seqrep.read_log(tmp_path)[-1]["reason"] == "RuntimeError: boom"
+    assert seqrep.read_log(tmp_path)[-1]["reason"] == "RuntimeError: boom (raised by Boom.after_step)"
+    assert "(raised by the callback Boom.after_step)" in getattr(err.value, "__notes__", [""])[0]
     _fit(data, tmp_path / "again")  # the run directory lock of the failed run was released
 
 
 def test_a_refused_start_tears_down_only_what_was_set_up(data, tmp_path):
     calls = []
     broken = TINY.replace(model={"extraction": "broken"})
-    with pytest.raises(seqrep.GradientFlowError):
+    with pytest.raises(seqrep.TrainingBugError):
         _fit(data, tmp_path, [Recorder("mine", calls)], config=broken)
     assert calls == []  # the guard (order -50) refused before this callback's before_fit
 
@@ -93,11 +94,49 @@ def test_callbacks_add_fields_to_the_logged_record(data, tmp_path):
     assert [r["note"] for r in seqrep.read_log(tmp_path) if "epoch" in r] == ["epoch 0", "epoch 1"]
 
 
-def test_old_hook_names_are_refused_with_their_new_names(data, tmp_path):
-    class Old:
-        def on_epoch_end(self, state, record): ...
+@pytest.mark.parametrize(("name", "meant"), [("on_epoch_end", "after_epoch"), ("on_fit_start", "before_fit"),
+                                             ("after_epochs", "after_epoch"), ("before_step", None)])
+def test_a_method_that_looks_like_a_hook_but_is_no_event_is_refused(name, meant):
+    hint = rf" \(did you mean {meant}\?\)" if meant else ""
+    with pytest.raises(seqrep.SeqrepError, match=rf"defines {name}, which is not one of fit's events{hint};"):
+        type("Mine", (seqrep.Callback,), {name: lambda self, state: None})  # at the class definition
+    plain = type("Plain", (), {name: lambda self, state: None, "after_step": lambda self, state: None})
+    with pytest.raises(seqrep.SeqrepError, match=f"defines {name}"):
+        Events(None, [plain()])  # not a Callback subclass: when given to fit
 
-    with pytest.raises(seqrep.SeqrepError, match="on_epoch_end -> after_epoch"):
-        _fit(data, tmp_path, [Old()])
+
+def test_helpers_and_non_callbacks_are_told_apart():
+    class Fine(seqrep.Callback):
+        def _after_epoch_summary(self): ...  # private: a helper
+
+        def summary(self): ...
+
+    Events(None, [Fine()])
     with pytest.raises(seqrep.SeqrepError, match="has none of fit's events"):
         Events(None, [object()])
+
+
+def test_built_ins_can_be_left_out_by_name(data, tmp_path):
+    calls = []
+    _fit(data, tmp_path / "a", [Recorder("a", calls)], without=("Checkpointer", "WatchTraining"))
+    assert not (tmp_path / "a" / "checkpoint.pt").exists() and seqrep.read_log(tmp_path / "a")
+    with pytest.raises(seqrep.SeqrepError, match=r"'Checkpointr' is not a built-in callback \(did you mean 'Checkpointer'\?\)"):
+        _fit(data, tmp_path / "b", without=("Checkpointr",))
+    with pytest.raises(seqrep.SeqrepError, match="ProgressBar: leave it out with progress=False"):
+        _fit(data, tmp_path / "c", without=("ProgressBar",))
+
+
+def test_show_training_loop_prints_who_runs_at_each_event_in_order(capsys):
+    class Mine(seqrep.Callback):
+        order = 10
+
+        def after_epoch(self, state): ...
+
+    text = seqrep.show_training_loop([Mine()], TINY, without=("WatchTraining",))
+    assert text == capsys.readouterr().out.strip()
+    lines = dict(line.split(maxsplit=1) for line in text.splitlines())
+    assert list(lines) == list(EVENTS)
+    assert lines["after_epoch"] == ("NonFiniteGuard (-60), GradientStats (-40), Mine (10), RunLogger (90), "
+                                    "Checkpointer (95), ProgressBar (100)")
+    assert lines["after_fit"].startswith("ProgressBar (100), RunLogger (90)")  # reverse order
+    assert "WatchTraining" not in text and "TimeBudget" not in text  # left out; epochs planned, no budget

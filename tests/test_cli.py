@@ -49,7 +49,7 @@ def test_console_script_is_installed():
 def test_train_then_show_latest_epoch_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "synthetic", "--classes", "4", "--samples", "40", "--length", "80",
-            "--epochs", "2", "--width", "8", "--kernel-sizes", "3,5,7", "--batch-size", "8",
+            "--epochs", "2", "--batch-size", "8",
             "--run-dir", str(run)]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -63,7 +63,7 @@ def test_train_then_show_latest_epoch_end_to_end(tmp_path, capsys):
 
 
 def test_train_broken_on_a_real_dataset(tmp_path, capsys):
-    args = ["train", "ItalyPowerDemand", "--broken", "--epochs", "1", "--width", "8",
+    args = ["train", "ItalyPowerDemand", "--broken", "--epochs", "1",
             "--run-dir", str(tmp_path / "r")]
     assert main(args) == 0
     records = [r for r in __import__("seqrep").read_log(tmp_path / "r") if "epoch" in r]
@@ -77,7 +77,7 @@ def test_train_bad_hyperparameter_is_a_clear_error(tmp_path, capsys):
 
 # ---------------------------------------------------------------------- hostile cases (issue 14)
 
-_TINY = ["--epochs", "1", "--width", "9", "--kernel-sizes", "3,5", "--batch-size", "4"]
+_TINY = ["--epochs", "1", "--batch-size", "4"]
 
 
 def _write_split(path: Path, labels: list[int], offset: float) -> None:

@@ -21,7 +21,7 @@ from seqrep.config import ModelSpec, TrainConfig
         ({"check_gradients": 1}, "TrainConfig.check_gradients must be True or False"),
         ({"sampler": "random"}, "TrainConfig.sampler must be one of 'shuffle', 'balanced'"),
         ({"model": {"kernel_sizes": "9,19"}}, "ModelSpec.kernel_sizes must be a tuple of whole numbers"),
-        ({"model": {"width": 7, "kernel_sizes": (3, 5, 7)}}, "width 7 does not divide over 4 branches"),
+        ({"model": {"init": "random", "width": 7, "kernel_sizes": (3, 5, 7)}}, "width 7 does not divide over 4 branches"),
     ],
 )
 def test_a_bad_field_is_named_alone(changes, fragment):
@@ -31,7 +31,7 @@ def test_a_bad_field_is_named_alone(changes, fragment):
 
 
 def test_whole_floats_are_whole_numbers_and_lists_are_tuples():
-    config = TrainConfig(epochs=3.0, model={"kernel_sizes": [3, 5, 7]})
+    config = TrainConfig(epochs=3.0, model={"init": "random", "kernel_sizes": [3, 5, 7]})
     assert config.epochs == 3 and isinstance(config.epochs, int)
     assert config.model.kernel_sizes == (3, 5, 7)
 
@@ -42,11 +42,11 @@ def test_unknown_fields_get_a_suggestion():
 
 
 def test_nested_spec_round_trips_and_diffs_by_dotted_name():
-    config = TrainConfig(model=ModelSpec(start="random", width=32, attention=False), lr=3e-3)
+    config = TrainConfig(model=ModelSpec(init="random", width=32, attention=False), lr=3e-3)
     assert TrainConfig.from_json(config.to_json()) == config
-    assert config.diff(TrainConfig()) == {"model.start": ("random", "data"), "model.width": (32, 64),
+    assert config.diff(TrainConfig()) == {"model.init": ("random", "data"), "model.width": (32, 64),
                                           "model.attention": (False, True), "lr": (3e-3, 1e-2)}
-    assert config.replace(model={"width": 16}).model == ModelSpec(start="random", width=16, attention=False)
+    assert config.replace(model={"width": 16}).model == ModelSpec(init="random", width=16, attention=False)
 
 
 def test_every_config_field_is_a_documented_cli_flag():
@@ -65,7 +65,7 @@ def test_every_config_field_is_a_documented_cli_flag():
 def test_cli_flags_reach_the_config(tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", "--classes", "4", "--samples", "40", "--length", "80", "--epochs", "1",
-                 "--width", "8", "--kernel-sizes", "3,5,7", "--no-attention", "--grad-clip", "0.5",
+                 "--init", "random", "--width", "8", "--kernel-sizes", "3,5,7", "--no-attention", "--grad-clip", "0.5",
                  "--schedule", "cosine", "--batch-size", "8", "--run-dir", str(run)])
     assert code == 0, capsys.readouterr().err
     start = seqrep.read_log(run)[0]
@@ -78,3 +78,30 @@ def test_cli_rejects_a_choice_that_does_not_exist(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--schedule", "step", "--run-dir", str(tmp_path / "r")])
     assert "invalid choice: 'step'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", ["width", "kernel_sizes", "blocks", "bottleneck"])
+def test_fields_the_data_fitted_start_ignores_are_refused_not_ignored(field):
+    value = {"width": 32, "kernel_sizes": (3, 5, 7), "blocks": 1, "bottleneck": 8}[field]
+    with pytest.raises(seqrep.SeqrepError, match=rf"{field}=.* would be ignored: init='data'.*init='random'"):
+        ModelSpec(**{field: value})
+    assert getattr(ModelSpec(init="random", **{field: value}), field) == value
+    default = getattr(ModelSpec(), field)
+    assert getattr(ModelSpec(init="data", **{field: default}), field) == default  # the default is fine
+    with pytest.raises(seqrep.SeqrepError, match="would be ignored"):  # switching back refuses too
+        ModelSpec(init="random", **{field: value}).replace(init="data")
+
+
+def test_the_cli_says_a_field_is_ignored_by_the_default_start(tmp_path, capsys):
+    code = main(["train", "--width", "8", "--epochs", "1", "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "width=8 would be ignored" in err and "--init random" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_old_name_of_init_is_pointed_to_the_new_one(tmp_path, capsys):
+    with pytest.raises(seqrep.SeqrepError, match=r"no field\(s\) \['start'\] \(did you mean init\?\)"):
+        TrainConfig.from_dict({"model": {"start": "random"}})
+    with pytest.raises(SystemExit):
+        main(["train", "--start", "random", "--run-dir", str(tmp_path / "r")])
+    assert "--start was renamed: use --init" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from seqrep.doctor import check_training, watch
-from seqrep.doctor.gallery import BUGS
+from seqrep.doctor.gallery import REPORTED_BUGS
 from seqrep.doctor.toy import make_toy
 
 
@@ -28,7 +28,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     try:
         torch.set_num_threads(1)
         results = {}
-        case = next(c for c in BUGS if c.name == "softmax_into_cross_entropy")
+        case = next(c for c in REPORTED_BUGS if c.name == "softmax_into_cross_entropy")
         for fixed in (False, True):
             setup = case.build(fixed)
             model = torch.nn.parallel.DistributedDataParallel(setup.model)

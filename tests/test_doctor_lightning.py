@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqrep.doctor.gallery import BUGS
+from seqrep.doctor.gallery import REPORTED_BUGS
 from seqrep.doctor.toy import make_toy
 
 lightning = pytest.importorskip("lightning.pytorch")
@@ -41,7 +41,7 @@ def _fit(module, callback):
 def test_lightning_callback_stops_a_broken_run_and_passes_a_clean_one():
     from seqrep.doctor.lightning import DoctorCallback
 
-    case = next(c for c in BUGS if c.name == "softmax_into_cross_entropy")
+    case = next(c for c in REPORTED_BUGS if c.name == "softmax_into_cross_entropy")
     broken = _Module(case.build(False).model, torch.nn.functional.cross_entropy)
     with pytest.raises(Exception, match="loss_input"):
         _fit(broken, DoctorCallback(forward=lambda m, x: m(x)))

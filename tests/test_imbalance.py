@@ -274,7 +274,7 @@ def skewed():
     return ds.split(0.25, seed=0)
 
 
-TINY = TrainConfig(model=ModelSpec(start="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=3, batch_size=8, budget=0)
+TINY = TrainConfig(model=ModelSpec(init="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=3, batch_size=8, budget=0)
 
 
 @pytest.fixture
@@ -409,7 +409,7 @@ def test_plot_grid_one_panel_per_metric():
 
 
 def test_paired_gains_by_hand():
-    from seqrep.imbalance import paired_gains
+    from seqrep.experiments import paired_gains
 
     table = pd.DataFrame([{"seed": s, "ratio": 50, "remedy": r, "balanced_accuracy": v}
                           for s, base in enumerate([0.5, 0.6, 0.7])
@@ -423,10 +423,10 @@ def test_paired_gains_by_hand():
 
 
 def test_remedy_grid_trains_the_remedies_only_where_they_differ():
-    from seqrep.imbalance import POST_HOC, remedy_grid
+    from seqrep.experiments import POST_HOC, remedy_grid
 
     config = TINY.replace(epochs=1, check_gradients=False)
-    grid = remedy_grid(config, ("none", "logit-adjusted loss"), n_classes=3, budget=12, ratios=(1, 4),
+    grid = remedy_grid(config, ("none", "logit-adjusted loss"), n_classes=3, n_train=12, ratios=(1, 4),
                        test_per_class=3, seeds=[0], scenario={"length": 24, "motif_widths": (5,), "n_distractors": 0})
     assert grid.runs == 3  # ratio 1: none only; ratio 4: both
     assert set(map(tuple, grid.table[["ratio", "remedy"]].to_numpy())) == {

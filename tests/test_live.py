@@ -17,7 +17,7 @@ from seqrep.config import ModelSpec, TrainConfig
 from seqrep.runlog import read_log
 
 PNG = b"\x89PNG\r\n\x1a\n"
-TINY = TrainConfig(model=ModelSpec(start="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=3, batch_size=8, budget=0)
+TINY = TrainConfig(model=ModelSpec(init="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=3, batch_size=8, budget=0)
 TIMEOUT = 120  # seconds: a generous bound for a slow shared machine, never reached when working
 
 
@@ -67,7 +67,7 @@ def test_liveplot_keeps_one_display_output_however_many_redraws(data, tmp_path, 
         return FakeHandle(calls)
 
     monkeypatch.setattr(IPython.display, "display", fake_display)
-    plot = seqrep.LivePlot(to="display", min_interval=0, budget=1.0)  # a frame every epoch at least
+    plot = seqrep.LivePlot(to="display", min_interval=0, draw_share=1.0)  # a frame every epoch at least
     _fit(data, tmp_path, TINY.replace(epochs=4), [plot])
     kinds = [kind for kind, _ in calls]
     assert kinds.count("display") == 1 and kinds[0] == "display"
@@ -84,23 +84,35 @@ def test_liveplot_writes_a_png_next_to_the_run_log_without_a_kernel(data, tmp_pa
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_liveplot_draws_every_optimizer_groups_rate(data, tmp_path):
+    plot = seqrep.LivePlot(to="file", min_interval=0, draw_share=1.0)
+    _fit(data, tmp_path, TrainConfig(epochs=1, batch_size=8, budget=0), [plot])  # the data-fitted start
+    ax = plot._figure.axes["lr"]
+    assert [line.get_label() for line in plot._figure.lr] == ["kernels", "thresholds", "scorers", "readout"]
+    assert ax.get_yscale() == "log" and all(len(line.get_xdata()) for line in plot._figure.lr)
+    seed = seqrep.LivePlot(to="file", min_interval=0)
+    _fit(data, tmp_path / "seed", callbacks=[seed])  # one group: the linear axis as before
+    assert [line.get_label() for line in seed._figure.lr] == ["all"]
+    assert seed._figure.axes["lr"].get_yscale() == "linear"
+
+
 def test_cli_train_live_writes_the_png(tmp_path, capsys):
     from seqrep.cli import main
 
     run_dir = tmp_path / "run"
-    code = main(["train", "--classes", "4", "--samples", "48", "--epochs", "1", "--width", "9",
-                 "--kernel-sizes", "3,5", "--blocks", "1", "--run-dir", str(run_dir), "--live"])
+    code = main(["train", "--classes", "4", "--samples", "48", "--epochs", "1",
+                 "--run-dir", str(run_dir), "--live"])
     assert code == 0, capsys.readouterr().err
     assert (run_dir / live.LIVE_PNG).read_bytes().startswith(PNG)
 
 
-@pytest.mark.parametrize(("min_interval", "budget", "at_least", "at_most"), [
+@pytest.mark.parametrize(("min_interval", "draw_share", "at_least", "at_most"), [
     (1e9, 1.0, 1, 1),  # throttled by time: only the final frame
     (0.0, 0.0, 5, 5),  # no time for step frames: the first (exempt), one per epoch, the final
     (0.0, 1.0, 1 + 3 + 1, 3 * 5 + 3 + 1),  # all the time allowed: every epoch, maybe every step
 ])
-def test_redraws_are_throttled(data, tmp_path, min_interval, budget, at_least, at_most):
-    plot = live.LivePlot(to="file", min_interval=min_interval, budget=budget)
+def test_redraws_are_throttled(data, tmp_path, min_interval, draw_share, at_least, at_most):
+    plot = live.LivePlot(to="file", min_interval=min_interval, draw_share=draw_share)
     _fit(data, tmp_path, TINY.replace(epochs=3), [plot])  # 3 epochs x 5 steps
     assert at_least <= plot.redraws <= at_most
 
@@ -118,7 +130,7 @@ def test_broken_run_says_no_gradient_reaches_the_representation(data, tmp_path):
 def test_blitted_frames_equal_a_full_redraw(data, tmp_path):
     from PIL import Image
 
-    plot = live.LivePlot(to="file", min_interval=0, budget=1.0)
+    plot = live.LivePlot(to="file", min_interval=0, draw_share=1.0)
     _fit(data, tmp_path, TINY.replace(epochs=3), [plot])
     figure = plot._figure
     assert figure.full_redraws < plot.redraws  # most frames reused the background
@@ -144,16 +156,16 @@ def test_overlay_labels_come_from_config_differences(data, tmp_path):
     import matplotlib.pyplot as plt
 
     runs = [_fit(data, tmp_path / str(lr), TINY.replace(epochs=1, lr=lr)) for lr in (0.003, 0.01)]
-    assert seqrep.run_labels(runs) == ["lr=0.003", "lr=0.01"]
+    assert seqrep.plots.run_labels(runs) == ["lr=0.003", "lr=0.01"]
     broken = _fit(data, tmp_path / "broken", TINY.replace(epochs=1, model={"extraction": "broken"}, check_gradients=False))
-    assert seqrep.run_labels([broken, runs[1]]) == ["extraction=broken", "extraction=fixed"]
+    assert seqrep.plots.run_labels([broken, runs[1]]) == ["extraction=broken", "extraction=fixed"]
     same = _fit(data, tmp_path / "same", TINY.replace(epochs=1, lr=0.01))
-    assert seqrep.run_labels([runs[1], same]) == ["0.01", "same"]  # identical configs: directory names
+    assert seqrep.plots.run_labels([runs[1], same]) == ["0.01", "same"]  # identical configs: directory names
     # Timestamped directories are told apart by the name after the stamp, or by position.
     stamped = [_fit(data, seqrep.new_run_dir(tmp_path, "panel-fixed"), TINY.replace(epochs=1)) for _ in range(2)]
-    assert seqrep.run_labels(stamped) == ["#1 panel-fixed", "#2 panel-fixed"]
+    assert seqrep.plots.run_labels(stamped) == ["#1 panel-fixed", "#2 panel-fixed"]
 
-    fig = seqrep.overlay([r.run_dir for r in runs], title="lr=0.01 learns faster")
+    fig = seqrep.plot_runs([r.run_dir for r in runs], ('val_loss', 'val_accuracy', 'val_balanced_accuracy'), title="lr=0.01 learns faster")
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     plt.close(fig)
     assert legend == ["lr=0.003", "lr=0.01"]
@@ -165,7 +177,7 @@ def test_overlay_legend_of_many_runs_sits_outside_the_panels(data, tmp_path):
 
     run = _fit(data, tmp_path / "run", TINY.replace(epochs=2))
     runs = {f"#{i} lr=0.00{i}, seed={i}, a long label": run.run_dir for i in range(1, 10)}
-    fig = seqrep.overlay(runs, chance=seqrep.plots.chance_levels(data[1].y))
+    fig = seqrep.plot_runs(runs, chance=seqrep.plots.chance_levels(data[1].y))
     fig.canvas.draw()
     legend = fig.legends[0].get_window_extent()
     below_panels = min(ax.get_window_extent().y0 for ax in fig.axes)
@@ -242,9 +254,22 @@ def test_panel_config_follows_the_widgets(panel):
     assert panel.config().epochs == 0
 
 
-def test_panel_start_train_stop_keeps_log_checkpoint_and_status(panel):
+def test_panel_disables_what_the_data_fitted_start_has_not(panel):
+    c = panel.controls
+    assert not c["width"].disabled and not c["kernel_sizes"].disabled  # TINY: init "random"
+    c["width"].value = "12"
+    c["init"].value = "data"
+    assert c["width"].disabled and c["kernel_sizes"].disabled
+    assert panel.config().model == ModelSpec(dropout=TINY.model.dropout)  # nothing ignored is set
+    c["init"].value = "random"
+    assert not c["width"].disabled and panel.config().model.width == 12
+    panel._lock_controls(True)  # a run trains: everything is locked either way
+    assert c["width"].disabled and c["init"].disabled
+
+
+def test_panel_train_stop_keeps_log_checkpoint_and_status(panel):
     panel.controls["epochs"].value = "10000"  # would run for hours: only Stop ends it
-    panel.start.click()
+    panel.train_button.click()
     assert panel.running and len(panel.runs) == 1
     run_dir = panel.runs[0].run_dir
     _until(lambda: len(_epochs(run_dir)) >= 2, "two epochs in the run log")
@@ -267,7 +292,7 @@ def test_panel_start_train_stop_keeps_log_checkpoint_and_status(panel):
     assert panel.runs[0].state == "stopped"
     assert panel.status_text.startswith("stopped #1 at epoch") and str(run_dir) in panel.status_text
     assert "stop requested" in panel.status_text and "val acc" in panel.status_text
-    assert not panel.start.disabled and panel.stop.disabled
+    assert not panel.train_button.disabled and panel.stop.disabled
     assert bytes(panel.figure.value).startswith(PNG)
     assert "stopped" in panel.table.value and run_dir.name in panel.table.value
 
@@ -275,7 +300,7 @@ def test_panel_start_train_stop_keeps_log_checkpoint_and_status(panel):
 def test_panel_leads_with_the_final_accuracy_the_best_beside_it_and_chance(panel, data):
     """Issue 20.1: a one-epoch spike led the status line, the title and the table."""
     panel.controls["epochs"].value = "4"
-    panel.start.click()
+    panel.train_button.click()
     assert panel.wait(TIMEOUT)
     run_dir = panel.runs[0].run_dir
     scores = [r["val_accuracy"] for r in _epochs(run_dir)]
@@ -319,7 +344,7 @@ def test_panel_run_best_and_final_when_they_differ():
 def test_panel_refuses_input_it_would_not_run_as_shown(panel, control, typed, message):
     """Issue 20.2: out-of-range numbers were clamped, '1e3' became 13, blank epochs became 0."""
     panel.controls[control].value = typed
-    panel.start.click()
+    panel.train_button.click()
     assert "cannot start: " in panel.status_text and message in panel.status_text, panel.status_text
     assert "seqrep-notice-error" in panel.status.value
     assert panel.runs == [] and not panel.running
@@ -335,7 +360,7 @@ def test_panel_rewrites_what_it_accepts_as_it_will_run(panel, control, typed, sh
     panel.controls[control].value = typed
     if control != "epochs":
         panel.controls["epochs"].value = "1"
-    panel.start.click()
+    panel.train_button.click()
     assert panel.controls[control].value == shown and panel.running, panel.status_text
     run_dir = panel.runs[0].run_dir
     _until(lambda: len(_epochs(run_dir)) >= 1, "an epoch in the run log")
@@ -354,7 +379,7 @@ def test_panel_shows_and_logs_the_width_that_trains(panel):
     """Issue 20.2: width 7 with automatic kernel sizes trained 8 wide; the table and log said 7."""
     c = panel.controls
     c["width"].value, c["kernel_sizes"].value, c["epochs"].value = "7", "auto", "1"
-    panel.start.click()
+    panel.train_button.click()
     assert c["width"].value == "8"
     assert re.search(r"model width 7 -> 8: the automatic kernel sizes \([\d, ]+\) and max-pool make 4 "
                      r"branches", panel.status_text), panel.status_text
@@ -368,9 +393,9 @@ def test_panel_shows_and_logs_the_width_that_trains(panel):
 def test_panel_locks_its_controls_while_a_run_trains(panel):
     """Issue 20.3: controls changed mid-run were ignored without a word."""
     panel.controls["epochs"].value = "10000"
-    panel.start.click()
+    panel.train_button.click()
     assert all(control.disabled for control in panel.controls.values()), "a control is editable mid-run"
-    assert panel.start.disabled and not panel.stop.disabled
+    assert panel.train_button.disabled and not panel.stop.disabled
     panel.stop.click()
     assert panel.wait(TIMEOUT)
     assert not any(control.disabled for control in panel.controls.values())
@@ -382,7 +407,7 @@ def test_panel_runs_table_and_overlay_list_tell_runs_apart(panel):
     looked alike; legends named runs by their directories."""
     for lr, epochs in ((0.003, "2"), (0.01, "2"), (0.01, "2"), (0.01, "1")):
         panel.controls["epochs"].value, panel.controls["lr"].value = epochs, lr
-        panel.start.click()
+        panel.train_button.click()
         assert panel.wait(TIMEOUT)
     header, rows = _table(panel)
     assert len(header) == len(set(header)) and [h for h in header if "epochs" in h] == ["epochs (setting)", "epochs done"]
@@ -403,7 +428,7 @@ def test_panel_overlay_of_a_running_run_is_redrawn_as_it_trains(panel):
     """Issue 20.5: an overlay of a running run was a still snapshot that never refreshed."""
     panel.overlay_interval = 0
     panel.controls["epochs"].value = "10000"
-    panel.start.click()
+    panel.train_button.click()
     run_dir = panel.runs[0].run_dir
     _until(lambda: len(_epochs(run_dir)) >= 1, "an epoch in the run log")
     panel.overlay_button.click()
@@ -419,7 +444,7 @@ def test_panel_before_any_run_shows_no_empty_images(panel):
     """Issue 20.6: two broken-image icons where the figures go."""
     assert panel.figure.layout.display == panel.overlay_figure.layout.display == "none"
     panel.controls["epochs"].value = "1"
-    panel.start.click()
+    panel.train_button.click()
     assert panel.wait(TIMEOUT)
     assert panel.figure.layout.display is None and panel.overlay_figure.layout.display == "none"
     panel.overlay_button.click()
@@ -444,12 +469,12 @@ def test_live_figure_legends_cover_no_curve_and_equal_lines_stay_visible(data, t
 def test_panel_double_click_on_start_starts_one_run_quietly(panel, monkeypatch):
     """Issue 20.6: the second click of a double-click showed a red 'still training'."""
     panel.controls["epochs"].value = "10000"
-    panel.start.click()
-    panel.start.click()
+    panel.train_button.click()
+    panel.train_button.click()
     assert len(panel.runs) == 1 and panel.running
     assert "still training" not in panel.status_text and "seqrep-notice" not in panel.status.value
     monkeypatch.setattr(live.panel, "DOUBLE_CLICK", 0.0)  # a click long after: answered, not alarmed
-    panel.start.click()
+    panel.train_button.click()
     assert len(panel.runs) == 1 and "run #1 is still training" in panel.status_text
     assert "seqrep-notice-info" in panel.status.value and "seqrep-notice-error" not in panel.status.value
 
@@ -461,9 +486,9 @@ def test_panel_double_click_on_start_starts_one_run_quietly(panel, monkeypatch):
 ])
 def test_panel_reports_invalid_input_in_the_status_line(panel, data, control, value, message):
     panel.controls[control].value = value
-    panel.start.click()
+    panel.train_button.click()
     assert message.format(n=len(data[0])) in panel.status_text and "cannot start" in panel.status_text
-    assert not panel.running and panel.runs == [] and not panel.start.disabled
+    assert not panel.running and panel.runs == [] and not panel.train_button.disabled
 
 
 def test_panel_reports_a_remedy_that_is_not_available(panel, monkeypatch):
@@ -474,7 +499,7 @@ def test_panel_reports_a_remedy_that_is_not_available(panel, monkeypatch):
 
     monkeypatch.setattr(seqrep.train, "make_loss", unavailable)  # the check fit and the panel share
     panel.controls["remedy"].value = "focal loss"
-    panel.start.click()
+    panel.train_button.click()
     assert "cannot start: loss='focal': not available yet." in panel.status_text
     assert panel.runs == []
 
@@ -484,11 +509,11 @@ def test_panel_reports_a_failed_run_instead_of_raising(panel, monkeypatch):
         raise RuntimeError("planted failure")
 
     monkeypatch.setattr(live.panel, "fit", failing_fit)
-    panel.start.click()
+    panel.train_button.click()
     assert panel.wait(TIMEOUT)
     assert "training failed: RuntimeError: planted failure" in panel.status_text
     assert panel.runs[0].state == "failed" and isinstance(panel.error, RuntimeError)
-    assert not panel.start.disabled and panel.stop.disabled
+    assert not panel.train_button.disabled and panel.stop.disabled
     assert not any(control.disabled for control in panel.controls.values())
 
 
@@ -496,9 +521,9 @@ def test_panel_display_data_carries_a_static_fallback(panel):
     """Issue 18: viewers without widget JavaScript show the last frame and the status line."""
     bundle = panel._repr_mimebundle_()
     assert set(bundle) == {"application/vnd.jupyter.widget-view+json", "text/plain"}  # no frame yet
-    assert bundle["text/plain"] == "seqrep panel: ready: set the controls and press Start"
+    assert bundle["text/plain"] == "seqrep panel: ready: set the controls and press Train"
     panel.controls["epochs"].value = "1"
-    panel.start.click()
+    panel.train_button.click()
     assert panel.wait(TIMEOUT)
     bundle = panel._repr_mimebundle_()
     assert base64.b64decode(bundle["image/png"]) == bytes(panel.figure.value) == panel.live.png
@@ -506,8 +531,8 @@ def test_panel_display_data_carries_a_static_fallback(panel):
     panel._handles = [FakeHandle(updates)]  # as if shown in a notebook
     assert panel.wait() and updates == [("update", bundle)]  # wait() brings the displayed fallback up to date
     assert bundle["text/plain"].startswith("seqrep panel: finished #1: epoch 1/1") and "\n" not in bundle["text/plain"]
-    descriptions = {b.description for b in (panel.start, panel.stop)}
-    assert descriptions == {"Start", "Stop"} and panel.controls["epochs"].description == "epochs"
+    descriptions = {b.description for b in (panel.train_button, panel.stop)}
+    assert descriptions == {"Train", "Stop"} and panel.controls["epochs"].description == "epochs"
 
 
 @pytest.mark.slow
@@ -523,7 +548,7 @@ ds = seqrep.make_sequences(n_classes=4, n_samples=48, length=40, motif_widths=(5
 train, val = ds.split(0.25, seed=0)
 config = seqrep.TrainConfig.from_json({TINY.replace(epochs=8).to_json()!r})
 model = seqrep.build_model(config, train)
-live = seqrep.LivePlot(min_interval=0, budget=1.0)
+live = seqrep.LivePlot(min_interval=0, draw_share=1.0)
 seqrep.fit(model, train, val, config, {str(tmp_path / "run")!r}, [live], progress=False, verbose=False)
 assert live.redraws >= 10 and live.path is None, (live.redraws, live.path)
 with open({str(tmp_path / "final.png")!r}, "wb") as f:

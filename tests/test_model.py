@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import seqrep
-from seqrep.legacy import BUGS, AblatedClassifier
+from seqrep.legacy import BUG_LINES, AblatedClassifier
 from seqrep.model import AttentionPooling, MultiScaleBlock
 
 
@@ -14,7 +14,7 @@ def _model(cls=seqrep.SequenceClassifier, channels=2, classes=5, length=40, **kw
     torch.manual_seed(0)
     kw.setdefault("width", 16)
     kw.setdefault("kernel_sizes", (3, 7, 11))
-    return cls(channels, classes, length, seqrep.ModelSpec(**{"start": "random", **kw}))
+    return cls(channels, classes, length, seqrep.ModelSpec(**{"init": "random", **kw}))
 
 
 def test_shapes_and_probed_feature_size():
@@ -26,14 +26,19 @@ def test_shapes_and_probed_feature_size():
     assert model(torch.randn(3, 2, 17), training=False).shape == (3, 5)  # any length
 
 
-def test_training_flag_keeps_autograd_and_train_mode():
+def test_training_flag_chooses_autograd_and_never_switches_a_mode():
     model = _model()
-    model.eval()
-    feats = model.extract_features(torch.randn(3, 2, 40), training=True)
-    assert isinstance(feats, torch.Tensor) and feats.requires_grad
-    assert model.representation.training
-    feats = model.extract_features(torch.randn(3, 2, 40), training=False)
-    assert not feats.requires_grad and not model.representation.training
+    for mode in (False, True):
+        model.train(mode)
+        before = [m.training for m in model.modules()]
+        stats = model.representation.stem.norm.running_mean.clone()
+        feats = model.extract_features(torch.randn(3, 2, 40), training=True)
+        assert isinstance(feats, torch.Tensor) and feats.requires_grad
+        assert not model(torch.randn(3, 2, 40), training=False).requires_grad
+        assert model(torch.randn(3, 2, 40), training=True).requires_grad
+        assert [m.training for m in model.modules()] == before  # the caller's modes, untouched
+        # in eval() BatchNorm keeps its running statistics even with training=True
+        assert torch.equal(stats, model.representation.stem.norm.running_mean) == (not mode)
 
 
 def test_forward_without_flag_follows_module_mode():
@@ -76,7 +81,7 @@ def test_parameter_counts_look_right_for_the_broken_model_too():
 
 
 def test_padding_values_do_not_matter_and_get_no_attention():
-    model = _model(pool=3)
+    model = _model(pool=3).eval()
     x = torch.randn(2, 2, 40)
     mask = torch.ones(2, 40, dtype=torch.bool)
     mask[1, 25:] = False
@@ -108,12 +113,14 @@ def test_legacy_and_fixed_share_the_architecture():
 
 
 def test_spec_is_resolved_for_the_data_and_kept_on_the_model():
-    model = seqrep.build_model(seqrep.TrainConfig(), seqrep.model.DataShape(1, 3, 2000))
+    model = seqrep.build_model(seqrep.TrainConfig(), seqrep.build.DataShape(1, 3, 2000))
+    assert model.spec.pool == 4 and model.spec.kernel_sizes == ()  # the data-fitted start: only the pool
+    model = seqrep.build_model(seqrep.ModelSpec(init="random"), seqrep.build.DataShape(1, 3, 2000))
     assert model.spec.pool == 4 and model.spec.kernel_sizes == (9, 19, 39) and model.spec.width == 64
-    short = seqrep.build_model(seqrep.ModelSpec(start="random", width=7), seqrep.model.DataShape(1, 3, 12))
+    short = seqrep.build_model(seqrep.ModelSpec(init="random", width=7), seqrep.build.DataShape(1, 3, 12))
     assert short.spec.kernel_sizes == (9, 11) and short.spec.width == 9  # 3 branches: 7 -> 9, logged
     with pytest.raises(seqrep.SeqrepError, match=r"width 7 does not divide over 4 branches .* use 4 or 8"):
-        seqrep.ModelSpec(start="random", width=7, kernel_sizes=(3, 5, 7))
+        seqrep.ModelSpec(init="random", width=7, kernel_sizes=(3, 5, 7))
 
 
 def test_attention_weights_follow_the_mode_the_caller_set():
@@ -135,7 +142,7 @@ def test_a_single_class_is_refused_with_the_reason():
 
 def _ablated(bugs):
     torch.manual_seed(0)
-    return AblatedClassifier(2, 5, 40, seqrep.ModelSpec(start="random", width=16, kernel_sizes=(3, 7, 11)), bugs=bugs)
+    return AblatedClassifier(2, 5, 40, seqrep.ModelSpec(init="random", width=16, kernel_sizes=(3, 7, 11)), bugs=bugs)
 
 
 @pytest.mark.parametrize(("bugs", "rep_gets_grad", "rep_mode_in_training"), [
@@ -156,7 +163,7 @@ def test_ablated_classifier_keeps_exactly_the_chosen_lines(bugs, rep_gets_grad, 
 def test_ablated_all_three_is_the_legacy_model_and_none_the_fixed_one():
     x = torch.randn(3, 2, 40)
     legacy, fixed = _model(seqrep.LegacyClassifier), _model()
-    all_three, no_bug = _ablated(BUGS), _ablated(())
+    all_three, no_bug = _ablated(BUG_LINES), _ablated(())
     for reference, ablated in ((legacy, all_three), (fixed, no_bug)):
         reference.eval()
         ablated.eval()

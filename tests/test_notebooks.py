@@ -131,7 +131,7 @@ def test_index_shows_each_notebooks_headline_figure_beside_its_key_numbers(execu
     # The headline figure is the notebook's last one: the overlay of broken and fixed.
     nb = nbformat.read(executed_05 / "05_live_training.ipynb", as_version=4)
     last = next(c for c in reversed(nb.cells) if any("image/png" in o.get("data", {}) for o in c.get("outputs", [])))
-    assert "seqrep.overlay(" in last.source
+    assert "seqrep.plot_runs(" in last.source
 
 
 def test_headline_figure_prefers_a_tagged_cell():

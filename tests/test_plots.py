@@ -29,6 +29,15 @@ def test_loss_axis_is_log_only_over_a_decade(losses, scale):
     plt.close(fig)
 
 
+def test_a_rate_logged_per_group_draws_a_line_per_group():
+    records = [{"epoch": i, "lr": {"kernels": 4e-4 / (i + 1), "readout": 1e-5 / (i + 1)}} for i in range(3)]
+    fig = plots.plot_runs({"run": records, "seed's": [{"epoch": 0, "lr": {"all": 1e-2}}]}, metrics=("lr",))
+    lines = {line.get_label(): list(line.get_ydata()) for line in fig.axes[0].lines}
+    assert lines == {"run: kernels": [4e-4, 2e-4, 4e-4 / 3], "run: readout": [1e-5, 5e-6, 1e-5 / 3], "seed's": [1e-2]}
+    assert fig.axes[0].get_yscale() == "log"  # the groups' rates are decades apart
+    plt.close(fig)
+
+
 def test_module_group_keeps_list_indices_with_their_level():
     assert plots.module_group("representation.blocks.0.branches.1") == "representation.blocks.0"
     assert plots.module_group("representation.blocks.0.branches.1", depth=1) == "representation"
@@ -40,9 +49,9 @@ def test_module_group_keeps_list_indices_with_their_level():
 
 def _broken_report():
     torch.manual_seed(0)
-    model = seqrep.LegacyClassifier(1, 3, 30, seqrep.ModelSpec(start="random", width=16, kernel_sizes=(3, 5, 7)))
+    model = seqrep.LegacyClassifier(1, 3, 30, seqrep.ModelSpec(init="random", width=16, kernel_sizes=(3, 5, 7)))
     x, y = torch.randn(8, 1, 30), torch.arange(8) % 3
-    return seqrep.check_gradient_flow(model, (x, y), optimizer=torch.optim.AdamW(model.parameters()))
+    return seqrep.doctor.check_gradient_flow(model, (x, y), optimizer=torch.optim.AdamW(model.parameters()))
 
 
 def test_gradient_groups_count_missing_gradients_and_never_drop_a_tensor():

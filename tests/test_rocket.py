@@ -1,4 +1,4 @@
-"""seqrep.rocket: the data-fitted start (ModelSpec(start="data")) — its fit, its padding, its
+"""seqrep.rocket: the data-fitted start (ModelSpec(init="data")) — its fit, its padding, its
 optimizer groups, and fit/resume with it."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import torch
 import seqrep
 from seqrep.config import TrainConfig
 from seqrep.doctor import TrainingWarning
-from seqrep.model import fit_start, param_groups
+from seqrep.model import fit_init, param_groups
 from seqrep.rocket import dilations_for, ridge_readout
 
-DATA = TrainConfig(model={"start": "data"}, epochs=3, batch_size=8)
+DATA = TrainConfig(model={"init": "data"}, epochs=3, batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +32,13 @@ def test_dilations_follow_minirocket_rule():
     assert len(dilations_for(512)) == 6  # one per octave up to (512 - 1) / 8
 
 
-def test_fit_start_fits_thresholds_statistics_and_readout(data):
+def test_fit_init_fits_thresholds_statistics_and_readout(data):
     train, val = data
     model = seqrep.build_model(DATA, train)
     assert not bool(model.representation.fitted)
-    info = fit_start(model, train)
+    info = fit_init(model, train)
     rep = model.representation
-    assert bool(rep.fitted) and fit_start(model, train) is None  # fitted once
+    assert bool(rep.fitted) and fit_init(model, train) is None  # fitted once
     assert all(g.bias.abs().sum() > 0 for g in rep.groups)  # thresholds from data, not zeros
     # thresholds are quantiles of each kernel's outputs: inside their range
     x = torch.from_numpy(train.X)
@@ -75,8 +75,8 @@ def test_padding_changes_nothing(data):
     mask[::2, 30:] = False  # every other series is 30 steps long
     padded = seqrep.SequenceDataset(np.where(mask[:, None], X, 0.0).astype(np.float32), train.y,
                                     train.class_names, mask=mask)
-    model = seqrep.build_model(DATA, padded)
-    fit_start(model, padded)
+    model = seqrep.build_model(DATA, padded).eval()
+    fit_init(model, padded)
     x, m = torch.from_numpy(padded.X), torch.from_numpy(mask)
     noisy = torch.where(m[:, None], x, torch.randn_like(x) * 100)
     longer = torch.cat([x, torch.randn(len(x), x.shape[1], 7)], 2)
@@ -86,20 +86,27 @@ def test_padding_changes_nothing(data):
     assert torch.allclose(out, model(longer, training=False, mask=longer_mask), atol=1e-5)
 
 
-def test_param_groups_hold_every_parameter_once_with_small_steps(data):
+def test_param_groups_hold_every_parameter_once_with_their_own_rates(data):
     train, _ = data
     model = seqrep.build_model(DATA, train)
-    fit_start(model, train)
-    groups = param_groups(model)
+    fit_init(model, train)
+    groups = param_groups(model, 1e-2)
     held = [id(p) for g in groups for p in g["params"]]
     assert sorted(held) == sorted(id(p) for p in model.parameters() if p.requires_grad)
     assert len(held) == len(set(held))
-    assert all(0 < g["lr_scale"] < 1 for g in groups)
+    assert [g["name"] for g in groups] == ["kernels", "thresholds", "scorers", "readout"]
+    assert all(0 < g["lr"] < 1e-2 for g in groups)  # small steps: the start fits the data already
+    assert [g["lr"] for g in groups] == pytest.approx([1e-2 * g["lr_scale"] for g in groups])
     optimizer = torch.optim.AdamW(groups, lr=1e-2)
-    seqrep.plan.make_scheduler(optimizer, DATA.replace(schedule="cosine"), 10)
-    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-2 * g["lr_scale"] for g in groups])
-    seed_groups = param_groups(seqrep.build_model(TrainConfig(model={"start": "random"}), train))
-    assert len(seed_groups) == 1 and "lr_scale" not in seed_groups[0]
+    peaks = [g["lr"] for g in optimizer.param_groups]
+    seqrep.plan.make_scheduler(optimizer, DATA.replace(schedule="constant"), 10)
+    assert [g["lr"] for g in optimizer.param_groups] == peaks  # "lr" is what the optimizer applies
+    # a scheduler of the user's own scales each group's own rate: nothing hidden to drop
+    own = torch.optim.AdamW(param_groups(model, 1e-2))
+    torch.optim.lr_scheduler.LambdaLR(own, lambda step: 0.5)
+    assert [g["lr"] for g in own.param_groups] == pytest.approx([p / 2 for p in peaks])
+    seed_groups = param_groups(seqrep.build_model(TrainConfig(model={"init": "random"}), train), 1e-2)
+    assert [(g["name"], g["lr"]) for g in seed_groups] == [("all", 1e-2)]
 
 
 def test_fit_starts_from_the_data_trains_end_to_end_and_resumes_exactly(data, tmp_path):
@@ -108,7 +115,7 @@ def test_fit_starts_from_the_data_trains_end_to_end_and_resumes_exactly(data, tm
     kernels = [g.weight.clone() for g in model.representation.groups]
     straight = seqrep.fit(model, train, val, DATA, tmp_path / "a", progress=False, verbose=False)
     start = seqrep.read_log(tmp_path / "a")[0]
-    assert start["data_fitted_start"]["loo_accuracy"] >= 0.5
+    assert start["data_fitted_init"]["loo_accuracy"] >= 0.5
     assert all(not torch.equal(a, g.weight) for a, g in zip(kernels, model.representation.groups))
     assert straight.final["val_accuracy"] >= 0.6
 
@@ -139,7 +146,7 @@ def test_a_start_that_fits_the_training_set_is_not_reported_stale_but_the_broken
     train = seqrep.load_dataset("PigCVP", "train")
     kinds = {}
     for extraction in ("fixed", "broken"):
-        config = TrainConfig(model={"start": "data", "extraction": extraction}, epochs=30, budget=0,
+        config = TrainConfig(model={"init": "data", "extraction": extraction}, epochs=30, budget=0,
                              check_gradients=False)
         torch.manual_seed(0)
         model = seqrep.build_model(config, train)

@@ -198,7 +198,7 @@ def _cut_run(tmp_path):
     from seqrep.config import ModelSpec, TrainConfig
 
     train, val = seqrep.make_sequences(n_classes=3, n_samples=24, length=30, motif_widths=(5, 9), seed=1).split(0.25)
-    config = TrainConfig(model=ModelSpec(start="random", width=9, kernel_sizes=(3, 5), blocks=1, bottleneck=4), epochs=3,
+    config = TrainConfig(model=ModelSpec(init="random", width=9, kernel_sizes=(3, 5), blocks=1, bottleneck=4), epochs=3,
                          batch_size=8, check_gradients=False)
     run = tmp_path / "run"
 

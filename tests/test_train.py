@@ -15,12 +15,12 @@ import pytest
 import torch
 
 import seqrep
+from seqrep.build import DataShape
 from seqrep.checkpoint import CHECKPOINT_NAME
 from seqrep.config import ModelSpec, TrainConfig
-from seqrep.model import DataShape
 from seqrep.plan import plan_epochs
 
-TINY = TrainConfig(model=ModelSpec(start="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=4, batch_size=8, budget=0)
+TINY = TrainConfig(model=ModelSpec(init="random", width=8, kernel_sizes=(3, 5, 7), blocks=1, bottleneck=4), epochs=4, batch_size=8, budget=0)
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +60,9 @@ def _metrics(record):
 
 
 def test_config_round_trips_through_json():
-    config = TrainConfig(model=ModelSpec(start="random", kernel_sizes=(3, 5), width=63), lr=3e-3, schedule="cosine")
+    config = TrainConfig(model=ModelSpec(init="random", kernel_sizes=(3, 5), width=63), lr=3e-3, schedule="cosine")
     assert TrainConfig.from_json(config.to_json()) == config
-    assert config.diff(TrainConfig()) == {"model.start": ("random", "data"), "model.kernel_sizes": ((3, 5), ()),
+    assert config.diff(TrainConfig()) == {"model.init": ("random", "data"), "model.kernel_sizes": ((3, 5), ()),
                                           "model.width": (63, 64), "lr": (3e-3, 1e-2), "schedule": ("cosine", "onecycle")}
 
 
@@ -102,10 +102,10 @@ def test_automatic_epochs_give_small_training_sets_enough_steps(data, tmp_path, 
 def test_automatic_pool_and_kernels_follow_the_length():
     assert ModelSpec().resolved(2000).pool == 4
     assert ModelSpec().resolved(128) == ModelSpec().resolved(128)
-    short = ModelSpec().resolved(24)
+    short = ModelSpec(init="random").resolved(24)
     assert short.pool == 1 and max(short.kernel_sizes) <= 24
     with pytest.raises(seqrep.SeqrepError, match=r"kernels of \[39\] steps are longer than the series \(24 steps\)"):
-        ModelSpec(start="random", kernel_sizes=(9, 39), width=63).resolved(24)
+        ModelSpec(init="random", kernel_sizes=(9, 39), width=63).resolved(24)
 
 
 # ---------------------------------------------------------------------- fit
@@ -118,8 +118,9 @@ def test_fit_logs_every_epoch_and_checkpoints(data, tmp_path):
     assert records[0]["event"] == "start" and records[0]["parameter_counts"]["representation"]["in_optimizer"] > 0
     epochs = [r for r in records if "epoch" in r]
     assert [r["epoch"] for r in epochs] == [0, 1, 2, 3] == [r["epoch"] for r in result.history]
-    for key in (*METRICS, "val_macro_f1", "lr", "seconds", "samples_per_s"):
+    for key in (*METRICS, "val_macro_f1", "seconds", "samples_per_s"):
         assert all(np.isfinite(r[key]) for r in epochs), key
+    assert all(list(r["lr"]) == ["all"] and np.isfinite(r["lr"]["all"]) for r in epochs)  # every group's rate
     assert set(epochs[-1]["grad_norm"]) == {"representation", "readout"}
     assert all(v is not None and v > 0 for v in epochs[-1]["grad_norm"].values())
     ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
@@ -199,7 +200,7 @@ def test_ctrl_c_ends_cleanly_with_log_and_checkpoint(data, tmp_path):
     with pytest.raises(KeyboardInterrupt, match="log and checkpoint in"):
         _fit(data, tmp_path, callbacks=[PressCtrlC()])
     assert signal.getsignal(signal.SIGINT) is previous  # handler restored
-    last = seqrep.latest_epoch(tmp_path)
+    last = seqrep.runlog.latest_epoch(tmp_path)
     assert last["epoch"] == 1 and last["partial"]
     ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert (ckpt["epoch"], ckpt["complete"], ckpt["next_step"]) == (1, False, 2)
@@ -353,7 +354,7 @@ def test_a_time_budget_plans_epochs_and_records_them(data, tmp_path, monkeypatch
     monkeypatch.setattr(seqrep.plan, "_seconds_per_evaluation", lambda state: 0.05)
     budget = TINY.replace(epochs=0, budget=1000.0)
     train, val = data
-    state = seqrep.train._start(seqrep.build_model(budget, train), train, val, budget, tmp_path, "cpu", False)
+    state = seqrep.train._set_up(seqrep.build_model(budget, train), train, val, budget, tmp_path, "cpu", False)
     per_epoch = state.steps_per_epoch * 0.01 + 0.05  # 5 steps and one evaluation
     assert state.config.epochs == int((1000.0 - state.planning_seconds) // per_epoch)
     assert state.scheduler.total_steps == state.config.epochs * state.steps_per_epoch
@@ -371,7 +372,7 @@ def test_a_run_that_falls_behind_its_budget_re_plans_and_ends_on_time(data, tmp_
     assert result.config.epochs == len(result.history) < start_plan  # fewer epochs, all of them run
     assert [r["epochs"] for r in result.history][-1] == result.config.epochs
     assert result.seconds < 2.0 + 2 * 0.45  # within about an epoch of the budget, however slow
-    assert result.final["lr"] < 0.1 * config.lr  # the schedule was re-fitted: it annealed (unfitted: near the peak)
+    assert result.final["lr"]["all"] < 0.1 * config.lr  # the schedule was re-fitted: it annealed (unfitted: near the peak)
 
 
 def test_a_run_whose_epochs_outlast_the_tolerance_ends_at_the_budget_mid_epoch(data, tmp_path):
@@ -385,3 +386,18 @@ def test_a_run_whose_epochs_outlast_the_tolerance_ends_at_the_budget_mid_epoch(d
     assert len(result.history) == 1 and result.history[0]["partial"]  # epoch 0 ended early:
     assert 1 <= result.history[0]["steps"] <= 4  # 4 steps take 2.4 s, past 2.1 s; 5 would be the epoch
     assert seqrep.read_log(tmp_path)[-1]["event"] == "stopped"
+
+
+def test_every_group_rate_is_logged_from_its_own_peak(data, tmp_path):
+    """The data-fitted start trains its groups at their own rates: each is logged by name, the
+    peaks in the start event, and the schedule scales all of them alike."""
+    config = TrainConfig(epochs=2, batch_size=8, budget=0, schedule="cosine")
+    _, result = _fit(data, tmp_path, config)
+    start = seqrep.read_log(tmp_path)[0]
+    groups = ["kernels", "thresholds", "scorers", "readout"]
+    assert list(start["peak_lr"]) == groups and all(0 < v < config.lr for v in start["peak_lr"].values())
+    for record in result.history:
+        assert list(record["lr"]) == groups
+        factors = [record["lr"][g] / start["peak_lr"][g] for g in groups]
+        assert factors == pytest.approx([factors[0]] * 4)  # one schedule, every group's own peak
+    assert result.final["lr"]["readout"] < start["peak_lr"]["readout"]  # cosine: annealed

@@ -140,7 +140,7 @@ def test_raise_warn_and_explicit_start_stop():
     model = _model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     w = watch(model, optimizer, on_finding="raise").start()
-    with pytest.raises(seqrep.GradientFlowError, match="accumulated_grad"):
+    with pytest.raises(seqrep.TrainingBugError, match="accumulated_grad"):
         for _loss in _loop(model, optimizer, zero_grad=False):
             pass
     w.stop()

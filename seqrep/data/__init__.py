@@ -2,8 +2,9 @@
 y as int64 labels 0..K-1, the original class names, an optional padding mask and, for
 synthetic data, where the class motifs were planted.
 
-validation.py: the dataset type and its checks; synthetic.py: the seed scenario;
-archives.py: the UCR/UEA readers and where datasets are found.
+validation.py: the dataset type and its checks; classes.py: class statistics (scarcity vs
+imbalance); synthetic.py: the post-mortem's scenario; archives.py: the UCR/UEA readers and
+where datasets are found.
 """
 
 from .archives import (
@@ -17,16 +18,19 @@ from .archives import (
     load_train_val,
     read_file,
 )
+from .classes import ClassStats, class_stats
 from .synthetic import class_sizes, make_sequences
 from .validation import SequenceDataset, check_arrays, check_train_val, stratified_split
 
 __all__ = [
     "FORMATS",
     "SPLITS",
+    "ClassStats",
     "SequenceDataset",
     "check_arrays",
     "check_train_val",
     "class_sizes",
+    "class_stats",
     "data_dirs",
     "dataset_files",
     "find_dataset",

@@ -138,6 +138,18 @@ def _odd_line(counts: list[tuple[int, object]], expected=None):
     return None
 
 
+def _refuse_odd_line(path: Path, counts: list[tuple[int, object]], what: str, fix: str = "") -> None:
+    """Raise naming the first line whose count of `what` (fields, channels) differs from the
+    most common one (`_odd_line`), the lines that agree, and `fix`."""
+    odd = _odd_line(counts)
+    if odd:
+        line_no, n, ref, agree, earlier = odd
+        raise SeqrepError(
+            f"{path}, line {line_no}: {n} {what} where {'earlier' if earlier else 'later'} lines "
+            f"have {ref} ({agree} of {len(counts)} lines); the line is truncated or malformed.{fix}"
+        )
+
+
 def _parse_delimited(path: Path, lines: list[str]) -> _Parsed:
     """UCR 2018 .tsv and old UCR .txt: one series per line, the label first. Trailing NaN pad
     shorter series to a common width (length, not missing data)."""
@@ -161,14 +173,7 @@ def _parse_delimited(path: Path, lines: list[str]) -> _Parsed:
         series.append(_strip_padding(_floats(tokens[1:], path, line_no, "tabs, commas or spaces")[None, :]))
         labels.append(_class_label(tokens[0], path, line_no, "the first field"))
         numbers.append(line_no)
-    odd = _odd_line(widths)
-    if odd:
-        line_no, n, ref, agree, earlier = odd
-        raise SeqrepError(
-            f"{path}, line {line_no}: {n} fields where {'earlier' if earlier else 'later'} lines "
-            f"have {ref} ({agree} of {len(widths)} lines); the line is truncated or malformed. "
-            "Restore the file or delete that line."
-        )
+    _refuse_odd_line(path, widths, "fields", " Restore the file or delete that line.")
     _check_label_column(path, labels, numbers)
     return _Parsed(series, labels, None, numbers)
 
@@ -280,14 +285,7 @@ def _parse_ts(path: Path, lines: list[str]) -> _Parsed:
     if header["data_line"] is None:
         raise SeqrepError(f"{path}: no @data line; the file is not a .ts file or is truncated.")
     declared, equal_length, series_length = header["declared"], header["equal_length"], header["series_length"]
-    odd = _odd_line(n_dims)
-    if odd:
-        line_no, n, ref, agree, earlier = odd
-        raise SeqrepError(
-            f"{path}, line {line_no}: {n} channels where {'earlier' if earlier else 'later'} "
-            f"lines have {ref} ({agree} of {len(n_dims)} lines); the line is truncated or "
-            "malformed."
-        )
+    _refuse_odd_line(path, n_dims, "channels")
     odd = _odd_line(widths, series_length) if equal_length else None
     if odd:
         line_no, n, ref, agree, _ = odd

@@ -1,6 +1,27 @@
-"""The synthetic seed scenario: `make_sequences` (the post-mortem's "60 classes with only 500
+"""The synthetic post-mortem scenario: `make_sequences` (the post-mortem's "60 classes with only 500
 samples", with every class's motifs planted where the notebooks can check what attention looks
 at) and `class_sizes` (a long-tailed class-size profile).
+
+Generative process (all draws from one `numpy.random.Generator(seed)`):
+
+1. Class sizes: `class_sizes(n_classes, n_samples, imbalance, zipf, min_per_class)`; class 0
+   is the largest. Default: 60 classes, 500 samples, 22 down to 2 per class.
+2. Class motifs: for each scale in `motif_widths` (default a short 9-step and a long
+   27-step scale) every class gets its own random smooth shape (smoothed noise under a
+   Hann window, zero mean, peak 1, one shape per channel). Either of a class's motifs
+   identifies it, at its own time scale. A bank of `n_distractor_shapes` distractor
+   shapes at the mid-scale width is drawn the same way. Every shape is at most
+   `max_similarity` alike to all shapes drawn before it (largest normalised
+   cross-correlation over shifts; a least-alike candidate is kept when none qualifies),
+   so no motif is a near-copy of another class's motif or of a distractor.
+3. Why it separates learned from frozen features: a learned convolution can become a
+   template for each class's motif and attention can pick out where it sits; a frozen
+   random network pooled over time mostly sees shape statistics that every class shares.
+4. Each sample: background noise (white Gaussian with std `noise` plus a slow random-walk
+   drift), its class's motifs added at random non-overlapping positions with amplitude
+   `amplitude` times a jitter in [0.8, 1.2], and `n_distractors` shapes from the distractor
+   bank (same in every class, so they carry no label information) at other positions.
+   Each series is then z-normalised.
 """
 
 from __future__ import annotations
@@ -14,7 +35,7 @@ __all__ = ["class_sizes", "make_sequences"]
 
 
 # --------------------------------------------------------------------------------------------
-# The synthetic seed scenario
+# the synthetic post-mortem scenario
 # --------------------------------------------------------------------------------------------
 
 
@@ -188,32 +209,13 @@ def make_sequences(
     max_similarity: float = 0.7,
     seed: int = 0,
 ) -> SequenceDataset:
-    """The seed scenario: many classes, few and unequal samples, class identity in motifs.
-
-    Generative process (all draws from one `numpy.random.Generator(seed)`):
-
-    1. Class sizes: `class_sizes(n_classes, n_samples, imbalance, zipf, min_per_class)`; class 0
-       is the largest. Default: 60 classes, 500 samples, 22 down to 2 per class.
-    2. Class motifs: for each scale in `motif_widths` (default a short 9-step and a long
-       27-step scale) every class gets its own random smooth shape (smoothed noise under a
-       Hann window, zero mean, peak 1, one shape per channel). Either of a class's motifs
-       identifies it, at its own time scale. A bank of `n_distractor_shapes` distractor
-       shapes at the mid-scale width is drawn the same way. Every shape is at most
-       `max_similarity` alike to all shapes drawn before it (largest normalised
-       cross-correlation over shifts; a least-alike candidate is kept when none qualifies),
-       so no motif is a near-copy of another class's motif or of a distractor.
-    3. Why it separates learned from frozen features: a learned convolution can become a
-       template for each class's motif and attention can pick out where it sits; a frozen
-       random network pooled over time mostly sees shape statistics that every class shares.
-    4. Each sample: background noise (white Gaussian with std `noise` plus a slow random-walk
-       drift), its class's motifs added at random non-overlapping positions with amplitude
-       `amplitude` times a jitter in [0.8, 1.2], and `n_distractors` shapes from the distractor
-       bank (same in every class, so they carry no label information) at other positions.
-       Each series is then z-normalised.
+    """The post-mortem's scenario: many classes, few and unequal samples, class identity in
+    motifs (the generative process is in this module's docstring; every draw comes from one
+    `numpy.random.Generator(seed)`, so the same arguments give bitwise-identical arrays).
 
     Returns a `SequenceDataset` whose `motifs` holds the [start, stop) window of every planted
     class motif, shape (n, len(motif_widths), 2); `meta` holds the sizes, the motif shapes
-    (one (n_classes, channels, width) array per scale), distractor windows and all arguments. The same arguments give bitwise-identical arrays.
+    (one (n_classes, channels, width) array per scale), distractor windows and all arguments.
     """
     args = dict(locals())
     widths = _check_scenario(length, channels, noise, amplitude, n_distractors, n_distractor_shapes, motif_widths)

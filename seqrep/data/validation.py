@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import SeqrepError
+from .classes import class_stats
 
 __all__ = ["SequenceDataset", "check_arrays", "check_train_val", "stratified_split"]
 
@@ -66,7 +67,15 @@ def check_arrays(
                 f"{where}: mask must be a bool array of shape {(n, t)} (n_samples, time), "
                 f"got {mask.dtype} {mask.shape}."
             )
-    lengths = mask.sum(axis=1) if mask is not None else np.full(n, t)
+    _check_values(X, mask, min_length, where)
+    _check_float32_range(X, mask, where)
+    if y is not None:
+        _check_labels(np.asarray(y), n, n_classes, where)
+
+
+def _check_values(X: np.ndarray, mask: np.ndarray | None, min_length: int, where: str) -> None:
+    """Every series has at least `min_length` real steps, and every real value is finite."""
+    lengths = mask.sum(axis=1) if mask is not None else np.full(X.shape[0], X.shape[2])
     short = np.flatnonzero(lengths < min_length)
     if short.size:
         i = int(short[0])
@@ -87,9 +96,6 @@ def check_arrays(
             "--missing interpolate on the command line, interpolates linearly) or drop those "
             "samples."
         )
-    _check_float32_range(X, mask, where)
-    if y is not None:
-        _check_labels(np.asarray(y), n, n_classes, where)
 
 
 def _check_float32_range(X: np.ndarray, mask: np.ndarray | None, where: str) -> None:
@@ -258,8 +264,6 @@ class SequenceDataset:
 
     def describe(self) -> dict:
         """A JSON-ready summary: sizes, length, channels, class counts and imbalance statistics."""
-        from ..imbalance import class_stats
-
         stats = class_stats(self.y, self.n_classes)
         lengths = self.lengths
         return {

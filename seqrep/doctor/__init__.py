@@ -11,9 +11,20 @@ bugs and clean architectures the doctor is measured on; `lightning` a callback f
 """
 
 from .graph import check_gradient_flow
-from .report import BLOCKING, KINDS, Finding, GradientFlowError, GradientReport, TrainingReport
+from .report import BLOCKING, KINDS, Finding, GradientReport, TrainingBugError, TrainingReport
 from .training import check_training
 from .watch import TrainingWarning, Watch, watch
 
-__all__ = ["BLOCKING", "KINDS", "Finding", "GradientFlowError", "GradientReport", "TrainingReport",
-           "TrainingWarning", "Watch", "check_gradient_flow", "check_training", "watch"]
+__all__ = [
+           "BLOCKING",
+           "KINDS",
+           "Finding",
+           "GradientReport",
+           "TrainingBugError",
+           "TrainingReport",
+           "TrainingWarning",
+           "Watch",
+           "check_gradient_flow",
+           "check_training",
+           "watch",
+]

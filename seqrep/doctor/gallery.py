@@ -3,7 +3,7 @@ models, each with where it was reported, the finding kind and culprit `check_tra
 name, and the one-line fix (the same case built with fixed=True); plus clean sequence
 architectures that must get no finding at all. The tests and notebook 06 run every entry.
 
-    >>> for case in BUGS:
+    >>> for case in REPORTED_BUGS:
     ...     setup = case.build(fixed=False)
     ...     report = seqrep.check_training(setup.model, *setup.arguments(make_toy()))
 """
@@ -200,7 +200,7 @@ def _dead(fixed: bool) -> Setup:
 GH = "github.com/"
 DPT = "discuss.pytorch.org/t/"
 
-BUGS: list[Case] = [
+REPORTED_BUGS: list[Case] = [
     Case("no_grad_features", "features extracted under torch.no_grad(): the encoder never trains "
          "(this project's seed bug)", "no_grad", "encoder", "h = self.encoder(x)  # no torch.no_grad() while training",
          "this project's post-mortem (notebook 01)", _conv("no_grad")),
@@ -313,13 +313,13 @@ def _seqrep_default() -> Setup:
     from ..model import SequenceClassifier
 
     torch.manual_seed(0)
-    model = SequenceClassifier(4, 4, 24, ModelSpec(width=16, kernel_sizes=(3, 5, 7)))
+    model = SequenceClassifier(4, 4, 24, ModelSpec())  # the default: the data-fitted start
     return Setup(model, lambda t: (t.x.transpose(1, 2), t.mask),
                  forward=lambda m, x: m(x[0], mask=x[1]), uses_mask=True)
 
 
 def _seqrep_as_fit_calls_it() -> Setup:
-    """fit's call: model(x, training=True, mask=m) switches the model to train mode itself."""
+    """fit's call: model(x, training=True, mask=m), autograd on in the mode fit set."""
     setup = _seqrep_default()
     setup.forward = lambda m, x: m(x[0], training=True, mask=x[1])
     return setup

@@ -99,7 +99,7 @@ def _mode_findings(c: _Context) -> list[Finding]:
         found.append(Finding("no_grad", (name or "(model)",), f"{label} ran under torch.no_grad() (or "
                              f"inference_mode) during a training forward, so its "
                              f"{_plural(len(c.module_params(name)), 'parameter')} cannot learn. Run it "
-                             "with autograd on while training (the seed's fix: "
+                             "with autograd on while training (the post-mortem's fix: "
                              "extract_features(x, training=True)) and use no_grad only for inference.",
                              "remove `with torch.no_grad():` around the training forward"))
     eval_ran = [n for n, call in c.calls.items() if call["eval_calls"] and not c.expected(n)

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 
 from ..errors import SeqrepError
-from .report import BLOCKING, GradientFlowError
+from .report import BLOCKING, TrainingBugError
 from .training import check_training
 from .watch import watch
 
@@ -40,7 +40,7 @@ def _callback_class():
                                          train_mode=False)  # the modes Lightning will really train with
             blocking = [f for f in self.report.findings if f.kind in BLOCKING]
             if blocking and o["on_blocking"] == "raise":
-                raise GradientFlowError(f"DoctorCallback: training would not learn.\n{self.report.verdict()}")
+                raise TrainingBugError(f"DoctorCallback: training would not learn.\n{self.report.verdict()}")
             if self.report.findings:
                 warnings.warn(f"DoctorCallback: {self.report.verdict()}", stacklevel=2)
             if o["watch"]:

@@ -10,14 +10,14 @@ import numpy as np
 
 from ..errors import SeqrepError
 
-__all__ = ["BLOCKING", "KINDS", "Finding", "GradientFlowError", "GradientReport", "TrainingReport"]
+__all__ = ["BLOCKING", "KINDS", "Finding", "GradientReport", "TrainingBugError", "TrainingReport"]
 
 # kind -> (what it means, "block" or "warn", why). A blocking kind means the run cannot learn
 # (some parameter never changes, or what is learned is wrong by construction); a warning kind is
 # a measured heuristic that a deliberate design can trip, so it informs instead of refusing.
 KINDS: dict[str, tuple[str, str, str]] = {
     "no_grad": ("a part ran under torch.no_grad()/inference_mode in a training forward", "block",
-                "its parameters get no gradient: they never learn (the seed's bug)"),
+                "its parameters get no gradient: they never learn (the post-mortem's bug)"),
     "graph_break": ("a module's input has no autograd history although an earlier module's "
                     "parameters need gradients (.detach(), numpy, torch.tensor)", "block",
                     "everything before the break never learns"),
@@ -75,8 +75,10 @@ KINDS: dict[str, tuple[str, str, str]] = {
 BLOCKING = frozenset(kind for kind, (_, action, _) in KINDS.items() if action == "block")
 
 
-class GradientFlowError(SeqrepError):
-    """Raised by `raise_if_broken()` and by `fit`'s guard; the message is the report."""
+class TrainingBugError(SeqrepError):
+    """A check found a bug that stops training (a finding whose kind is in BLOCKING, or any
+    finding when asked to be strict): raised by `raise_if_broken()`, `fit`'s pre-flight guard,
+    `watch(on_finding="raise")` and the Lightning callback; the message is the report."""
 
 
 @dataclass(frozen=True)
@@ -124,10 +126,12 @@ class GradientReport:
         head = f"{_plural(len(self.findings), 'finding')}:"
         return "\n".join([head, *(f"  [{f.kind}] {f.message}" for f in self.findings)])
 
-    def raise_if_broken(self) -> None:
-        """Raise GradientFlowError with the report when there is any finding."""
-        if not self.ok:
-            raise GradientFlowError(str(self))
+    def raise_if_broken(self, warnings: bool = False) -> None:
+        """Raise TrainingBugError with the report when a finding blocks training (its kind is
+        in BLOCKING: the rule `fit` refuses a run by), or with warnings=True when there is any
+        finding at all."""
+        if any(f.blocking or warnings for f in self.findings):
+            raise TrainingBugError(str(self))
 
     def to_frame(self):
         """One row per parameter (a pandas DataFrame)."""

@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import SeqrepError
 from .batch import MODE_DEPENDENT
 from .graph import matches, outermost
-from .report import Finding, GradientFlowError, _plural
+from .report import Finding, TrainingBugError, _plural
 
 __all__ = ["TrainingWarning", "Watch", "watch"]
 
@@ -201,7 +201,7 @@ class Watch:
         self.findings.append(finding)
         text = f"[{finding.kind}] {finding.message} Fix: {finding.fix}"
         if self.on_finding == "raise":
-            raise GradientFlowError(f"watch: {text}")
+            raise TrainingBugError(f"watch: {text}")
         if self.on_finding == "warn":
             warnings.warn(text, TrainingWarning, stacklevel=4)
 

@@ -1,6 +1,6 @@
 """Watching training: `LivePlot` (live curves, a `fit` callback) in figure.py, and `Panel`
 (the ipywidgets hyperparameter panel that trains in a background thread) in panel.py.
-Overlays of finished or running runs are static figures: `seqrep.plots.overlay`."""
+Overlays of finished or running runs are static figures: `seqrep.plot_runs`."""
 
 from .figure import LIVE_PNG, LivePlot
 from .panel import (

@@ -19,10 +19,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
-from ..callbacks import Callback
+from ..callbacks import Callback, FitState
 from ..errors import SeqrepError
 from ..plots import chance_label, chance_levels
-from ..train import FitState
 
 __all__ = ["LIVE_PNG", "LivePlot"]
 
@@ -145,14 +144,14 @@ class _LiveFigure:
     the curves and the title over it. Limits only grow (with headroom), so full redraws are
     rare, and frames keep their size and layout: the image does not jump."""
 
-    def __init__(self, epochs: int, peak_lr: float, figsize: tuple[float, float], dpi: int,
+    def __init__(self, epochs: int, peak_lr: dict[str, float], figsize: tuple[float, float], dpi: int,
                  components: Sequence[str] = (), chance: dict | None = None):
         self.fig = Figure(figsize=figsize, dpi=dpi)
         FigureCanvasAgg(self.fig)  # the object-oriented API: no pyplot state, safe off the main thread
         grid = self.fig.subplots(2, 2)
         axes = dict(zip(("loss", "accuracy", "lr", "grad"), grid.flat))
         # Limits known from the start need no redraw of the background later: the whole run
-        # on the x axis (as d2l's Animator), and every schedule peaks at the configured lr.
+        # on the x axis (as d2l's Animator), and every group's schedule peaks at its peak_lr.
         # Fixed title and label positions: placing them automatically measures every tick
         # label on every full redraw, a third of its cost.
         for ax in axes.values():
@@ -166,16 +165,14 @@ class _LiveFigure:
             ax.xaxis.set_label_coords(0.5, -0.16)
         # The loss and accuracy panels are named by their y labels: the space above them
         # holds their legends.
-        axes["lr"].set_title("learning rate (per step)", y=1.0)
         axes["grad"].set_title("gradient norm (epoch mean)", y=1.0, loc="left")
         axes["loss"].set(ylabel="loss (nats)")
         axes["accuracy"].set(ylim=(0, 1), ylabel="accuracy (fraction)")
-        axes["lr"].set(ylabel="learning rate", ylim=(0, 1.1 * peak_lr))
         # Gradient norms of these models sit between 0.01 and 10: starting there, and growing
         # by a factor 10 when they leave it, keeps full redraws to about one a run.
         axes["grad"].set(ylabel="gradient L2 norm", ylim=(1e-2, 1e1))
-        axes["lr"].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
         _log_y(axes["grad"])
+        self.lr = self._lr_lines(axes["lr"], peak_lr)
         self.axes = axes
         self.step_loss = axes["loss"].plot([], [], color="C0", lw=0.8, alpha=0.35,
                                            label="train (per step)")[0]
@@ -185,7 +182,6 @@ class _LiveFigure:
             if chance:  # what always predicting one class scores: the level "not learning" sits at
                 axes["accuracy"].axhline(chance[kind], color="0.3", ls=style, lw=1.1,
                                          label=chance_label(kind, chance[kind]))
-        self.lr = axes["lr"].plot([], [], color="C3")[0]
         self.grad: dict = {}
         # An epoch whose gradient norm is None has no value on a log axis: it is marked by an x
         # on the panel's bottom edge in the component's colour, never left out (notebook 03).
@@ -198,13 +194,31 @@ class _LiveFigure:
         _legend_above(axes["accuracy"], columns=2)
         self.title = self.fig.suptitle("", fontsize=11, y=0.995, va="top")
         self.fig.subplots_adjust(left=0.08, right=0.98, top=0.80, bottom=0.09, hspace=0.42, wspace=0.22)
-        self.dynamic = [self.step_loss, *self.lines.values(), self.lr]  # then the grad lines
+        self.dynamic = [self.step_loss, *self.lines.values(), *self.lr]  # then the grad lines
         for artist in [*self.dynamic, self.no_grad, self.title]:
             artist.set_animated(True)  # left out of the background, drawn on every frame
         self.background = None
         self.full_redraws = 0
         for name in components:  # lines and legend now, not at the first epoch (a full redraw)
             self._grad_line(name)
+
+    @staticmethod
+    def _lr_lines(ax, peak_lr: dict[str, float]) -> list:
+        """One line per optimizer group. Peaks a decade or more apart (the data-fitted start's
+        groups) share a log axis down to 1e-3 of the lowest peak, with a legend; otherwise a
+        linear axis from 0 to the highest peak."""
+        peaks = list(peak_lr.values())
+        if len(peaks) > 1 and max(peaks) >= 10 * min(peaks):
+            _log_y(ax)
+            ax.set_title("learning rate (per step)", y=1.0, loc="left")
+            ax.set(ylabel="learning rate", ylim=(1e-3 * min(peaks), 2 * max(peaks)))
+            lines = [ax.plot([], [], label=name)[0] for name in peak_lr]
+            _legend_above(ax, columns=2, right=True)
+            return lines
+        ax.set_title("learning rate (per step)", y=1.0)
+        ax.set(ylabel="learning rate", ylim=(0, 1.1 * max(peaks)))
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        return [ax.plot([], [], color="C3" if i == 0 else None, label=name)[0] for i, name in enumerate(peak_lr)]
 
     def _grad_line(self, name: str):
         if name not in self.grad:
@@ -229,7 +243,8 @@ class _LiveFigure:
             line.set_data(epochs_x, [_num(r.get(key)) for r in records])
         thin = steps[:: max(1, math.ceil(len(steps) / _MAX_STEP_POINTS))]
         self.step_loss.set_data([s[0] for s in thin], [s[1] for s in thin])
-        self.lr.set_data([s[0] for s in thin], [s[2] for s in thin])
+        for i, line in enumerate(self.lr):
+            line.set_data([s[0] for s in thin], [s[2][i] for s in thin])
         self._update_grad(epochs_x, records)
         self._grow_limits()
         self.title.set_text(title)
@@ -293,7 +308,8 @@ class _LiveFigure:
 
 class LivePlot(Callback):
     """A `fit` callback drawing the run as it trains: train/validation loss and accuracy,
-    validation balanced accuracy, learning rate (per step) and per-component gradient norm,
+    validation balanced accuracy, the learning rate of every optimizer group (per step) and
+    per-component gradient norm,
     with the run, epoch, step and elapsed seconds in the title.
 
     to: "auto" (default) draws into the notebook when running in a Jupyter kernel and writes
@@ -302,8 +318,8 @@ class LivePlot(Callback):
 
     Redraws are throttled: at most one per `min_interval` seconds (the final frame is always
     drawn); within that limit, a frame at the end of every epoch, and frames inside an epoch
-    (the per-step loss and learning rate) only while the time spent drawing stays under half
-    of `budget` (a fraction of the elapsed time; the first frame is left out of it). Most
+    (the per-step loss and learning rates) only while the time spent drawing stays under half
+    of `draw_share` (a fraction of the elapsed time; the first frame is left out of it). Most
     frames only redraw the curves over a cached background (30-40 ms on our 2-core machine);
     the first one, and any after an axis limit grows, redraw everything (about 0.3 s).
 
@@ -318,16 +334,16 @@ class LivePlot(Callback):
         to="auto",
         *,
         min_interval: float = 0.5,
-        budget: float = 0.02,
+        draw_share: float = 0.02,
         figsize: tuple[float, float] = (10.0, 6.2),
         dpi: int = 72,
     ):
         _check_target(to)
-        if min_interval < 0 or budget < 0:
+        if min_interval < 0 or draw_share < 0:
             raise SeqrepError(
-                f"LivePlot: min_interval and budget must be >= 0, got {min_interval} and {budget}."
+                f"LivePlot: min_interval and draw_share must be >= 0, got {min_interval} and {draw_share}."
             )
-        self.to, self.min_interval, self.budget = to, min_interval, budget
+        self.to, self.min_interval, self.draw_share = to, min_interval, draw_share
         self.figsize, self.dpi = figsize, dpi
         self.redraws = 0
         self.draw_seconds = 0.0  # time spent rendering frames
@@ -350,25 +366,25 @@ class LivePlot(Callback):
             self._show, self.path = _widget_sink(self.to), None
         val = state.val
         self.chance = chance_levels(val.y) if val is not None and len(val) else None
-        self._figure = _LiveFigure(state.config.epochs, state.config.lr, self.figsize, self.dpi,
+        self._figure = _LiveFigure(state.config.epochs, state.peak_lr, self.figsize, self.dpi,
                                    list(state.components), self.chance)
         self._records = list(state.history)  # a resumed run starts from its logged epochs
-        self._steps: list[tuple[float, float, float]] = []
+        self._steps: list[tuple[float, float, tuple[float, ...]]] = []
         # The first frame comes min_interval into the run, at a step or epoch end: drawn at
         # the start it would show empty axes, and cost a full redraw more.
-        self._started = self._last = self._budget_from = t
-        self._budget_spent = 0.0
+        self._started = self._last = self._share_from = t
+        self._share_spent = 0.0
         self.redraws, self.draw_seconds, self.seconds = 0, 0.0, 0.0
         self.seconds += time.perf_counter() - t
 
     def after_step(self, state: FitState) -> None:
         t = time.perf_counter()
-        # The lr for the next step; after the last step there is none (OneCycle would
+        # Each group's lr for the next step; after the last step there is none (OneCycle would
         # extrapolate past its end), so that point is left out.
         last = state.global_step >= state.steps_per_epoch * state.config.epochs
-        lr = math.nan if last else state.optimizer.param_groups[0]["lr"]
-        self._steps.append((state.global_step / max(state.steps_per_epoch, 1), state.loss_value, lr))
-        if self._due(t, self.budget / 2):
+        lrs = tuple(math.nan if last else g["lr"] for g in state.optimizer.param_groups)
+        self._steps.append((state.global_step / max(state.steps_per_epoch, 1), state.loss_value, lrs))
+        if self._due(t, self.draw_share / 2):
             self._draw(state, "training")
         self.seconds += time.perf_counter() - t
 
@@ -387,10 +403,10 @@ class LivePlot(Callback):
 
     # drawing ----------------------------------------------------------------------------
 
-    def _due(self, now: float, budget: float) -> bool:
+    def _due(self, now: float, share: float) -> bool:
         if now - self._last < self.min_interval:
             return False
-        return self.redraws == 0 or self.draw_seconds - self._budget_spent < budget * (now - self._budget_from)
+        return self.redraws == 0 or self.draw_seconds - self._share_spent < share * (now - self._share_from)
 
     def _epoch_x(self, record: dict, steps_per_epoch: int) -> float:
         if record.get("partial"):
@@ -426,5 +442,5 @@ class LivePlot(Callback):
         self.draw_seconds += self._last - t
         if self.redraws == 1:
             # The first frame also builds the background and loads fonts: a one-off cost kept
-            # out of the budget, which would otherwise hold back the next frames a long while.
-            self._budget_from, self._budget_spent = self._last, self.draw_seconds
+            # out of the drawing share, which would otherwise hold back the next frames a long while.
+            self._share_from, self._share_spent = self._last, self.draw_seconds

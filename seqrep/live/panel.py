@@ -1,6 +1,7 @@
-"""The ipywidgets hyperparameter panel: controls, Start and Stop, a status line, the live
+"""The ipywidgets hyperparameter panel: controls, Train and Stop, a status line, the live
 figure, and the runs of the session with a one-click overlay. Training runs in a background
-thread, so the kernel keeps handling the Stop click.
+thread, so the kernel keeps handling the Stop click; the session's runs are changed under a
+lock, so what the kernel's thread reads of them is never half-updated.
 
 What it shows is what ran: number boxes are parsed as typed (a value that cannot run is
 refused in the status line, never clamped), a setting the model changes (the width under
@@ -25,13 +26,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..callbacks import Callback
-from ..config import TrainConfig
+from ..build import build_model
+from ..callbacks import Callback, FitState
+from ..config import RANDOM_INIT_ONLY, ModelSpec, TrainConfig
+from ..data import list_datasets, load_train_val
 from ..errors import SeqrepError
 from ..imbalance import PLAIN, REMEDIES, remedy_of
-from ..model import build_model
-from ..plots import chance_levels, config_differences, config_facts, format_value, overlay
-from ..train import FitState, check_fit_inputs, fit, new_run_dir
+from ..plots import (
+    chance_levels,
+    config_differences,
+    config_facts,
+    format_value,
+    history,
+    plot_runs,
+)
+from ..train import check_fit_inputs, fit, new_run_dir
 from .figure import LivePlot
 
 __all__ = ["SHIPPED_DATASETS", "Panel", "PanelRun", "default_datasets", "parse_kernel_sizes",
@@ -39,7 +48,7 @@ __all__ = ["SHIPPED_DATASETS", "Panel", "PanelRun", "default_datasets", "parse_k
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 SEED_MAX = 2**31 - 1  # seeds derived from it per epoch stay inside torch's and numpy's range
-DOUBLE_CLICK = 1.0  # s: a Start this soon after a run started is the second click of a double-click
+DOUBLE_CLICK = 1.0  # s: a Train click this soon after a run started is the second click of a double-click
 _COLORS = {"error": "#b00020", "warning": "#8a4b00", "info": "#1f4e79"}
 
 
@@ -73,11 +82,12 @@ def _controls(c: TrainConfig, datasets: list[str]) -> dict:
                              style=style),
         "extraction": w.ToggleButtons(options=["fixed", "broken"], value=c.model.extraction,
                                       description="extraction", style=style),
-        "start": w.ToggleButtons(options=["data", "random"], value=c.model.start, description="start",
-                                 tooltips=["MiniRocket's kernels, thresholds and readout fitted to the data",
-                                           "the seed's representation, random initialisation (width and "
-                                           "kernel sizes shape only this one)"], style=style),
-        "seed": number(str(c.seed), "seed", f"a whole number from 0 to {SEED_MAX}"),
+        "init": w.ToggleButtons(options=["data", "random"], value=c.model.init, description="init",
+                                tooltips=["MiniRocket's kernels, thresholds and readout fitted to the data "
+                                          "(no width or kernel sizes to set)",
+                                          "the post-mortem's representation, random initialisation (width "
+                                          "and kernel sizes shape it)"], style=style),
+        "seed": number(str(c.seed), "random seed", f"a whole number from 0 to {SEED_MAX}"),
         "dataset": w.Dropdown(options=datasets, description="dataset", style=style),
     }
 
@@ -89,11 +99,9 @@ SHIPPED_DATASETS = ("ArrowHead", "GunPoint", "ItalyPowerDemand", "OSULeaf", "ACS
 
 
 def default_datasets() -> dict[str, Callable]:
-    """{name: loader -> (train, val)}: the synthetic seed scenario and the shipped real
+    """{name: loader -> (train, val)}: the synthetic post-mortem scenario and the shipped real
     datasets that are installed, each as `seqrep.data.load_train_val` gives them (the same
-    split as `seqrep train`). Loaders run at the first Start that needs them."""
-    from ..data import list_datasets, load_train_val
-
+    split as `seqrep train`). Loaders run at the first Train click that needs them."""
     found = set(list_datasets())
     names = ["synthetic", *(n for n in SHIPPED_DATASETS if n in found)]
     return {name: (lambda name=name: load_train_val(name)) for name in names}
@@ -149,7 +157,7 @@ def parse_whole(text: str, what: str, minimum: int, maximum: int | None = None,
 def _settle_width(config: TrainConfig, length: int) -> tuple[TrainConfig, str]:
     """With automatic kernel sizes the model rounds its width up to split evenly over its
     branches: the config takes the width that will run (so the runs table and the run log
-    say it) and the note says why."""
+    say it) and the note says why. (init="data" has no width: nothing to settle.)"""
     resolved = config.model.resolved(length)
     if resolved.width == config.model.width:
         return config, ""
@@ -185,7 +193,7 @@ class PanelRun:
     final: dict = field(default_factory=dict)
     best_val_accuracy: float | None = None
     best_epoch: int | None = None
-    note: str = ""  # what the panel said at Start (a changed width, fit's warnings)
+    note: str = ""  # what the panel said at the Train click (a changed width, fit's warnings)
 
     def record(self, record: dict) -> None:
         """Take an epoch's log record: the latest values and the best validation accuracy."""
@@ -224,13 +232,15 @@ class _StatusUpdates(Callback):
     epochs at most once per `interval` seconds."""
 
     def __init__(self, show: Callable[[str], None], run: PanelRun, on_epoch: Callable[[], None],
-                 interval: float = 0.5):
+                 lock: threading.RLock, interval: float = 0.5):
         self.show, self.run, self.on_epoch, self.interval = show, run, on_epoch, interval
+        self.lock = lock  # the panel's lock on its runs
         self.last, self.samples_per_s = -math.inf, None
 
     def before_fit(self, state: FitState) -> None:
         self.started, self.first_step = time.perf_counter(), state.global_step
-        self.run.epochs = state.config.epochs  # automatic epochs planned
+        with self.lock:
+            self.run.epochs = state.config.epochs  # automatic epochs planned
         self.show(f"starting #{self.run.number}: {state.run_dir}")
 
     def after_step(self, state: FitState) -> None:
@@ -238,9 +248,10 @@ class _StatusUpdates(Callback):
             self.show(self.text(state))
 
     def after_epoch(self, state: FitState) -> None:
-        self.run.epochs = state.config.epochs  # a time budget may have re-planned
         self.samples_per_s = state.record.get("samples_per_s")
-        self.run.record(state.record)
+        with self.lock:
+            self.run.epochs = state.config.epochs  # a time budget may have re-planned
+            self.run.record(state.record)
         self.show(self.text(state))
         self.on_epoch()
 
@@ -269,23 +280,25 @@ def _hidden_until_set(image) -> None:
 
 
 class Panel:
-    """Hyperparameter controls, Start and Stop, a status line, live curves, and the runs of
+    """Hyperparameter controls, Train and Stop, a status line, live curves, and the runs of
     this session with a one-click overlay. Show it with `Panel().show()` or as the cell's last
     expression.
 
-    Start trains in a background thread, so the kernel keeps handling widget events: Stop sets
+    Train trains in a background thread, so the kernel keeps handling widget events: Stop sets
     a `threading.Event` that `fit` checks before every step, ending the run at the next step
     boundary with its log and checkpoint written. Invalid settings are reported in the status
     line, not raised, and the controls are locked while a run trains, so they always describe
-    the run on screen. The status line, the live figure's title and the runs table lead with
+    the run on screen; with init "data" the width and kernel-size boxes are disabled (that
+    start has none to set). The status line, the live figure's title and the runs table lead with
     the final validation accuracy, with the best beside it and the chance level (what always
     predicting one class scores). Runs go to `root` (one directory each, `seqrep
     show-latest-epoch DIR --follow` follows them from a terminal).
 
     config: the starting values (and every field without a control); datasets: {name: (train,
     val) or a loader returning them}, by default the synthetic scenario and the shipped real
-    datasets. min_interval and plot_budget throttle the live figure (see `LivePlot`; someone
-    watching prefers frames to the last few percent of speed, hence the larger budget). An
+    datasets. min_interval and plot_share throttle the live figure (see `LivePlot`'s
+    draw_share; someone watching prefers frames to the last few percent of speed, hence the
+    larger share). An
     overlay that includes the running run is redrawn after its epochs, at most once per
     overlay_interval seconds, and when it ends.
 
@@ -301,11 +314,11 @@ class Panel:
         datasets: Mapping[str, object] | None = None,
         root: str | os.PathLike = "runs",
         min_interval: float = 0.5,
-        plot_budget: float = 0.15,
+        plot_share: float = 0.15,
         overlay_interval: float = 5.0,
     ):
         self.defaults = config or TrainConfig()
-        self.root, self.min_interval, self.plot_budget = Path(root), min_interval, plot_budget
+        self.root, self.min_interval, self.plot_share = Path(root), min_interval, plot_share
         self.overlay_interval = overlay_interval
         self._datasets = dict(datasets) if datasets is not None else default_datasets()
         if not self._datasets:
@@ -320,8 +333,9 @@ class Panel:
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
         self._lock, self._overlay_lock = threading.Lock(), threading.Lock()
+        self._runs_lock = threading.RLock()  # runs and their fields: the training thread writes them
         self._started_at = -math.inf
-        self._progress, self._notice, self._level = "ready: set the controls and press Start", "", "info"
+        self._progress, self._notice, self._level = "ready: set the controls and press Train", "", "info"
         self._handles: list = []  # display handles of the panel's outputs (for the static fallback)
         self._build_widgets()
 
@@ -331,8 +345,8 @@ class Panel:
         import ipywidgets as w
 
         self.controls = _controls(self.defaults, list(self._datasets))
-        self.start = w.Button(description="Start", button_style="success", icon="play",
-                              tooltip="train with these settings (in the background)")
+        self.train_button = w.Button(description="Train", button_style="success", icon="play",
+                                     tooltip="train with these settings (in the background)")
         self.stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True,
                              tooltip="end the run at the next step; log and checkpoint are kept")
         self.status = w.HTML(layout=w.Layout(width="100%"))
@@ -351,14 +365,15 @@ class Panel:
         self.overlay_figure.add_class("seqrep-overlay-figure")
         for image in (self.figure, self.overlay_figure):
             _hidden_until_set(image)
-        self.start.on_click(self._on_start)
+        self.train_button.on_click(self._on_train)
+        self.controls["init"].observe(lambda _change: self._lock_controls(False), names="value")
         self.stop.on_click(self._on_stop)
         self.overlay_button.on_click(self._on_overlay)
         boxes = list(self.controls.values())
         half = (len(boxes) + 1) // 2
         self.widget = w.VBox([
             w.HBox([w.VBox(boxes[:half]), w.VBox(boxes[half:])]),
-            w.HBox([self.start, self.stop]),
+            w.HBox([self.train_button, self.stop]),
             self.status,
             self.figure,
             self.table,
@@ -366,6 +381,7 @@ class Panel:
             self.overlay_button,
             self.overlay_figure,
         ])
+        self._lock_controls(False)
         self._show()
 
     def show(self) -> None:
@@ -441,10 +457,13 @@ class Panel:
         """The TrainConfig the controls describe (raises SeqrepError for invalid values)."""
         v = {name: control.value for name, control in self.controls.items()}
         broken = v["extraction"] == "broken"
-        model = {"width": parse_whole(v["width"], "model width", 4),
-                 "kernel_sizes": parse_kernel_sizes(v["kernel_sizes"]),
-                 "attention": v["attention"], "dropout": float(v["dropout"]), "extraction": v["extraction"],
-                 "start": v["start"]}
+        model = {"attention": v["attention"], "dropout": float(v["dropout"]), "extraction": v["extraction"],
+                 "init": v["init"]}
+        if v["init"] == "random":  # the data-fitted start has no width or kernel sizes
+            model.update(width=parse_whole(v["width"], "model width", 4),
+                         kernel_sizes=parse_kernel_sizes(v["kernel_sizes"]))
+        else:  # a box typed before switching to "data" is not what runs: the defaults are
+            model.update({name: getattr(ModelSpec(), name) for name in RANDOM_INIT_ONLY})
         return self.defaults.replace(
             lr=float(v["lr"]), batch_size=parse_whole(v["batch_size"], "batch size", 1),
             epochs=parse_whole(v["epochs"], "epochs", 1, auto=True), model=model,
@@ -464,10 +483,12 @@ class Panel:
         c["kernel_sizes"].value = format_kernel_sizes(config.model.kernel_sizes)
 
     def _lock_controls(self, locked: bool) -> None:
-        """While a run trains its controls are read-only: they keep describing the run shown."""
-        for control in self.controls.values():
-            control.disabled = locked
-        self.start.disabled, self.stop.disabled = locked, not locked
+        """While a run trains its controls are read-only: they keep describing the run shown.
+        With init "data" the width and kernel sizes stay disabled: that start has none."""
+        shaped_by_random = {"width", "kernel_sizes"}
+        for name, control in self.controls.items():
+            control.disabled = locked or (name in shaped_by_random and self.controls["init"].value == "data")
+        self.train_button.disabled, self.stop.disabled = locked, not locked
 
     def _data(self, name: str) -> tuple:
         if name not in self._loaded:
@@ -493,11 +514,11 @@ class Panel:
 
     # clicks -------------------------------------------------------------------------------
 
-    def _on_start(self, _button=None) -> None:
+    def _on_train(self, _button=None) -> None:
         if self.running:
-            # The front end sends both clicks of a double-click before Start shows as disabled.
+            # The front end sends both clicks of a double-click before Train shows as disabled.
             if time.monotonic() - self._started_at > DOUBLE_CLICK:
-                self._show(notice=f"run #{self.runs[-1].number} is still training; Start is "
+                self._show(notice=f"run #{self.runs[-1].number} is still training; Train is "
                                   "available again when it ends (Stop ends it now).")
             return
         try:
@@ -510,12 +531,13 @@ class Panel:
             self._show(notice=f"cannot start: {err}", level="error")
             return
         self._describe(config)
-        number = len(self.runs) + 1
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(dataset).name)
-        run = PanelRun(number, new_run_dir(self.root, f"panel-{config.model.extraction}-{slug}"), config,
-                       dataset, chance_levels(val.y) if val is not None and len(val) else None,
-                       epochs=config.epochs)
-        self.runs.append(run)
+        with self._runs_lock:
+            number = len(self.runs) + 1
+            run = PanelRun(number, new_run_dir(self.root, f"panel-{config.model.extraction}-{slug}"), config,
+                           dataset, chance_levels(val.y) if val is not None and len(val) else None,
+                           epochs=config.epochs)
+            self.runs.append(run)
         self._stop_event = threading.Event()
         self._thread = threading.Thread(
             target=self._train, args=(run, model, train, val, self._stop_event),
@@ -539,16 +561,18 @@ class Panel:
     def _train(self, run: PanelRun, model, train, val, stop: threading.Event) -> None:
         """The training thread: everything it reports goes to widgets, never to print, which
         would land in whichever cell happens to be running."""
-        live = self.live = LivePlot(to=self.figure, min_interval=self.min_interval, budget=self.plot_budget)
-        status = _StatusUpdates(self._show, run, lambda: self._after_epoch(run), self.min_interval)
+        live = self.live = LivePlot(to=self.figure, min_interval=self.min_interval, draw_share=self.plot_share)
+        status = _StatusUpdates(self._show, run, lambda: self._after_epoch(run), self._runs_lock, self.min_interval)
         try:
             result = fit(model, train, val, run.config, run.run_dir, callbacks=[live, status],
                          progress=False, verbose=False, stop_event=stop)
-            run.state = "stopped" if result.stopped else "finished"
-            run.epochs = result.config.epochs
+            with self._runs_lock:
+                run.state = "stopped" if result.stopped else "finished"
+                run.epochs = result.config.epochs
             self._show(progress=self._ended_text(run, result), notice=run.note)
         except Exception as err:  # a thread has nowhere to raise to: the status line is the report
-            run.state, self.error = "failed", err
+            with self._runs_lock:
+                run.state, self.error = "failed", err
             self._show(progress=f"failed #{run.number}: {run.run_dir}",
                        notice=f"training failed: {type(err).__name__}: {err}", level="error")
         finally:
@@ -591,13 +615,14 @@ class Panel:
         """The runs table, and the overlay list: one wide row per run, '#n' as in the table,
         its distinguishing settings, state and final accuracy. A new run selects every run
         again; otherwise the selection is kept."""
-        facts, keys = self._facts()
-        self.table.value = _runs_table(self.runs, keys, facts)
-        options = []
-        for run, f in zip(self.runs, facts):
-            done = "" if run.state == "running" or run.final.get("val_accuracy") is None else (
-                f", val acc {run.final['val_accuracy']:.3f}")
-            options.append((f"#{run.number}  {_settings(f, keys)}  ({run.state}{done})", run.number - 1))
+        with self._runs_lock:
+            facts, keys = self._facts()
+            self.table.value = _runs_table(self.runs, keys, facts)
+            options = []
+            for run, f in zip(self.runs, facts):
+                done = "" if run.state == "running" or run.final.get("val_accuracy") is None else (
+                    f", val acc {run.final['val_accuracy']:.3f}")
+                options.append((f"#{run.number}  {_settings(f, keys)}  ({run.state}{done})", run.number - 1))
         if options != list(self.selection.options):
             chosen = self.selection.value if len(options) == len(self.selection.options) else range(len(options))
             self.selection.options = options
@@ -617,16 +642,17 @@ class Panel:
         titled with the time it shows; True if drawn. A run still training is drawn as far as
         its log goes and redrawn as it trains (see `_after_epoch`)."""
         with self._overlay_lock:
-            facts, keys = self._facts()
-            runs = [self.runs[i] for i in self.overlaid]
-            training = [f"#{r.number}" for r in runs if r.state == "running"]
-            datasets = {r.dataset for r in runs}
-            chance = runs[0].chance if len(datasets) == 1 else None
-            title = (f"{len(runs)} run{'s' * (len(runs) > 1)} as of {dt.datetime.now():%H:%M:%S}"
-                     + (f"; {', '.join(training)} still training (redrawn as it trains)" if training else "")
-                     + ("" if chance or not runs[0].chance else "; datasets differ: no chance line"))
-            curves = {f"#{r.number} {_settings(facts[r.number - 1], keys)}".strip(): _records(r.run_dir)
-                      for r in runs}
+            with self._runs_lock:
+                facts, keys = self._facts()
+                runs = [self.runs[i] for i in self.overlaid]
+                training = [f"#{r.number}" for r in runs if r.state == "running"]
+                datasets = {r.dataset for r in runs}
+                chance = runs[0].chance if len(datasets) == 1 else None
+                title = (f"{len(runs)} run{'s' * (len(runs) > 1)} as of {dt.datetime.now():%H:%M:%S}"
+                         + (f"; {', '.join(training)} still training (redrawn as it trains)" if training else "")
+                         + ("" if chance or not runs[0].chance else "; datasets differ: no chance line"))
+                curves = {f"#{r.number} {_settings(facts[r.number - 1], keys)}".strip(): _records(r.run_dir)
+                          for r in runs}
             try:
                 png = _overlay_png(curves, chance, title)
             except SeqrepError as err:
@@ -644,8 +670,6 @@ def _settings(facts: dict, keys: list[str]) -> str:
 
 def _records(run_dir: Path) -> list[dict]:
     """The epoch records logged so far (none before the run log exists)."""
-    from ..plots import history
-
     return history(run_dir) if (run_dir / "run.jsonl").exists() else []
 
 
@@ -657,7 +681,8 @@ def _overlay_png(curves: dict, chance: dict | None, title: str) -> bytes:
 
     fig = Figure(figsize=(10.0, 3.3), dpi=90)
     FigureCanvasAgg(fig)
-    overlay(curves, chance=chance, title=title, axes=fig.subplots(1, 3))
+    plot_runs(curves, ("val_loss", "val_accuracy", "val_balanced_accuracy"), chance=chance, title=title,
+              axes=fig.subplots(1, 3))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()

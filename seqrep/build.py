@@ -1,0 +1,66 @@
+"""The model a config describes: `build_model(config, data)` builds the fixed
+`SequenceClassifier` (seqrep.model) or, for extraction="broken", the post-mortem's
+`LegacyClassifier` (seqrep.legacy); `build_ablated` builds the broken one with any subset of
+its three bug lines. Every model is initialised from a fork of torch's RNG seeded by the
+config's seed, so building one leaves the caller's RNG as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+from torch import nn
+
+from .config import ModelSpec, TrainConfig
+from .legacy import BUG_LINES, AblatedClassifier, LegacyClassifier
+from .model import SequenceClassifier
+
+if TYPE_CHECKING:
+    from .data import SequenceDataset
+
+__all__ = ["DataShape", "build_ablated", "build_model", "seeded"]
+
+
+class DataShape(NamedTuple):
+    """What a model needs to know of its data (a SequenceDataset has the same attributes)."""
+
+    channels: int
+    n_classes: int
+    length: int
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Run the block on a fork of torch's CPU RNG seeded with `seed`: layer initialisations
+    inside it draw the same numbers as after `torch.manual_seed(seed)`, and the caller's RNG
+    state is restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def build_model(config: TrainConfig | ModelSpec, data: SequenceDataset | DataShape, seed: int | None = None) -> nn.Module:
+    """The model `config` describes for `data` (anything with .channels, .n_classes, .length),
+    initialised from `seed` (default: config.seed, or 0 for a bare ModelSpec):
+    SequenceClassifier, or the broken LegacyClassifier when spec.extraction == "broken".
+    torch's global RNG is left as it was (see `seeded`).
+
+    Example:
+        >>> model = build_model(TrainConfig(), train)   # train: a SequenceDataset
+    """
+    spec = config if isinstance(config, ModelSpec) else config.model
+    if seed is None:
+        seed = 0 if isinstance(config, ModelSpec) else config.seed
+    cls = SequenceClassifier if spec.extraction == "fixed" else LegacyClassifier
+    with seeded(seed):
+        return cls(data.channels, data.n_classes, data.length, spec)
+
+
+def build_ablated(config: TrainConfig, data: SequenceDataset | DataShape, bugs=BUG_LINES) -> AblatedClassifier:
+    """`AblatedClassifier` with `bugs` (a subset of `seqrep.legacy.BUG_LINES`) for `data`,
+    built as `build_model` builds every model: from `config.model`, initialised from
+    `config.seed`, so an ablation and its reference start from the same weights."""
+    with seeded(config.seed):
+        return AblatedClassifier(data.channels, data.n_classes, data.length, config.model, bugs=bugs)
