@@ -267,6 +267,20 @@ def test_panel_disables_what_the_data_fitted_start_has_not(panel):
     assert c["width"].disabled and c["init"].disabled
 
 
+def test_the_training_thread_changes_the_runs_only_under_the_lock(panel, monkeypatch):
+    owned, record = [], live.PanelRun.record
+
+    def checked(run, epoch_record):  # called from the training thread at every epoch's end
+        owned.append(panel._runs_lock._is_owned())
+        record(run, epoch_record)
+
+    monkeypatch.setattr(live.PanelRun, "record", checked)
+    panel.controls["epochs"].value = "2"
+    panel.train_button.click()
+    assert panel.wait(TIMEOUT)
+    assert owned == [True, True] and panel.runs[0].state == "finished"
+
+
 def test_panel_train_stop_keeps_log_checkpoint_and_status(panel):
     panel.controls["epochs"].value = "10000"  # would run for hours: only Stop ends it
     panel.train_button.click()
