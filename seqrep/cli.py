@@ -10,12 +10,24 @@ import sys
 import warnings
 from pathlib import Path
 
+from .build import build_model
+from .config import RENAMED, ModelSpec, TrainConfig
+from .data import (
+    check_train_val,
+    dataset_files,
+    list_datasets,
+    load_dataset,
+    load_train_val,
+    make_sequences,
+)
 from .errors import SeqrepError
+from .live import LivePlot
+from .notebooks import parse_params, run_notebooks
+from .runlog import format_record, show_latest_epoch
+from .train import fit, new_run_dir
 
 
 def _describe(args: argparse.Namespace) -> None:
-    from .data import check_train_val, dataset_files, list_datasets, load_dataset, make_sequences
-
     if args.list:
         print("\n".join(list_datasets()))
         return
@@ -59,7 +71,6 @@ def _describe(args: argparse.Namespace) -> None:
 def _train_data(args: argparse.Namespace):
     """(train, val) for `seqrep train`: `seqrep.data.load_train_val` (the synthetic scenario
     split 80/20, or a dataset's train split validated on its test split)."""
-    from .data import load_train_val
 
     synthetic = {"n_classes": args.classes, "n_samples": args.samples, "length": args.length}
     return load_train_val(args.dataset, missing=getattr(args, "missing", None) or "error",
@@ -67,10 +78,6 @@ def _train_data(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .build import build_model
-    from .config import ModelSpec, TrainConfig
-    from .train import fit, new_run_dir
-
     given = {name: value for name in _config_fields() if (value := getattr(args, name)) is not None}
     model = {k: given.pop(k) for k in list(given) if k in _fields(ModelSpec)}
     if args.broken:  # reproducing the bug on purpose: the gradient-flow guard would refuse it
@@ -82,8 +89,6 @@ def _train(args: argparse.Namespace) -> None:
     print(f"run directory: {run_dir}  (watch it with: seqrep show-latest-epoch {run_dir} --follow)")
     callbacks = []
     if args.live:
-        from .live import LivePlot
-
         callbacks.append(LivePlot(to="file"))
         print(f"live curves: {run_dir / 'live.png'} (redrawn while training)")
     existed = run_dir.exists()
@@ -100,22 +105,16 @@ def _train(args: argparse.Namespace) -> None:
                 p.unlink()
             run_dir.rmdir()  # nothing was written: leave no empty folder behind
     if result.final:
-        from .runlog import format_record
-
         print(format_record(result.final))
     if result.stopped:
         print(f"stopped: {result.stopped}")
 
 
 def _show_latest(args: argparse.Namespace) -> None:
-    from .runlog import show_latest_epoch
-
     show_latest_epoch(args.run_dir, follow=args.follow, interval=args.interval)
 
 
 def _run_notebooks(args: argparse.Namespace) -> None:
-    from .notebooks import parse_params, run_notebooks
-
     params = parse_params(args.param)
     if args.quick:
         params["quick"] = True
@@ -130,7 +129,6 @@ def _fields(cls) -> list:
 
 def _config_fields() -> dict[str, dataclasses.Field]:
     """TrainConfig's fields and its ModelSpec's, by name: one flag each."""
-    from .config import ModelSpec, TrainConfig
 
     fields = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "model"}
     return {**fields, **{f.name: f for f in dataclasses.fields(ModelSpec)}}
@@ -162,8 +160,6 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 def _add_renamed_flags(parser: argparse.ArgumentParser) -> None:
     """Flags of fields renamed since (config.RENAMED), hidden from --help: each is refused
     naming the new flag."""
-    from .config import RENAMED
-
     for old, new in RENAMED.items():
         flag, now = f"--{old.replace('_', '-')}", f"--{new.replace('_', '-')}"
 

@@ -316,10 +316,9 @@ def _train_epochs(state: FitState, events: Events) -> None:
         epoch += 1
 
 
-def _builtins(without: Iterable[str], stops: StopSignals, config: TrainConfig, budgeted: bool, progress: bool) -> list:
-    """The built-in callbacks this run uses: all of BUILTINS but those left out by name
-    (`without`), the pre-flight check (config.check_gradients), the time budget and the
-    progress bar each by their own switch."""
+def _check_without(without: Iterable[str]) -> set[str]:
+    """The names of built-ins to leave out, or SeqrepError for a name that is none or that has
+    its own switch."""
     without = set(without)
     for name in without:
         if name not in BUILTINS:
@@ -329,6 +328,13 @@ def _builtins(without: Iterable[str], stops: StopSignals, config: TrainConfig, b
                               + f"; the built-ins: {', '.join(BUILTINS)}.")
         if name in _SWITCHED:
             raise SeqrepError(f"fit(without=...): {name}: {_SWITCHED[name]}.")
+    return without
+
+
+def _builtins(without: set[str], stops: StopSignals, config: TrainConfig, budgeted: bool, progress: bool) -> list:
+    """The built-in callbacks this run uses: all of BUILTINS but those left out by name
+    (`without`), the pre-flight check (config.check_gradients), the time budget and the
+    progress bar each by their own switch."""
     wanted = {"StopSignals": True, "GradientGuard": config.check_gradients, "TimeBudget": budgeted,
               "ProgressBar": progress}
     return [stops if name == "StopSignals" else cls() for name, cls in BUILTINS.items()
@@ -343,7 +349,7 @@ def show_training_loop(callbacks=(), config: TrainConfig | None = None, *, witho
     time budget)."""
     config = config or TrainConfig()
     budgeted = not config.epochs and config.budget > 0
-    everyone = ranked([*_builtins(without, StopSignals(), config, budgeted, progress), *callbacks])
+    everyone = ranked([*_builtins(_check_without(without), StopSignals(), config, budgeted, progress), *callbacks])
     lines = []
     for event in EVENTS:
         called = [cb for cb in (reversed(everyone) if event == "after_fit" else everyone) if _overrides(cb, event)]
@@ -399,6 +405,7 @@ def fit(
     """
     for message in check_fit_inputs(config, train, val):
         warnings.warn(message, stacklevel=2)
+    without = _check_without(without)
     run_dir, device = Path(run_dir), torch.device(device)
     _prepare_run_dir(run_dir, resume)
     stops = StopSignals(stop_event)

@@ -122,6 +122,7 @@ def test_built_ins_can_be_left_out_by_name(data, tmp_path):
     assert not (tmp_path / "a" / "checkpoint.pt").exists() and seqrep.read_log(tmp_path / "a")
     with pytest.raises(seqrep.SeqrepError, match=r"'Checkpointr' is not a built-in callback \(did you mean 'Checkpointer'\?\)"):
         _fit(data, tmp_path / "b", without=("Checkpointr",))
+    assert not (tmp_path / "b").exists()  # refused before the run directory was touched
     with pytest.raises(seqrep.SeqrepError, match="ProgressBar: leave it out with progress=False"):
         _fit(data, tmp_path / "c", without=("ProgressBar",))
 
