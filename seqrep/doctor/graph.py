@@ -6,6 +6,7 @@ it as its first check."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 
 import torch
@@ -63,9 +64,11 @@ def module_rows(model: nn.Module, calls: dict) -> list[dict]:
 class _Context:
     """What the diagnosis functions share: the trainable parameters, grouped by module."""
 
-    def __init__(self, parameters, calls, named_modules, expect_frozen, train_mode):
+    def __init__(self, parameters, calls, named_modules, expect_frozen, train_mode, inference=None):
         self.parameters, self.calls, self.named_modules = parameters, calls, named_modules
         self.expect_frozen, self.train_mode = tuple(expect_frozen), train_mode
+        self.inference = inference  # modules an eval-mode forward calls (None: unknown)
+        self.checkpointed = False  # the forward warned about torch.utils.checkpoint
         self.trainable = [p for p in parameters if p["requires_grad"] and not self.expected(p["name"])]
 
     def expected(self, name: str) -> bool:
@@ -75,7 +78,19 @@ class _Context:
         return [p for p in self.trainable if not module_name or matches(p["name"], [module_name])]
 
 
-def _loss_findings(loss_value: float, loss_has_graph: bool) -> list[Finding]:
+def _detached_cause(c: _Context) -> str:
+    if not c.parameters:
+        return ("the model has no parameters at all (model.parameters() is empty): layers kept in a "
+                "Python list, or weights as plain tensors instead of nn.Parameter? Nothing can learn.")
+    if not any(p["requires_grad"] for p in c.parameters):
+        return ("every parameter of the model has requires_grad=False (see the frozen finding), so "
+                "nothing in the loss needs a gradient. Unfreeze what should train.")
+    return ("it was computed from a detached tensor (.detach(), .item(), numpy, or under "
+            "torch.no_grad()), so backward cannot reach any parameter. Compute the loss from the "
+            "model's output tensor directly.")
+
+
+def _loss_findings(loss_value: float, loss_has_graph: bool, c: _Context) -> list[Finding]:
     found = []
     if not math.isfinite(loss_value):
         found.append(Finding("nonfinite_loss", (), f"the loss is {loss_value}: a NaN/Inf "
@@ -83,23 +98,29 @@ def _loss_findings(loss_value: float, loss_has_graph: bool) -> list[Finding]:
                              "sqrt of a negative?). Check the inputs and any log/exp/div in forward.",
                              "x = torch.nan_to_num(x)  # or add an epsilon inside log/div/sqrt"))
     if not loss_has_graph:
-        found.append(Finding("detached_loss", (), "the loss has no autograd graph: it was "
-                             "computed from a detached tensor (.detach(), .item(), numpy, or under "
-                             "torch.no_grad()), so backward cannot reach any parameter. Compute "
-                             "the loss from the model's output tensor directly.",
+        found.append(Finding("detached_loss", (), f"the loss has no autograd graph: {_detached_cause(c)}",
                              "loss = loss_fn(model(x), y)  # not torch.tensor(loss_value, requires_grad=True)"))
     return found
 
 
 def _mode_findings(c: _Context) -> list[Finding]:
     found = []
-    no_grad = outermost([n for n, call in c.calls.items() if call["no_grad_calls"] and c.module_params(n)])
+    no_grad = outermost([n for n, call in c.calls.items() if call["no_grad_calls"] and c.module_params(n)
+                         and all(p["grad_norm"] is None for p in c.module_params(n))])
     for name in no_grad:
         label = name or "the model"
+        count = _plural(len(c.module_params(name)), "parameter")
+        if c.checkpointed:  # reentrant checkpointing runs its segment under no_grad
+            found.append(Finding("no_grad", (name or "(model)",), f"{label} ran inside "
+                                 "torch.utils.checkpoint with use_reentrant=True, whose forward runs "
+                                 "under no_grad and, as none of the segment's inputs requires grad, "
+                                 f"never recomputes it with autograd: its {count} get no gradient. "
+                                 "Pass use_reentrant=False.",
+                                 "torch.utils.checkpoint.checkpoint(block, h, use_reentrant=False)"))
+            continue
         found.append(Finding("no_grad", (name or "(model)",), f"{label} ran under torch.no_grad() (or "
-                             f"inference_mode) during a training forward, so its "
-                             f"{_plural(len(c.module_params(name)), 'parameter')} cannot learn. Run it "
-                             "with autograd on while training (the seed's fix: "
+                             f"inference_mode) during a training forward, so its {count} cannot "
+                             "learn. Run it with autograd on while training (the post-mortem's fix: "
                              "extract_features(x, training=True)) and use no_grad only for inference.",
                              "remove `with torch.no_grad():` around the training forward"))
     eval_ran = [n for n, call in c.calls.items() if call["eval_calls"] and not c.expected(n)
@@ -143,10 +164,17 @@ def _break_findings(c: _Context) -> list[Finding]:
     return found
 
 
+def _dropped_in_training(c: _Context, module: str) -> bool:
+    """The module runs in an eval-mode forward but not in this training one: skipped at random
+    while training (LayerDrop, stochastic depth), a convention of audio and vision transformers,
+    not an unused branch."""
+    return c.inference is not None and module in c.inference
+
+
 def _reach_findings(c: _Context, loss_has_graph: bool) -> list[Finding]:
     found = []
     unreachable = [p for p in c.trainable if not p["reachable"]]
-    dead = [p for p in unreachable if p["module"] not in c.calls]
+    dead = [p for p in unreachable if p["module"] not in c.calls and not _dropped_in_training(c, p["module"])]
     if dead:
         groups = outermost(sorted({p["module"] for p in dead}))
         groups = [g for g in groups if all(p["module"] not in c.calls for p in c.module_params(g))] or groups
@@ -155,7 +183,7 @@ def _reach_findings(c: _Context, loss_has_graph: bool) -> list[Finding]:
                              f"forward: {_plural(len(dead), 'parameter')} ({_plural(sum(p['numel'] for p in dead), 'value')}) "
                              "can never learn. Call the branch in forward(), or delete it.",
                              f"out = out + self.{groups[0] or 'branch'}(h)  # or delete the branch"))
-    live = [p for p in unreachable if p["module"] in c.calls]
+    live = [p for p in unreachable if p["module"] in c.calls]  # (LayerDrop-skipped ones are not called)
     if live and loss_has_graph:
         groups = outermost(sorted({p["module"] for p in live}))
         names = tuple(p["name"] for p in live)
@@ -166,6 +194,23 @@ def _reach_findings(c: _Context, loss_has_graph: bool) -> list[Finding]:
                              "changes them. See the no_grad / graph_break findings for where the "
                              "graph is cut."))
     return found
+
+
+def _blocked(c: _Context) -> list[str]:
+    """Reachable parameters with an exactly-zero gradient, reported only when they include every
+    parameter of the first module with parameters that ran (the input layer): zero gradients
+    inside the network are library conventions at initialisation (zero-initialised residual
+    branches and LayerScale, a bias a softmax cancels, outputs the head does not read), while
+    a gradient that cannot reach the input layer at all is a cut the other checks do not name.
+    Measured on the zoo (benchmarks/results/doctor.md): interior zero gradients on 3 of 28 clean
+    architectures, the input layer's on none."""
+    zero = [p for p in c.trainable if p["reachable"] and p["grad_norm"] == 0]
+    owners = {p["module"] for p in c.trainable if p["reachable"] and p["module"] in c.calls}
+    if not zero or not owners:
+        return []
+    first = min(owners, key=lambda m: (m == "", c.calls[m]["start"]))  # the root only if nothing else
+    inputs = [p for p in c.trainable if p["module"] == first and p["reachable"]]
+    return [p["name"] for p in zero] if all(p["grad_norm"] == 0 for p in inputs) else []
 
 
 def _gradient_findings(c: _Context, loss_value: float, backward_error: str | None) -> list[Finding]:
@@ -179,22 +224,36 @@ def _gradient_findings(c: _Context, loss_value: float, backward_error: str | Non
                              "an operation in forward has an infinite derivative here (sqrt or log "
                              "at 0, division by ~0). Add an epsilon or clamp its input.",
                              "torch.sqrt(z + 1e-8)"))
-    zero = [p["name"] for p in c.trainable if p["reachable"] and p["grad_norm"] == 0]
+    zero = _blocked(c)
     if zero and math.isfinite(loss_value):
         cause = ("the loss is exactly 0 on this batch: the model already fits it (a start fitted to "
                  "the training data, or a label the input gives away). Nothing is learned from such "
                  "batches; label smoothing keeps a signal, or check the batch for leaked labels."
                  if loss_value == 0 else
-                 "reachable, but every path multiplies by zero (dead ReLUs, a zero-initialised layer, "
-                 "a mask). Fine at initialisation for zero-init layers; otherwise check activations.")
-        found.append(Finding("zero_grad", tuple(zero), f"{_plural(len(zero), 'parameter')} got an "
-                             f"exactly-zero gradient (e.g. {zero[0]}): {cause}"))
+                 "every path from them to the loss multiplies by zero: a non-differentiable step "
+                 "(argmax, round, a comparison) or an all-zero mask or gate in forward, or ReLUs "
+                 "that are all dead. The input layer itself gets nothing, so nothing learns.")
+        found.append(Finding("blocked_gradient", tuple(zero), f"{_plural(len(zero), 'parameter')} got an "
+                             f"exactly-zero gradient, including every parameter of the input layer "
+                             f"({zero[0]}): {cause}", "" if loss_value == 0 else
+                             "use the float scores in the loss (F.cross_entropy(logits, y)); argmax only for predictions"))
     return found
+
+
+_POSITIONAL = {"pos", "position", "positions", "positional"}
+
+
+def _fixed_table(p: dict) -> bool:
+    """A frozen positional table (Whisper's and TimeSeriesTransformer's sinusoids, PatchTST's
+    normalised sin-cos encoding): the library freezes it on purpose, so it is not reported."""
+    words = set(re.split(r"[._]", p["name"].lower()))
+    return not p["requires_grad"] and len(p["shape"]) >= 2 and bool(words & _POSITIONAL)
 
 
 def _optimizer_findings(c: _Context) -> list[Finding]:
     found = []
-    frozen = [p["name"] for p in c.parameters if not p["requires_grad"] and not c.expected(p["name"])]
+    frozen = [p["name"] for p in c.parameters if not p["requires_grad"] and not c.expected(p["name"])
+              and not _fixed_table(p)]
     if frozen:
         found.append(Finding("frozen", tuple(frozen), f"{_plural(len(frozen), 'parameter')} "
                              f"{'has' if len(frozen) == 1 else 'have'} requires_grad=False (e.g. "
@@ -209,7 +268,7 @@ def _optimizer_findings(c: _Context) -> list[Finding]:
                              "model.parameters() after the model is complete.",
                              "optimizer = torch.optim.AdamW(model.parameters())"))
     held_frozen = [p["name"] for p in c.parameters
-                   if p["in_optimizer"] and not p["requires_grad"] and not c.expected(p["name"])]
+                   if p["in_optimizer"] and not p["requires_grad"] and not c.expected(p["name"]) and not _fixed_table(p)]
     if held_frozen:
         found.append(Finding("frozen_in_optimizer", tuple(held_frozen), f"the optimizer holds "
                              f"{_plural(len(held_frozen), 'frozen parameter')} (e.g. {held_frozen[0]}); "
@@ -218,10 +277,13 @@ def _optimizer_findings(c: _Context) -> list[Finding]:
 
 
 def diagnose_graph(trace: Trace, parameters: list[dict], model: nn.Module, expect_frozen,
-                   train_mode: bool) -> list[Finding]:
-    """The gradient-flow findings of one traced training step."""
-    c = _Context(parameters, trace.recorder.calls, dict(model.named_modules()), expect_frozen, train_mode)
-    return [*_loss_findings(trace.loss_value, trace.loss_has_graph), *_mode_findings(c),
+                   train_mode: bool, inference: set[str] | None = None) -> list[Finding]:
+    """The gradient-flow findings of one traced training step (`inference`: the modules an
+    eval-mode forward calls, when known)."""
+    c = _Context(parameters, trace.recorder.calls, dict(model.named_modules()), expect_frozen, train_mode, inference)
+    c.checkpointed = any("use_reentrant" in w or "None of the inputs have requires_grad" in w
+                         for w in trace.forward_warnings)
+    return [*_loss_findings(trace.loss_value, trace.loss_has_graph, c), *_mode_findings(c),
             *_break_findings(c), *_reach_findings(c, trace.loss_has_graph),
             *_gradient_findings(c, trace.loss_value, trace.backward_error), *_optimizer_findings(c)]
 
@@ -266,7 +328,8 @@ def check_gradient_flow(
                                 forward=forward or default_forward, forward_given=forward is not None,
                                 train_mode=train_mode)
     if trace.error is not None:
-        raise trace.error
+        raise SeqrepError(f"check_gradient_flow: the training forward or the loss raised "
+                          f"{type(trace.error).__name__}: {trace.error}") from trace.error
     parameters = parameter_rows(trace, held_by(optimizer))
     findings = diagnose_graph(trace, parameters, model, expect_frozen, train_mode)
     return GradientReport(trace.loss_value, parameters, module_rows(model, trace.recorder.calls), findings)

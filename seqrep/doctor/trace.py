@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..errors import SeqrepError
 from .batch import logits_of, preserved, tensors
 
 _RELUS = (nn.ReLU, nn.ReLU6)
@@ -122,8 +123,9 @@ def output_ops(output: torch.Tensor, depth: int = 4) -> list[str]:
 @dataclass
 class Trace:
     """What one training forward + backward showed. `grads`: (name, parameter, gradient or
-    None); `leaves`: leaf tensors reachable from the loss; `loss_warnings`: warnings the loss
-    raised (e.g. PyTorch's broadcasting warning); `error`: an exception from forward or loss."""
+    None); `leaves`: leaf tensors reachable from the loss; `layers`: the names of layers (leaf or torch.nn modules); `loss_warnings`: warnings the loss
+    raised (e.g. PyTorch's broadcasting warning), `forward_warnings` those the forward raised
+(e.g. torch.utils.checkpoint's); `error`: an exception from forward or loss."""
 
     output: torch.Tensor | None = None
     output_ops: list[str] = field(default_factory=list)
@@ -133,17 +135,36 @@ class Trace:
     backward_error: str | None = None
     grads: list[tuple] = field(default_factory=list)
     recorder: Recorder | None = None
+    layers: set[str] = field(default_factory=set)
     loss_warnings: list[str] = field(default_factory=list)
+    forward_warnings: list[str] = field(default_factory=list)
     error: Exception | None = None
 
 
+def _is_layer(module: nn.Module) -> bool:
+    """A layer: a leaf module, or one of torch.nn's own (MultiheadAttention holds a child)."""
+    return type(module).__module__.startswith("torch.nn.") or not any(True for _ in module.children())
+
+
 def _forward_and_loss(model, x, y, forward, loss_fn, forward_given, trace: Trace):
-    output = logits_of(forward(model, x), forward_given)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        output = logits_of(forward(model, x), forward_given)
+    trace.forward_warnings = [str(w.message) for w in caught]
+    if not (output.is_floating_point() or output.is_complex()):
+        raise SeqrepError(f"the model's output is an integer tensor ({output.dtype}, shape {tuple(output.shape)}): "
+                          "argmax, round or .long() in forward has no gradient, so nothing can learn "
+                          "through it. Return the float logits and take argmax only for predictions.")
     trace.output, trace.output_ops = output.detach(), output_ops(output)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loss = loss_fn(output, y)
     trace.loss_warnings = [str(w.message) for w in caught]
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise SeqrepError(f"the loss is not one number but {shape}: a loss with reduction='none' returns "
+                          "one value per sample, and backward() needs a scalar. Pass a loss_fn that "
+                          "reduces, e.g. loss_fn=lambda out, y: F.cross_entropy(out, y, reduction='none').mean().")
     return loss
 
 
@@ -154,7 +175,7 @@ def trace_training_step(model: nn.Module, x, y, *, loss_fn: Callable, forward: C
     a Python list); other leaves created during forward lose the gradient this backward gave them."""
     named_params = list(model.named_parameters())
     extra = [*extra, *(t for t in tensors(x) if t.requires_grad)]
-    trace = Trace()
+    trace = Trace(layers={n for n, m in model.named_modules() if n and _is_layer(m)})
     recorder = Recorder(model, {_storage(t) for t in tensors(x)})
     trace.recorder = recorder
     kept = {id(t) for t in extra} | {id(p) for _, p in named_params}
@@ -166,7 +187,7 @@ def trace_training_step(model: nn.Module, x, y, *, loss_fn: Callable, forward: C
                 model.train()
             with torch.enable_grad():
                 loss = _forward_and_loss(model, x, y, forward, loss_fn, forward_given, trace)
-                trace.loss_value = float(loss.detach().float()) if loss.numel() == 1 else float("nan")
+                trace.loss_value = float(loss.detach().float())
                 trace.leaves = graph_leaves(loss)
                 trace.loss_has_graph = loss.grad_fn is not None
                 if loss.requires_grad:
@@ -174,7 +195,7 @@ def trace_training_step(model: nn.Module, x, y, *, loss_fn: Callable, forward: C
                         loss.backward()
                     except RuntimeError as err:
                         trace.backward_error = str(err)
-        except (IndexError, RuntimeError, ValueError) as err:
+        except Exception as err:  # reported by the caller, with what the check needs
             trace.error = err
         finally:
             recorder.remove()
