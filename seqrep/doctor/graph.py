@@ -137,6 +137,12 @@ def _mode_findings(c: _Context) -> list[Finding]:
     return found
 
 
+def _trainable_inside(c: _Context, name: str) -> bool:
+    """The module holds a trainable parameter, tied ones included (an LM head sharing the
+    embedding's weight is listed under the embedding's name only)."""
+    return bool(c.module_params(name)) or any(p.requires_grad for p in c.named_modules[name].parameters())
+
+
 def _break_findings(c: _Context) -> list[Finding]:
     """A module ran and its trainable parameters are unreachable from the loss (cut off); a
     later module with parameters received an input without autograd history (not the batch).
@@ -147,7 +153,7 @@ def _break_findings(c: _Context) -> list[Finding]:
     )))
     found, paired = [], set()
     for name, call in sorted(c.calls.items(), key=lambda kv: kv[1]["start"]):
-        if (not name or not call["no_history_input"] or call["batch_input"] or not c.module_params(name)
+        if (not name or not call["no_history_input"] or call["batch_input"] or not _trainable_inside(c, name)
                 or any(matches(name, [u]) for u in cut)):
             continue
         before = [u for u in cut if c.calls[u].get("end", 0) < call["start"] and u not in paired]

@@ -18,6 +18,7 @@ a model of theirs is built.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import os
 from collections.abc import Callable
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import gallery_models as gm
-from .batch import default_forward
+from .batch import MODE_DEPENDENT, default_forward
 
 ORDERS = ("first", "middle", "last")  # where the unpadded (longest) sample sits in the batch
 N, STEPS, VOCAB, CLASSES = 8, 16, 64, 4
@@ -309,8 +310,9 @@ class Arch:
         return case
 
     def bug_names(self) -> list[str]:
-        names = [b for b, applies in APPLIES.items() if applies(self)]
-        return names + list(self.padding_bugs)
+        torch.manual_seed(0)
+        model = self.build()
+        return [b for b, applies in APPLIES.items() if applies(self, model)] + list(self.padding_bugs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,13 +326,12 @@ def _module(model: nn.Module, name: str) -> nn.Module:
 def _detached(value):
     if isinstance(value, torch.Tensor):
         return value.detach()
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # PackedSequence, namedtuples
+        return type(value)(*(_detached(v) for v in value))
     if isinstance(value, tuple):
         return type(value)(_detached(v) for v in value)
-    if isinstance(value, dict):
-        out = type(value)()  # a ModelOutput keeps its class
-        for k, v in value.items():
-            out[k] = _detached(v)
-        return out
+    if dataclasses.is_dataclass(value) and isinstance(value, dict):  # a transformers ModelOutput
+        return dataclasses.replace(value, **{k: _detached(v) for k, v in value.items()})
     return value
 
 
@@ -359,7 +360,9 @@ def _freeze_backbone(arch: Arch, case: Case) -> None:
 
 
 def _head_not_in_optimizer(arch: Arch, case: Case) -> None:
-    case.optimizer = torch.optim.Adam(_module(case.model, arch.backbone).parameters(), lr=1e-3)
+    """The optimizer built before the head was added (or from the backbone only)."""
+    head = {id(p) for p in _module(case.model, arch.head).parameters()}
+    case.optimizer = torch.optim.Adam([p for p in case.model.parameters() if id(p) not in head], lr=1e-3)
 
 
 def _left_in_eval(arch: Arch, case: Case) -> None:
@@ -393,8 +396,15 @@ INJECT: dict[str, Callable[[Arch, Case], None]] = {
     "loss_rebuilt_from_item": _loss_from_item,
 }
 
-APPLIES: dict[str, Callable[[Arch], bool]] = {name: (lambda arch: True) for name in INJECT}
-APPLIES["softmax_into_cross_entropy"] = lambda arch: arch.classifier
+def _has_mode_layers(arch: Arch, model: nn.Module) -> bool:
+    return any(isinstance(m, MODE_DEPENDENT) for m in model.modules())
+
+
+# bug -> whether it applies to an architecture (and its built model): eval mode changes nothing
+# in a model without BatchNorm/Dropout modules (Llama, Whisper use functional dropout)
+APPLIES: dict[str, Callable[[Arch, nn.Module], bool]] = {name: (lambda arch, model: True) for name in INJECT}
+APPLIES["softmax_into_cross_entropy"] = lambda arch, model: arch.classifier
+APPLIES["left_in_eval"] = _has_mode_layers
 
 # bug -> (kind, culprit): the culprit is "backbone" / "head" (the architecture's), a name, or None
 EXPECTED: dict[str, tuple[str, str | None]] = {
@@ -410,20 +420,29 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
 }
 
 HF_PADDING = {"attention_mask_not_passed": _no_mask, "attention_mask_inverted": _inverted_mask}
+# Audio models turn the mask into lengths (an inverted one truncates instead of leaking), and
+# Longformer's sliding window keeps an inverted mask's padding away from the pooled token.
+NOT_PASSED = {"attention_mask_not_passed": _no_mask}
 
 
-def named(arch: Arch, bug: str, findings) -> object | None:
-    """The finding that names `bug` on `arch` with the expected kind and culprit, or None. For
-    an attention_mask culprit, the message's first cause must be the attention_mask."""
+def named(arch: Arch, case: Case, bug: str, findings) -> object | None:
+    """The finding that names `bug` on `arch` with the expected kind and culprit, or None. A
+    module culprit also matches the names of its parameters (a head tied to the embedding is
+    named by the embedding's parameter); for an attention_mask culprit, the first cause the
+    message gives must be the attention_mask."""
     kind, culprit = EXPECTED[bug]
     culprit = {"backbone": arch.backbone, "head": arch.head}.get(culprit, culprit)
+    accepted = {culprit}
+    if culprit in (arch.backbone, arch.head):
+        owned = {id(p) for p in _module(case.model, culprit).parameters()}
+        accepted |= {n for n, p in case.model.named_parameters() if id(p) in owned}
     for f in findings:
         if f.kind != kind:
             continue
         if culprit == "attention_mask":
-            if "attention_mask" in f.message.split("Padding leaks in")[-1][:160]:
+            if "attention_mask" in f.details.get("causes", [""])[0]:
                 return f
-        elif culprit is None or any(n == culprit or n.startswith(culprit + ".") for n in f.names):
+        elif culprit is None or any(n == c or n.startswith(c + ".") for n in f.names for c in accepted):
             return f
     return None
 
@@ -471,7 +490,7 @@ ZOO: list[Arch] = [
     Arch("Longformer sequence classification", "transformers",
          _hf("LongformerConfig", "LongformerForSequenceClassification", **TEXT, attention_window=4, pad_token_id=1,
              attn_implementation=None),
-         _text(pad=1, bos=0, eos=2), "longformer", "classifier", padding_bugs=HF_PADDING),
+         _text(pad=1, bos=0, eos=2), "longformer", "classifier", padding_bugs=NOT_PASSED),
     Arch("BART sequence classification", "transformers",
          _hf("BartConfig", "BartForSequenceClassification", vocab_size=VOCAB, d_model=32, encoder_layers=2,
              decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
@@ -480,7 +499,7 @@ ZOO: list[Arch] = [
     Arch("T5 encoder-decoder language model", "transformers",
          _hf("T5Config", "T5ForConditionalGeneration", vocab_size=VOCAB, d_model=32, d_kv=16, d_ff=64, num_layers=2,
              num_heads=2, decoder_start_token_id=0),
-         _seq2seq, "encoder", "lm_head", loss_fn=sequence_ce, padding_bugs=HF_PADDING),
+         _seq2seq, "encoder", "decoder", loss_fn=sequence_ce, padding_bugs=HF_PADDING),
     Arch("GPT-2 language model", "transformers",
          _hf("GPT2Config", "GPT2LMHeadModel", vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=64),
          _text(pad=0, per_token="tokens"), "transformer", "lm_head", loss_fn=next_token_ce),
@@ -498,14 +517,14 @@ ZOO: list[Arch] = [
              num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
              do_stable_layer_norm=True, layerdrop=0.5, mask_time_prob=0.0, num_labels=CLASSES,
              classifier_proj_size=16),
-         _audio(), "wav2vec2", "classifier", padding_bugs=HF_PADDING),
+         _audio(), "wav2vec2", "classifier", padding_bugs=NOT_PASSED),
     Arch("HuBERT audio classification (LayerDrop)", "transformers",
          _hf("HubertConfig", "HubertForSequenceClassification", hidden_size=32, num_hidden_layers=4,
              num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8),
              num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
              do_stable_layer_norm=True, layerdrop=0.5, mask_time_prob=0.0, num_labels=CLASSES,
              classifier_proj_size=16),
-         _audio(), "hubert", "classifier", padding_bugs=HF_PADDING),
+         _audio(), "hubert", "classifier", padding_bugs=NOT_PASSED),
     Arch("Whisper audio classification", "transformers",
          _hf("WhisperConfig", "WhisperForAudioClassification", num_mel_bins=8, d_model=32, encoder_layers=2,
              encoder_attention_heads=2, encoder_ffn_dim=64, max_source_positions=16, num_labels=CLASSES,
@@ -542,6 +561,6 @@ ZOO: list[Arch] = [
          padding_bugs={"last_step_of_padding": _torch_last_step}),
     Arch("torch BiGRU + attention pooling", "torch", gm.GRUAttention, _torch_lengths, "gru", "head",
          forward=lambda m, x: m(*x)["logits"]),
-    Arch("torch causal TCN", "torch", gm.TCN, _torch_full, "convs", "head", forward=None),
-    Arch("torch ResNet1D", "torch", ResNet1D, _torch_full, "blocks", "head", forward=None),
+    Arch("torch causal TCN", "torch", gm.TCN, _torch_full, "inp", "head", forward=None),
+    Arch("torch ResNet1D", "torch", ResNet1D, _torch_full, "stem", "head", forward=None),
 ]
