@@ -129,7 +129,9 @@ def _mode_findings(c: _Context) -> list[Finding]:
         layers = sorted({type(m).__name__ for m in c.named_modules[name].modules() if isinstance(m, MODE_DEPENDENT)})
         label = name or "the model"
         why = ("Something calls .eval() in forward() or train() does not reach it" if c.train_mode else
-               "The model was left in eval() (e.g. by a validation loop) and train_mode=False kept it")
+               "It was already in eval() when the check ran: a validation loop left it there, or "
+               "code in __init__/setup called .eval() (Lightning keeps the modes it finds; "
+               "train_mode=False checks those)")
         found.append(Finding("eval_mode", (name or "(model)",), f"{label} ran in eval mode during a "
                              f"training forward: its {', '.join(layers)} layers behave as at inference "
                              f"(BatchNorm stops updating its statistics, Dropout stops dropping). {why}; "
