@@ -56,7 +56,7 @@ def _one_step(optimizer: torch.optim.Optimizer, grads: dict[int, torch.Tensor]):
         for p in group["params"]:
             c = p.detach().clone().requires_grad_(p.requires_grad)
             g = grads.get(id(p))
-            c.grad = None if g is None else g.clone()
+            c.grad = g  # the trace's own gradient: read by the other checks before this step
             originals.append(p)
             copies.append(c)
         groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": copies})

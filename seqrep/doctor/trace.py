@@ -199,8 +199,9 @@ def trace_training_step(model: nn.Module, x, y, *, loss_fn: Callable, forward: C
             trace.error = err
         finally:
             recorder.remove()
-            trace.grads = [(name, p, None if p.grad is None else p.grad.detach().clone())
-                           for name, p in named_params]
+            # the gradient tensors themselves (no copy: `preserved` gives the parameters back
+            # their own .grad, so nothing else holds these)
+            trace.grads = [(name, p, None if p.grad is None else p.grad.detach()) for name, p in named_params]
             for key, t in trace.leaves.items():
                 if key not in kept:
                     t.grad = None

@@ -208,6 +208,6 @@ def check_training(
     _guarded(report, timer, "unregistered", lambda: (check_unregistered(model, trace, x, hidden), None))
     _guarded(report, timer, "loss", lambda: _losses(trace, loss_fn, y, model, x), "init_loss")
     _isolation(report, model, x, call, mask, time_dim, timer, base)
-    _guarded(report, timer, "step_size", lambda: _step_size(optimizer, trace))
     _guarded(report, timer, "gradients", lambda: _gradients(trace), None)
+    _guarded(report, timer, "step_size", lambda: _step_size(optimizer, trace))  # last: it may change grads
     return report
