@@ -10,7 +10,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .batch import first_input, logits_of, perturbed, replace_first, take, tensors, time_axis
+from .batch import (
+    MODE_DEPENDENT,
+    first_input,
+    logits_of,
+    perturbed,
+    replace_first,
+    take,
+    tensors,
+    time_axis,
+)
 from .report import Finding
 
 # A relative change below this (of the largest output magnitude) is float noise. Measured
@@ -24,15 +33,18 @@ def _to_eval(module, args):
 
 
 class _Capture:
-    """Forward hooks that keep every module's first input and output tensor, in call order; and
-    pre-hooks that put every module in eval mode right before it runs, so a forward that
-    switches modes itself (e.g. model(x, training=True)) still runs BatchNorm and dropout in
-    eval mode here (the modes are restored afterwards by `preserved`)."""
+    """Pre-hooks that put every BatchNorm/Dropout module in eval mode right before it runs, so a
+    forward that switches modes itself (e.g. model(x, training=True)) still runs them in eval
+    mode here (the modes are restored afterwards by `preserved`); with record=True, forward
+    hooks on every module that keep its first input and output tensor, in call order (to name
+    where an effect appears, only once one is found: hooks on every module cost more than the
+    forward of a small model)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, record: bool):
         self.calls: list[tuple[str, torch.Tensor | None, torch.Tensor | None]] = []
-        self.handles = [m.register_forward_hook(self._hook(n)) for n, m in model.named_modules() if n]
-        self.handles += [m.register_forward_pre_hook(_to_eval) for m in model.modules()]
+        self.handles = [m.register_forward_pre_hook(_to_eval) for m in model.modules() if isinstance(m, MODE_DEPENDENT)]
+        if record:
+            self.handles += [m.register_forward_hook(self._hook(n)) for n, m in model.named_modules() if n]
 
     def _hook(self, name):
         def hook(module, args, output):
@@ -45,10 +57,11 @@ class _Capture:
             h.remove()
 
 
-def _run(model: nn.Module, x, forward: Callable, rng: torch.Tensor) -> tuple[torch.Tensor, list]:
-    """The eval-mode output and the per-module record, from the same RNG state every time (so a
-    layer built inside forward() is built alike and its randomness does not count as a change)."""
-    capture = _Capture(model)
+def _run(model: nn.Module, x, forward: Callable, rng: torch.Tensor, record: bool = False) -> tuple[torch.Tensor, list]:
+    """The eval-mode output and (record=True) the per-module record, from the same RNG state
+    every time (so a layer built inside forward() is built alike and its randomness does not
+    count as a change)."""
+    capture = _Capture(model, record)
     torch.set_rng_state(rng)
     try:
         model.eval()
@@ -57,6 +70,19 @@ def _run(model: nn.Module, x, forward: Callable, rng: torch.Tensor) -> tuple[tor
     finally:
         capture.remove()
     return out, capture.calls
+
+
+def _locate(model: nn.Module, x, changed, forward: Callable, rng: torch.Tensor, n: int, affected: Callable,
+            extra: int = 0) -> tuple[tuple[str, ...], str]:
+    """Where an effect first appears: both runs again, recording every module's output."""
+    base_calls = _run(model, x, forward, rng, record=True)[1]
+    calls = _run(model, changed, forward, rng, record=True)[1]
+    return _where(_first_affected(base_calls, calls, n, affected, extra))
+
+
+def inference_modules(model: nn.Module, x, forward: Callable, rng: torch.Tensor) -> set[str]:
+    """The modules an eval-mode forward calls."""
+    return {name for name, _, _ in _run(model, x, forward, rng, record=True)[1]}
 
 
 def _per_sample(a: torch.Tensor, b: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -93,11 +119,11 @@ def _where(located: tuple[str, bool] | None) -> tuple[tuple[str, ...], str]:
     return (name,), name
 
 
-def run_captured(model: nn.Module, x, forward: Callable) -> tuple[torch.Tensor, list, torch.Tensor]:
-    """The unperturbed eval-mode output, its per-module record, and the RNG state every
-    perturbed run starts from."""
+def run_captured(model: nn.Module, x, forward: Callable) -> tuple[torch.Tensor, object, torch.Tensor]:
+    """The unchanged eval-mode output, the input it came from, and the RNG state every changed
+    run starts from."""
     rng = torch.get_rng_state()
-    return (*_run(model, x, forward, rng), rng)
+    return (_run(model, x, forward, rng)[0], x, rng)
 
 
 def _donors(x0: torch.Tensor, chosen: list[int]) -> list[int] | None:
@@ -142,7 +168,7 @@ def check_batch_mixing(model: nn.Module, x, forward: Callable, generator: torch.
     changed, how = _changed_samples(x, x0, chosen, generator)
     if changed is None:
         return [], {"largest_change": 0.0, "note": "all samples identical"}
-    out, calls = _run(model, changed, forward, base[2])
+    out, _ = _run(model, changed, forward, base[2])
     others = [i for i in range(n) if i not in chosen]
     change = _per_sample(base[0], out)
     worst = float(change[others].max()) if others else 0.0
@@ -153,7 +179,7 @@ def check_batch_mixing(model: nn.Module, x, forward: Callable, generator: torch.
     def mixes(a, b):
         return bool((_per_sample(a, b)[others] > TOLERANCE).any())
 
-    names, label = _where(_first_affected(base[1], calls, n, mixes))
+    names, label = _locate(model, x, changed, forward, base[2], n, mixes)
     return [Finding("batch_mixing", names, f"changing only sample(s) {chosen} ({how}) changes the output of {len(hit)} other sample(s) (e.g. sample {hit[0]}, "
                     f"by {float(change[hit[0]]):.2g} of the output scale): samples mix in {label}. Typical "
                     "causes: an RNN fed (batch, time, features) while it expects time first, h_n reshaped "
@@ -273,8 +299,8 @@ def check_padding_leak(model: nn.Module, x, forward: Callable, mask: torch.Tenso
     grows = _pad_token(x0, where) is not None
     changed = _extended(x, x0, axis, mask, extra) if grows else replace_first(x, perturbed(x0, where, generator))
     extra = extra if grows else 0
-    base, base_calls, rng = base
-    out, calls = _run(model, changed, forward, rng)
+    base, _, rng = base
+    out, _ = _run(model, changed, forward, rng)
     change = _changes(base, out, mask, extra)
     if change is None:
         return [], {"note": f"outputs of shapes {tuple(base.shape)} and {tuple(out.shape)} cannot be compared"}
@@ -287,7 +313,7 @@ def check_padding_leak(model: nn.Module, x, forward: Callable, mask: torch.Tenso
         found = _changes(a, b, mask, extra)
         return found is not None and bool((found > TOLERANCE).any())
 
-    names, label = _where(_first_affected(base_calls, calls, len(change), leaks, extra))
+    names, label = _locate(model, x, changed, forward, rng, len(change), leaks, extra)
     i = next((j for j in leaky if not mask[j].all()), leaky[0])  # a sample with padding of its own
     causes = _causes(x)
     return [Finding("padding_leak", (*names, f"sample {i}"), f"changing only padded steps changes "
