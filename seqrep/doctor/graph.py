@@ -15,7 +15,7 @@ from torch import nn
 from ..errors import SeqrepError
 from .batch import MODE_DEPENDENT, default_forward, unwrap
 from .report import Finding, GradientReport, _plural
-from .trace import Trace, trace_training_step
+from .trace import Trace, recorded, trace_training_step
 
 __all__ = ["check_gradient_flow"]
 
@@ -47,13 +47,15 @@ def parameter_rows(trace: Trace, held: set[int] | None) -> list[dict]:
 
 
 def module_rows(model: nn.Module, calls: dict) -> list[dict]:
+    """One row per module; `called` is None for modules the trace does not record (no
+    parameters, not mode-dependent)."""
     rows = []
     for name, m in model.named_modules():
         call = calls.get(name, {})
         rows.append({
             "name": name or "(model)",
             "type": type(m).__name__,
-            "called": bool(call),
+            "called": bool(call) if call or recorded(m) else None,
             "ran_in_eval": bool(call.get("eval_calls")),
             "ran_without_autograd": bool(call.get("no_grad_calls")),
             "input_without_history": bool(call.get("no_history_input")),

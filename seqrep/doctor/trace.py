@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import SeqrepError
-from .batch import logits_of, preserved, tensors
+from .batch import MODE_DEPENDENT, logits_of, preserved, tensors
 
 _RELUS = (nn.ReLU, nn.ReLU6)
 _CHANNEL_FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.modules.pooling._MaxPoolNd,
@@ -23,10 +23,17 @@ def _storage(t: torch.Tensor) -> int:
     return t.untyped_storage().data_ptr()
 
 
+def recorded(module: nn.Module) -> bool:
+    """Modules the checks read: those holding parameters, mode-dependent ones, ReLUs and the
+    layers that say which axis a ReLU's units are on. The others (activations, containers of
+    nothing trainable) are not hooked: hooks on every module cost more than a small model's step."""
+    return any(True for _ in module.parameters()) or isinstance(module, (*MODE_DEPENDENT, *_RELUS, *_CHANNEL_FIRST))
+
+
 class Recorder:
-    """Forward pre-hooks and hooks on every module: mode, autograd state, input history, order;
-    the share of dead units of every ReLU; and (through a global hook, removed afterwards) the
-    modules that ran inside the model but are not registered in it."""
+    """Forward pre-hooks and hooks on the modules the checks read (`recorded`): mode, autograd
+    state, input history, order; the share of dead units of every ReLU; and (through a global
+    hook, removed afterwards) the modules that ran inside the model but are not registered in it."""
 
     def __init__(self, model: nn.Module, batch_storages: set[int]):
         self.batch_storages = batch_storages
@@ -37,8 +44,9 @@ class Recorder:
         self.order, self.stack, self.last_leaf = 0, [], None
         self.handles = []
         for name, module in model.named_modules():
-            self.handles.append(module.register_forward_pre_hook(self._pre(name)))
-            self.handles.append(module.register_forward_hook(self._post(name)))
+            if not name or recorded(module):
+                self.handles.append(module.register_forward_pre_hook(self._pre(name)))
+                self.handles.append(module.register_forward_hook(self._post(name)))
         self.handles.append(nn.modules.module.register_module_forward_pre_hook(self._any))
 
     def _any(self, module, args):
