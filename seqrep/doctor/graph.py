@@ -212,8 +212,9 @@ def _blocked(c: _Context) -> list[str]:
     inside the network are library conventions at initialisation (zero-initialised residual
     branches and LayerScale, a bias a softmax cancels, outputs the head does not read), while
     a gradient that cannot reach the input layer at all is a cut the other checks do not name.
-    Measured on the zoo (benchmarks/results/doctor.md): interior zero gradients on 3 of 28 clean
-    architectures, the input layer's on none."""
+    Measured on the zoo (benchmarks/results/doctor.md): interior zero gradients on 2 of 28 clean
+    architectures (Longformer's last-layer local projections, timm ResNet-18's zero-initialised
+    residual branches), the input layer's on none."""
     zero = [p for p in c.trainable if p["reachable"] and p["grad_norm"] == 0]
     owners = {p["module"] for p in c.trainable if p["reachable"] and p["module"] in c.calls}
     if not zero or not owners:
