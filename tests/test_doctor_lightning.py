@@ -104,3 +104,11 @@ def test_lightning_callback_on_a_hugging_face_model():
     with pytest.warns(UserWarning, match="split_batch="):
         trainer = _hf_fit(_HFModule(leak=False), callback)
     assert callback.report is None and trainer.global_step == 2
+
+
+def test_callback_accepts_expect_frozen_as_its_advice_says():
+    """Issue 29: the frozen finding advises expect_frozen, which DoctorCallback did not accept."""
+    from seqrep.doctor.lightning import DoctorCallback
+
+    callback = DoctorCallback(expect_frozen=("model.encoder",))
+    assert callback.options["expect_frozen"] == ("model.encoder",)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import SeqrepError
-from .batch import MODE_DEPENDENT, default_forward, unwrap
+from .batch import MODE_DEPENDENT, default_forward, preserved, unwrap
 from .report import Finding, GradientReport, _plural
 from .trace import Trace, recorded, trace_training_step
 
@@ -299,6 +299,20 @@ def diagnose_graph(trace: Trace, parameters: list[dict], model: nn.Module, expec
             *_gradient_findings(c, trace.loss_value, trace.backward_error), *_optimizer_findings(c)]
 
 
+def inference_set(model: nn.Module, x, forward: Callable, trace: Trace) -> set[str] | None:
+    """The modules an eval-mode forward calls, when a module with parameters did not run in
+    training (LayerDrop or unused?); None when not needed or the eval forward fails."""
+    from .mixing import inference_modules
+
+    if all(name.rpartition(".")[0] in trace.recorder.calls for name, _ in model.named_parameters()):
+        return None
+    with preserved(model):
+        try:
+            return inference_modules(model, x, forward, torch.get_rng_state())
+        except Exception:  # then every module that did not run is reported as unused
+            return None
+
+
 def held_by(optimizer: torch.optim.Optimizer | None) -> set[int] | None:
     if optimizer is None:
         return None
@@ -342,5 +356,6 @@ def check_gradient_flow(
         raise SeqrepError(f"check_gradient_flow: the training forward or the loss raised "
                           f"{type(trace.error).__name__}: {trace.error}") from trace.error
     parameters = parameter_rows(trace, held_by(optimizer))
-    findings = diagnose_graph(trace, parameters, model, expect_frozen, train_mode)
+    findings = diagnose_graph(trace, parameters, model, expect_frozen, train_mode,
+                              inference_set(model, x, forward or default_forward, trace))
     return GradientReport(trace.loss_value, parameters, module_rows(model, trace.recorder.calls), findings)

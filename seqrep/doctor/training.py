@@ -14,9 +14,9 @@ from torch import nn
 from ..errors import SeqrepError
 from .batch import default_forward, first_input, preserved, unwrap
 from .dynamics import check_dead_units, check_gradient_span, check_step_size
-from .graph import diagnose_graph, held_by, module_rows, parameter_rows
+from .graph import diagnose_graph, held_by, inference_set, module_rows, parameter_rows
 from .losses import check_init_loss, check_loss_input, target_findings
-from .mixing import check_batch_mixing, check_padding_leak, inference_modules, run_captured
+from .mixing import check_batch_mixing, check_padding_leak, run_captured
 from .registration import check_unregistered, hidden_tensors
 from .report import TrainingReport
 from .trace import Trace, trace_training_step
@@ -151,20 +151,6 @@ def _eval_base(report: TrainingReport, model, x, forward, timer: _Timer):
             return None
 
 
-def _inference(report, model: nn.Module, x, forward: Callable, trace: Trace, base) -> set[str] | None:
-    """The modules an eval-mode forward calls, found only when a module with parameters did not
-    run in the training forward (is it LayerDrop or unused?); None when not needed or unknown."""
-    calls = trace.recorder.calls
-    if base is None or all(name.rpartition(".")[0] in calls for name, _ in model.named_parameters()):
-        return None
-    with preserved(model):
-        try:
-            return inference_modules(model, x, forward, base[2])
-        except Exception as err:
-            report.skipped["eval_forward"] = f"the eval-mode forward raised {type(err).__name__}: {str(err)[:300]}"
-            return None
-
-
 def check_training(
     model: nn.Module,
     batch,
@@ -217,7 +203,7 @@ def check_training(
         report.loss = trace.loss_value
         report.parameters = parameter_rows(trace, held_by(optimizer))
         report.modules = module_rows(model, trace.recorder.calls)
-        inference = _inference(report, model, x, call, trace, base)
+        inference = None if base is None else inference_set(model, x, call, trace)
         report.findings += diagnose_graph(trace, report.parameters, model, expect_frozen, train_mode, inference)
     _guarded(report, timer, "unregistered", lambda: (check_unregistered(model, trace, x, hidden), None))
     _guarded(report, timer, "loss", lambda: _losses(trace, loss_fn, y, model, x), "init_loss")
