@@ -233,6 +233,13 @@ TEXT = {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2, "num_att
         "intermediate_size": 64, "max_position_embeddings": 64, "num_labels": CLASSES}
 
 
+# Wav2Vec2 and HuBERT share their config's fields; LayerDrop 0.5 skips half the layers in training.
+AUDIO = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 64,
+         "conv_dim": (16, 16), "conv_stride": (5, 4), "conv_kernel": (10, 8), "num_conv_pos_embeddings": 8,
+         "num_conv_pos_embedding_groups": 2, "feat_extract_norm": "layer", "do_stable_layer_norm": True,
+         "layerdrop": 0.5, "mask_time_prob": 0.0, "num_labels": CLASSES, "classifier_proj_size": 16}
+
+
 def _logits(m, x):
     return m(**x).logits
 
@@ -512,18 +519,10 @@ ZOO: list[Arch] = [
              num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64),
          _text(pad=0, per_token="tokens"), "model", "lm_head", loss_fn=next_token_ce),
     Arch("Wav2Vec2 audio classification (LayerDrop)", "transformers",
-         _hf("Wav2Vec2Config", "Wav2Vec2ForSequenceClassification", hidden_size=32, num_hidden_layers=4,
-             num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8),
-             num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
-             do_stable_layer_norm=True, layerdrop=0.5, mask_time_prob=0.0, num_labels=CLASSES,
-             classifier_proj_size=16),
+         _hf("Wav2Vec2Config", "Wav2Vec2ForSequenceClassification", **AUDIO),
          _audio(), "wav2vec2", "classifier", padding_bugs=NOT_PASSED),
     Arch("HuBERT audio classification (LayerDrop)", "transformers",
-         _hf("HubertConfig", "HubertForSequenceClassification", hidden_size=32, num_hidden_layers=4,
-             num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8),
-             num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
-             do_stable_layer_norm=True, layerdrop=0.5, mask_time_prob=0.0, num_labels=CLASSES,
-             classifier_proj_size=16),
+         _hf("HubertConfig", "HubertForSequenceClassification", **AUDIO),
          _audio(), "hubert", "classifier", padding_bugs=NOT_PASSED),
     Arch("Whisper audio classification", "transformers",
          _hf("WhisperConfig", "WhisperForAudioClassification", num_mel_bins=8, d_model=32, encoder_layers=2,
