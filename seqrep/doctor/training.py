@@ -199,12 +199,15 @@ def check_training(
         if trace.error is not None:
             return _failed_forward(trace, y, report)
     base = _eval_base(report, model, x, call, timer)
-    with timer("gradient_flow"):
-        report.loss = trace.loss_value
-        report.parameters = parameter_rows(trace, held_by(optimizer))
-        report.modules = module_rows(model, trace.recorder.calls)
+    report.loss = trace.loss_value
+    report.parameters = parameter_rows(trace, held_by(optimizer))
+    report.modules = module_rows(model, trace.recorder.calls)
+
+    def graph():
         inference = None if base is None else inference_set(model, x, call, trace)
-        report.findings += diagnose_graph(trace, report.parameters, model, expect_frozen, train_mode, inference)
+        return diagnose_graph(trace, report.parameters, model, expect_frozen, train_mode, inference), None
+
+    _guarded(report, timer, "gradient_flow", graph)
     _guarded(report, timer, "unregistered", lambda: (check_unregistered(model, trace, x, hidden), None))
     _guarded(report, timer, "loss", lambda: _losses(trace, loss_fn, y, model, x), "init_loss")
     _isolation(report, model, x, call, mask, time_dim, timer, base)
