@@ -17,7 +17,7 @@ __all__ = ["BLOCKING", "KINDS", "Finding", "GradientFlowError", "GradientReport"
 # a measured heuristic that a deliberate design can trip, so it informs instead of refusing.
 KINDS: dict[str, tuple[str, str, str]] = {
     "no_grad": ("a part ran under torch.no_grad()/inference_mode in a training forward", "block",
-                "its parameters get no gradient: they never learn (the seed's bug)"),
+                "its parameters get no gradient: they never learn (the post-mortem's bug)"),
     "graph_break": ("a module's input has no autograd history although an earlier module's "
                     "parameters need gradients (.detach(), numpy, torch.tensor)", "block",
                     "everything before the break never learns"),
