@@ -112,10 +112,20 @@ def _margins(clean_rows: list[dict], bug_rows: list[dict]) -> list[dict]:
     return out
 
 
+def _worst(values: dict) -> dict:
+    """The largest entry of {name: number} (a margin reads only the worst one)."""
+    return dict([max(values.items(), key=lambda kv: kv[1])]) if values else {}
+
+
 def _plain(measured: dict) -> dict:
-    """The measured numbers a margin reads (JSON-friendly, nothing else)."""
+    """The measured numbers a margin reads, with per-component dicts cut to their worst entry."""
     keep = ("init_loss", "batch_mixing", "padding_leak", "step_size", "gradient_span", "dead_units")
-    return {k: v for k, v in measured.items() if k in keep}
+    out = {k: v for k, v in measured.items() if k in keep}
+    if "ratios" in out.get("step_size", {}):
+        out["step_size"] = {**out["step_size"], "ratios": _worst(out["step_size"]["ratios"])}
+    if "dead_share" in out.get("dead_units", {}):
+        out["dead_units"] = {"dead_share": _worst(out["dead_units"]["dead_share"])}
+    return out
 
 
 def _zoo_check(case):
