@@ -225,7 +225,7 @@ class GradientGuard(Callback):
             )
         # A start fitted to the training data may fit the checked batch exactly: fit knows why
         # the loss is 0 there, so that finding is logged above but not warned about.
-        expected = [f for f in report.findings if state.fitted_init and f.kind == "zero_grad" and report.loss == 0]
+        expected = [f for f in report.findings if state.fitted_init and f.kind == "blocked_gradient" and report.loss == 0]
         if len(report.findings) > len(expected):
             warnings.warn(f"pre-flight check: {report.verdict()}", stacklevel=2)
 

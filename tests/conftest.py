@@ -9,6 +9,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    """Before any test imports lightning, transformers or timm (each imports torchvision when it
+    is installed): let torchvision import beside a CPU build of torch (see pyproject.toml)."""
+    from seqrep.doctor.zoo import allow_torchvision_without_ops
+
+    allow_torchvision_without_ops()
+
+
 @pytest.fixture(scope="session")
 def executed_05(tmp_path_factory) -> Path:
     """notebooks/05 executed with quick parameters by the runner behind `make notebooks`, once

@@ -59,7 +59,7 @@ def test_clean_architecture_gets_no_finding(clean):
 def test_blocking_kinds_are_documented():
     assert BLOCKING <= set(KINDS)
     assert {"no_grad", "graph_break", "loss_input", "batch_mixing", "padding_leak", "unregistered"} <= BLOCKING
-    assert not {"init_loss", "step_size", "dead_units", "zero_grad", "frozen"} & BLOCKING
+    assert not {"init_loss", "step_size", "dead_units", "blocked_gradient", "frozen"} & BLOCKING
     assert all(len(KINDS[k]) == 3 and KINDS[k][2] for k in KINDS)  # every kind says why
 
 

@@ -244,3 +244,25 @@ def test_check_runs_fast_enough_to_call_before_every_run():
     report = check_gradient_flow(model, (x, y))
     assert report.ok
     assert np.isfinite(report.loss)
+
+
+def test_layerdrop_is_not_an_unused_branch():
+    """Issue 27: LayerDrop skips layers at random while training (Wav2Vec2, Whisper); a layer that
+    runs at inference is not "unused" (the blocking finding refused HF audio models)."""
+    class LayerDrop(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+            self.head = nn.Linear(4, 3)
+            self.never = nn.Linear(4, 4)
+
+        def forward(self, x):
+            for i, layer in enumerate(self.layers):
+                if not (self.training and i == 1):  # layer 1 dropped in this training forward
+                    x = x + layer(x)
+            return self.head(x.mean(1))
+
+    x, y = torch.randn(8, 5, 4), torch.arange(8) % 3
+    for report in (seqrep.doctor.check_gradient_flow(LayerDrop(), (x, y)), seqrep.check_training(LayerDrop(), (x, y))):
+        unused = [f for f in report.findings if f.kind == "unused"]
+        assert len(unused) == 1 and unused[0].names == ("never.weight", "never.bias"), report.verdict()

@@ -162,3 +162,78 @@ def test_fit_protocol_events():
     w.after_fit(state, None)
     assert [f.kind for f in w.findings] == ["nonfinite_loss"]
     assert not optimizer._optimizer_step_post_hooks
+
+
+def test_a_loop_that_never_steps_is_reported():
+    """Issue 29: 120 iterations of loss, zero_grad, backward and no optimizer.step() were silent."""
+    model = _model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with watch(model, optimizer) as w:
+            for _ in range(5):
+                loss = F.cross_entropy(model(X), Y)
+                optimizer.zero_grad()
+                loss.backward()
+    assert [f.kind for f in w.findings] == ["missing_step"]
+    assert "optimizer.step()" in w.findings[0].fix
+    with warnings.catch_warnings():  # no zero_grad either: reported when the watch stops
+        warnings.simplefilter("ignore")
+        with watch(model, optimizer) as w:
+            F.cross_entropy(model(X), Y).backward()
+    assert [f.kind for f in w.findings] == ["missing_step"]
+
+
+def test_eval_inside_forward_is_named_as_the_cause():
+    """Issue 27: a forward() that calls self.eval() itself got 'model.train() at the start of
+    every epoch', which cannot help; a model never put in train() gets its own message."""
+    class SelfEval(Net):
+        def forward(self, x):
+            self.body.eval()
+            return self.body(x)
+
+    def message(model):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with watch(model, optimizer) as w:
+                for _ in range(2):
+                    model.train()
+                    optimizer.zero_grad()
+                    F.cross_entropy(model(X), Y).backward()
+                    optimizer.step()
+        return w.findings[0]
+
+    torch.manual_seed(0)
+    found = message(SelfEval(False))
+    assert found.kind == "eval_step" and "forward() (or code it calls) switches" in found.message
+    assert found.fix == "delete the .eval() call inside forward()"
+    model = _model().eval()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with watch(model, optimizer) as w:
+            F.cross_entropy(model(X), Y).backward()
+            optimizer.step()
+    assert "never put in train()" in w.findings[0].message
+
+
+def test_a_parameter_with_a_tiny_or_zero_gradient_is_not_stale_while_others_move():
+    """Issue 27: fit's watch warned stale_parameter for readout.bias on a many-class set (its
+    gradient too small for float32 to register the update near the loss floor), and on
+    Longformer's zero-initialised biases (an exactly-zero gradient). Parameters with a gradient
+    that stay put while others move are not a loop bug; one without a gradient still is."""
+    model = _model(unused=True)
+    with torch.no_grad():
+        model.body[6].bias.fill_(1e4)  # an update of ~1e-4 is below float32's resolution at 1e4
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with watch(model, optimizer) as w:
+            for _ in range(4):
+                loss = F.cross_entropy(model(X), Y)
+                w.after_loss(loss)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+    assert [n for f in w.findings if f.kind == "stale_parameter" for n in f.names] == ["spare.weight", "spare.bias"]

@@ -71,6 +71,20 @@ def first_input(x) -> torch.Tensor:
     return found[0]
 
 
+def take(x, index: torch.Tensor, n: int):
+    """x with every tensor whose first axis has the batch's `n` samples indexed by `index`
+    (same structure): whole samples, all their tensors, swapped or repeated together."""
+    if isinstance(x, torch.Tensor):
+        return x[index.to(x.device)] if x.dim() > 0 and x.shape[0] == n else x
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return type(x)(*(take(v, index, n) for v in x))
+    if isinstance(x, (list, tuple)):
+        return type(x)(take(v, index, n) for v in x)
+    if isinstance(x, dict):
+        return {k: take(v, index, n) for k, v in x.items()}
+    return x
+
+
 def replace_first(x, new: torch.Tensor):
     """x with its first tensor replaced by `new` (same structure)."""
     done = [False]

@@ -6,15 +6,16 @@ it as its first check."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
 from ..errors import SeqrepError
-from .batch import MODE_DEPENDENT, default_forward, unwrap
+from .batch import MODE_DEPENDENT, default_forward, preserved, unwrap
 from .report import Finding, GradientReport, _plural
-from .trace import Trace, trace_training_step
+from .trace import Trace, recorded, trace_training_step
 
 __all__ = ["check_gradient_flow"]
 
@@ -46,13 +47,15 @@ def parameter_rows(trace: Trace, held: set[int] | None) -> list[dict]:
 
 
 def module_rows(model: nn.Module, calls: dict) -> list[dict]:
+    """One row per module; `called` is None for modules the trace does not record (no
+    parameters, not mode-dependent)."""
     rows = []
     for name, m in model.named_modules():
         call = calls.get(name, {})
         rows.append({
             "name": name or "(model)",
             "type": type(m).__name__,
-            "called": bool(call),
+            "called": bool(call) if call or recorded(m) else None,
             "ran_in_eval": bool(call.get("eval_calls")),
             "ran_without_autograd": bool(call.get("no_grad_calls")),
             "input_without_history": bool(call.get("no_history_input")),
@@ -63,9 +66,11 @@ def module_rows(model: nn.Module, calls: dict) -> list[dict]:
 class _Context:
     """What the diagnosis functions share: the trainable parameters, grouped by module."""
 
-    def __init__(self, parameters, calls, named_modules, expect_frozen, train_mode):
+    def __init__(self, parameters, calls, named_modules, expect_frozen, train_mode, inference=None):
         self.parameters, self.calls, self.named_modules = parameters, calls, named_modules
         self.expect_frozen, self.train_mode = tuple(expect_frozen), train_mode
+        self.inference = inference  # modules an eval-mode forward calls (None: unknown)
+        self.checkpointed = False  # the forward warned about torch.utils.checkpoint
         self.trainable = [p for p in parameters if p["requires_grad"] and not self.expected(p["name"])]
 
     def expected(self, name: str) -> bool:
@@ -75,7 +80,19 @@ class _Context:
         return [p for p in self.trainable if not module_name or matches(p["name"], [module_name])]
 
 
-def _loss_findings(loss_value: float, loss_has_graph: bool) -> list[Finding]:
+def _detached_cause(c: _Context) -> str:
+    if not c.parameters:
+        return ("the model has no parameters at all (model.parameters() is empty): layers kept in a "
+                "Python list, or weights as plain tensors instead of nn.Parameter? Nothing can learn.")
+    if not any(p["requires_grad"] for p in c.parameters):
+        return ("every parameter of the model has requires_grad=False (see the frozen finding), so "
+                "nothing in the loss needs a gradient. Unfreeze what should train.")
+    return ("it was computed from a detached tensor (.detach(), .item(), numpy, or under "
+            "torch.no_grad()), so backward cannot reach any parameter. Compute the loss from the "
+            "model's output tensor directly.")
+
+
+def _loss_findings(loss_value: float, loss_has_graph: bool, c: _Context) -> list[Finding]:
     found = []
     if not math.isfinite(loss_value):
         found.append(Finding("nonfinite_loss", (), f"the loss is {loss_value}: a NaN/Inf "
@@ -83,23 +100,29 @@ def _loss_findings(loss_value: float, loss_has_graph: bool) -> list[Finding]:
                              "sqrt of a negative?). Check the inputs and any log/exp/div in forward.",
                              "x = torch.nan_to_num(x)  # or add an epsilon inside log/div/sqrt"))
     if not loss_has_graph:
-        found.append(Finding("detached_loss", (), "the loss has no autograd graph: it was "
-                             "computed from a detached tensor (.detach(), .item(), numpy, or under "
-                             "torch.no_grad()), so backward cannot reach any parameter. Compute "
-                             "the loss from the model's output tensor directly.",
+        found.append(Finding("detached_loss", (), f"the loss has no autograd graph: {_detached_cause(c)}",
                              "loss = loss_fn(model(x), y)  # not torch.tensor(loss_value, requires_grad=True)"))
     return found
 
 
 def _mode_findings(c: _Context) -> list[Finding]:
     found = []
-    no_grad = outermost([n for n, call in c.calls.items() if call["no_grad_calls"] and c.module_params(n)])
+    no_grad = outermost([n for n, call in c.calls.items() if call["no_grad_calls"] and c.module_params(n)
+                         and all(p["grad_norm"] is None for p in c.module_params(n))])
     for name in no_grad:
         label = name or "the model"
+        count = _plural(len(c.module_params(name)), "parameter")
+        if c.checkpointed:  # reentrant checkpointing runs its segment under no_grad
+            found.append(Finding("no_grad", (name or "(model)",), f"{label} ran inside "
+                                 "torch.utils.checkpoint with use_reentrant=True, whose forward runs "
+                                 "under no_grad and, as none of the segment's inputs requires grad, "
+                                 f"never recomputes it with autograd: its {count} get no gradient. "
+                                 "Pass use_reentrant=False.",
+                                 "torch.utils.checkpoint.checkpoint(block, h, use_reentrant=False)"))
+            continue
         found.append(Finding("no_grad", (name or "(model)",), f"{label} ran under torch.no_grad() (or "
-                             f"inference_mode) during a training forward, so its "
-                             f"{_plural(len(c.module_params(name)), 'parameter')} cannot learn. Run it "
-                             "with autograd on while training (the post-mortem's fix: "
+                             f"inference_mode) during a training forward, so its {count} cannot "
+                             "learn. Run it with autograd on while training (the post-mortem's fix: "
                              "extract_features(x, training=True)) and use no_grad only for inference.",
                              "remove `with torch.no_grad():` around the training forward"))
     eval_ran = [n for n, call in c.calls.items() if call["eval_calls"] and not c.expected(n)
@@ -108,12 +131,20 @@ def _mode_findings(c: _Context) -> list[Finding]:
         layers = sorted({type(m).__name__ for m in c.named_modules[name].modules() if isinstance(m, MODE_DEPENDENT)})
         label = name or "the model"
         why = ("Something calls .eval() in forward() or train() does not reach it" if c.train_mode else
-               "The model was left in eval() (e.g. by a validation loop) and train_mode=False kept it")
+               "It was already in eval() when the check ran: a validation loop left it there, or "
+               "code in __init__/setup called .eval() (Lightning keeps the modes it finds; "
+               "train_mode=False checks those)")
         found.append(Finding("eval_mode", (name or "(model)",), f"{label} ran in eval mode during a "
                              f"training forward: its {', '.join(layers)} layers behave as at inference "
                              f"(BatchNorm stops updating its statistics, Dropout stops dropping). {why}; "
                              "keep it in train() mode while training.", "model.train()"))
     return found
+
+
+def _trainable_inside(c: _Context, name: str) -> bool:
+    """The module holds a trainable parameter, tied ones included (an LM head sharing the
+    embedding's weight is listed under the embedding's name only)."""
+    return bool(c.module_params(name)) or any(p.requires_grad for p in c.named_modules[name].parameters())
 
 
 def _break_findings(c: _Context) -> list[Finding]:
@@ -126,7 +157,7 @@ def _break_findings(c: _Context) -> list[Finding]:
     )))
     found, paired = [], set()
     for name, call in sorted(c.calls.items(), key=lambda kv: kv[1]["start"]):
-        if (not name or not call["no_history_input"] or call["batch_input"] or not c.module_params(name)
+        if (not name or not call["no_history_input"] or call["batch_input"] or not _trainable_inside(c, name)
                 or any(matches(name, [u]) for u in cut)):
             continue
         before = [u for u in cut if c.calls[u].get("end", 0) < call["start"] and u not in paired]
@@ -143,10 +174,17 @@ def _break_findings(c: _Context) -> list[Finding]:
     return found
 
 
+def _dropped_in_training(c: _Context, module: str) -> bool:
+    """The module runs in an eval-mode forward but not in this training one: skipped at random
+    while training (LayerDrop, stochastic depth), a convention of audio and vision transformers,
+    not an unused branch."""
+    return c.inference is not None and module in c.inference
+
+
 def _reach_findings(c: _Context, loss_has_graph: bool) -> list[Finding]:
     found = []
     unreachable = [p for p in c.trainable if not p["reachable"]]
-    dead = [p for p in unreachable if p["module"] not in c.calls]
+    dead = [p for p in unreachable if p["module"] not in c.calls and not _dropped_in_training(c, p["module"])]
     if dead:
         groups = outermost(sorted({p["module"] for p in dead}))
         groups = [g for g in groups if all(p["module"] not in c.calls for p in c.module_params(g))] or groups
@@ -155,7 +193,7 @@ def _reach_findings(c: _Context, loss_has_graph: bool) -> list[Finding]:
                              f"forward: {_plural(len(dead), 'parameter')} ({_plural(sum(p['numel'] for p in dead), 'value')}) "
                              "can never learn. Call the branch in forward(), or delete it.",
                              f"out = out + self.{groups[0] or 'branch'}(h)  # or delete the branch"))
-    live = [p for p in unreachable if p["module"] in c.calls]
+    live = [p for p in unreachable if p["module"] in c.calls]  # (LayerDrop-skipped ones are not called)
     if live and loss_has_graph:
         groups = outermost(sorted({p["module"] for p in live}))
         names = tuple(p["name"] for p in live)
@@ -166,6 +204,24 @@ def _reach_findings(c: _Context, loss_has_graph: bool) -> list[Finding]:
                              "changes them. See the no_grad / graph_break findings for where the "
                              "graph is cut."))
     return found
+
+
+def _blocked(c: _Context) -> list[str]:
+    """Reachable parameters with an exactly-zero gradient, reported only when they include every
+    parameter of the first module with parameters that ran (the input layer): zero gradients
+    inside the network are library conventions at initialisation (zero-initialised residual
+    branches and LayerScale, a bias a softmax cancels, outputs the head does not read), while
+    a gradient that cannot reach the input layer at all is a cut the other checks do not name.
+    Measured on the zoo (benchmarks/results/doctor.md): interior zero gradients on 2 of 28 clean
+    architectures (Longformer's last-layer local projections, timm ResNet-18's zero-initialised
+    residual branches), the input layer's on none."""
+    zero = [p for p in c.trainable if p["reachable"] and p["grad_norm"] == 0]
+    owners = {p["module"] for p in c.trainable if p["reachable"] and p["module"] in c.calls}
+    if not zero or not owners:
+        return []
+    first = min(owners, key=lambda m: (m == "", c.calls[m]["start"]))  # the root only if nothing else
+    inputs = [p for p in c.trainable if p["module"] == first and p["reachable"]]
+    return [p["name"] for p in zero] if all(p["grad_norm"] == 0 for p in inputs) else []
 
 
 def _gradient_findings(c: _Context, loss_value: float, backward_error: str | None) -> list[Finding]:
@@ -179,22 +235,36 @@ def _gradient_findings(c: _Context, loss_value: float, backward_error: str | Non
                              "an operation in forward has an infinite derivative here (sqrt or log "
                              "at 0, division by ~0). Add an epsilon or clamp its input.",
                              "torch.sqrt(z + 1e-8)"))
-    zero = [p["name"] for p in c.trainable if p["reachable"] and p["grad_norm"] == 0]
+    zero = _blocked(c)
     if zero and math.isfinite(loss_value):
         cause = ("the loss is exactly 0 on this batch: the model already fits it (a start fitted to "
                  "the training data, or a label the input gives away). Nothing is learned from such "
                  "batches; label smoothing keeps a signal, or check the batch for leaked labels."
                  if loss_value == 0 else
-                 "reachable, but every path multiplies by zero (dead ReLUs, a zero-initialised layer, "
-                 "a mask). Fine at initialisation for zero-init layers; otherwise check activations.")
-        found.append(Finding("zero_grad", tuple(zero), f"{_plural(len(zero), 'parameter')} got an "
-                             f"exactly-zero gradient (e.g. {zero[0]}): {cause}"))
+                 "every path from them to the loss multiplies by zero: a non-differentiable step "
+                 "(argmax, round, a comparison) or an all-zero mask or gate in forward, or ReLUs "
+                 "that are all dead. The input layer itself gets nothing, so nothing learns.")
+        found.append(Finding("blocked_gradient", tuple(zero), f"{_plural(len(zero), 'parameter')} got an "
+                             f"exactly-zero gradient, including every parameter of the input layer "
+                             f"({zero[0]}): {cause}", "" if loss_value == 0 else
+                             "use the float scores in the loss (F.cross_entropy(logits, y)); argmax only for predictions"))
     return found
+
+
+_POSITIONAL = {"pos", "position", "positions", "positional"}
+
+
+def _fixed_table(p: dict) -> bool:
+    """A frozen positional table (Whisper's and TimeSeriesTransformer's sinusoids, PatchTST's
+    normalised sin-cos encoding): the library freezes it on purpose, so it is not reported."""
+    words = set(re.split(r"[._]", p["name"].lower()))
+    return not p["requires_grad"] and len(p["shape"]) >= 2 and bool(words & _POSITIONAL)
 
 
 def _optimizer_findings(c: _Context) -> list[Finding]:
     found = []
-    frozen = [p["name"] for p in c.parameters if not p["requires_grad"] and not c.expected(p["name"])]
+    frozen = [p["name"] for p in c.parameters if not p["requires_grad"] and not c.expected(p["name"])
+              and not _fixed_table(p)]
     if frozen:
         found.append(Finding("frozen", tuple(frozen), f"{_plural(len(frozen), 'parameter')} "
                              f"{'has' if len(frozen) == 1 else 'have'} requires_grad=False (e.g. "
@@ -209,7 +279,7 @@ def _optimizer_findings(c: _Context) -> list[Finding]:
                              "model.parameters() after the model is complete.",
                              "optimizer = torch.optim.AdamW(model.parameters())"))
     held_frozen = [p["name"] for p in c.parameters
-                   if p["in_optimizer"] and not p["requires_grad"] and not c.expected(p["name"])]
+                   if p["in_optimizer"] and not p["requires_grad"] and not c.expected(p["name"]) and not _fixed_table(p)]
     if held_frozen:
         found.append(Finding("frozen_in_optimizer", tuple(held_frozen), f"the optimizer holds "
                              f"{_plural(len(held_frozen), 'frozen parameter')} (e.g. {held_frozen[0]}); "
@@ -218,12 +288,29 @@ def _optimizer_findings(c: _Context) -> list[Finding]:
 
 
 def diagnose_graph(trace: Trace, parameters: list[dict], model: nn.Module, expect_frozen,
-                   train_mode: bool) -> list[Finding]:
-    """The gradient-flow findings of one traced training step."""
-    c = _Context(parameters, trace.recorder.calls, dict(model.named_modules()), expect_frozen, train_mode)
-    return [*_loss_findings(trace.loss_value, trace.loss_has_graph), *_mode_findings(c),
+                   train_mode: bool, inference: set[str] | None = None) -> list[Finding]:
+    """The gradient-flow findings of one traced training step (`inference`: the modules an
+    eval-mode forward calls, when known)."""
+    c = _Context(parameters, trace.recorder.calls, dict(model.named_modules()), expect_frozen, train_mode, inference)
+    c.checkpointed = any("use_reentrant" in w or "None of the inputs have requires_grad" in w
+                         for w in trace.forward_warnings)
+    return [*_loss_findings(trace.loss_value, trace.loss_has_graph, c), *_mode_findings(c),
             *_break_findings(c), *_reach_findings(c, trace.loss_has_graph),
             *_gradient_findings(c, trace.loss_value, trace.backward_error), *_optimizer_findings(c)]
+
+
+def inference_set(model: nn.Module, x, forward: Callable, trace: Trace) -> set[str] | None:
+    """The modules an eval-mode forward calls, when a module with parameters did not run in
+    training (LayerDrop or unused?); None when not needed or the eval forward fails."""
+    from .mixing import inference_modules
+
+    if all(name.rpartition(".")[0] in trace.recorder.calls for name, _ in model.named_parameters()):
+        return None
+    with preserved(model):
+        try:
+            return inference_modules(model, x, forward, torch.get_rng_state())
+        except Exception:  # then every module that did not run is reported as unused
+            return None
 
 
 def held_by(optimizer: torch.optim.Optimizer | None) -> set[int] | None:
@@ -266,7 +353,9 @@ def check_gradient_flow(
                                 forward=forward or default_forward, forward_given=forward is not None,
                                 train_mode=train_mode)
     if trace.error is not None:
-        raise trace.error
+        raise SeqrepError(f"check_gradient_flow: the training forward or the loss raised "
+                          f"{type(trace.error).__name__}: {trace.error}") from trace.error
     parameters = parameter_rows(trace, held_by(optimizer))
-    findings = diagnose_graph(trace, parameters, model, expect_frozen, train_mode)
+    findings = diagnose_graph(trace, parameters, model, expect_frozen, train_mode,
+                              inference_set(model, x, forward or default_forward, trace))
     return GradientReport(trace.loss_value, parameters, module_rows(model, trace.recorder.calls), findings)

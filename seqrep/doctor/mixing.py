@@ -10,7 +10,16 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .batch import first_input, logits_of, perturbed, replace_first, tensors, time_axis
+from .batch import (
+    MODE_DEPENDENT,
+    first_input,
+    logits_of,
+    perturbed,
+    replace_first,
+    take,
+    tensors,
+    time_axis,
+)
 from .report import Finding
 
 # A relative change below this (of the largest output magnitude) is float noise. Measured
@@ -24,15 +33,18 @@ def _to_eval(module, args):
 
 
 class _Capture:
-    """Forward hooks that keep every module's first input and output tensor, in call order; and
-    pre-hooks that put every module in eval mode right before it runs, so a forward that
-    switches modes itself (e.g. model(x, training=True)) still runs BatchNorm and dropout in
-    eval mode here (the modes are restored afterwards by `preserved`)."""
+    """Pre-hooks that put every BatchNorm/Dropout module in eval mode right before it runs, so a
+    forward that switches modes itself (e.g. model(x, training=True)) still runs them in eval
+    mode here (the modes are restored afterwards by `preserved`); with record=True, forward
+    hooks on every module that keep its first input and output tensor, in call order (to name
+    where an effect appears, only once one is found: hooks on every module cost more than the
+    forward of a small model)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, record: bool):
         self.calls: list[tuple[str, torch.Tensor | None, torch.Tensor | None]] = []
-        self.handles = [m.register_forward_hook(self._hook(n)) for n, m in model.named_modules() if n]
-        self.handles += [m.register_forward_pre_hook(_to_eval) for m in model.modules()]
+        self.handles = [m.register_forward_pre_hook(_to_eval) for m in model.modules() if isinstance(m, MODE_DEPENDENT)]
+        if record:
+            self.handles += [m.register_forward_hook(self._hook(n)) for n, m in model.named_modules() if n]
 
     def _hook(self, name):
         def hook(module, args, output):
@@ -45,10 +57,11 @@ class _Capture:
             h.remove()
 
 
-def _run(model: nn.Module, x, forward: Callable, rng: torch.Tensor) -> tuple[torch.Tensor, list]:
-    """The eval-mode output and the per-module record, from the same RNG state every time (so a
-    layer built inside forward() is built alike and its randomness does not count as a change)."""
-    capture = _Capture(model)
+def _run(model: nn.Module, x, forward: Callable, rng: torch.Tensor, record: bool = False) -> tuple[torch.Tensor, list]:
+    """The eval-mode output and (record=True) the per-module record, from the same RNG state
+    every time (so a layer built inside forward() is built alike and its randomness does not
+    count as a change)."""
+    capture = _Capture(model, record)
     torch.set_rng_state(rng)
     try:
         model.eval()
@@ -57,6 +70,19 @@ def _run(model: nn.Module, x, forward: Callable, rng: torch.Tensor) -> tuple[tor
     finally:
         capture.remove()
     return out, capture.calls
+
+
+def _locate(model: nn.Module, x, changed, forward: Callable, rng: torch.Tensor, n: int, affected: Callable,
+            extra: int = 0) -> tuple[tuple[str, ...], str]:
+    """Where an effect first appears: both runs again, recording every module's output."""
+    base_calls = _run(model, x, forward, rng, record=True)[1]
+    calls = _run(model, changed, forward, rng, record=True)[1]
+    return _where(_first_affected(base_calls, calls, n, affected, extra))
+
+
+def inference_modules(model: nn.Module, x, forward: Callable, rng: torch.Tensor) -> set[str]:
+    """The modules an eval-mode forward calls."""
+    return {name for name, _, _ in _run(model, x, forward, rng, record=True)[1]}
 
 
 def _per_sample(a: torch.Tensor, b: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -68,17 +94,19 @@ def _per_sample(a: torch.Tensor, b: torch.Tensor, keep: torch.Tensor | None = No
     return diff.reshape(len(diff), -1).amax(1) / (a.float().abs().max() + 1e-12)
 
 
-def _first_affected(base: list, changed: list, n: int, affected: Callable) -> tuple[str, bool] | None:
+def _comparable(a, b, n: int, extra: int) -> bool:
+    return (a is not None and b is not None and a.dim() > 0 and a.shape[0] == n
+            and _aligned(a, b, extra) is not None)
+
+
+def _first_affected(base: list, changed: list, n: int, affected: Callable, extra: int = 0) -> tuple[str, bool] | None:
     """The first module (in completion order) whose output shows the effect, and whether its
     input already did; None when the two runs called different modules."""
-    if len(base) != len(changed):
+    if [c[0] for c in base] != [c[0] for c in changed]:
         return None
     for (name, in_a, out_a), (_, in_b, out_b) in zip(base, changed):
-        if out_a is None or out_b is None or out_a.shape != out_b.shape or out_a.dim() == 0 or out_a.shape[0] != n:
-            continue
-        if affected(out_a, out_b):
-            ok_in = in_a is not None and in_b is not None and in_a.shape == in_b.shape and in_a.dim() > 0 and in_a.shape[0] == n
-            return name, bool(ok_in and affected(in_a, in_b))
+        if _comparable(out_a, out_b, n, extra) and affected(out_a, out_b):
+            return name, bool(_comparable(in_a, in_b, n, extra) and affected(in_a, in_b))
     return None
 
 
@@ -91,22 +119,56 @@ def _where(located: tuple[str, bool] | None) -> tuple[tuple[str, ...], str]:
     return (name,), name
 
 
-def run_captured(model: nn.Module, x, forward: Callable) -> tuple[torch.Tensor, list, torch.Tensor]:
-    """The unperturbed eval-mode output, its per-module record, and the RNG state every
-    perturbed run starts from."""
+def run_captured(model: nn.Module, x, forward: Callable) -> tuple[torch.Tensor, object, torch.Tensor]:
+    """The unchanged eval-mode output, the input it came from, and the RNG state every changed
+    run starts from."""
     rng = torch.get_rng_state()
-    return (*_run(model, x, forward, rng), rng)
+    return (_run(model, x, forward, rng)[0], x, rng)
+
+
+def _donors(x0: torch.Tensor, chosen: list[int]) -> list[int] | None:
+    """For each chosen sample, the other sample whose input differs from it most (None when
+    every other sample is identical to it: then no swap can show anything)."""
+    flat = x0.detach().reshape(len(x0), -1).float()
+    others = [j for j in range(len(x0)) if j not in chosen]
+    donors = []
+    for i in chosen:
+        distance = (flat[others] - flat[i]).abs().sum(1)
+        if not bool((distance > 0).any()):
+            return None
+        donors.append(others[int(distance.argmax())])
+    return donors
+
+
+def _changed_samples(x, x0: torch.Tensor, chosen: list[int], generator: torch.Generator):
+    """x with the chosen samples changed, or None when no change is possible. Float inputs get
+    noise over the whole sample (padded steps too: a mixing model may read another sample's
+    padding). Integer tokens keep the model's own input rules (counts of special tokens,
+    masks, lengths): the chosen samples become copies of other real samples, all their
+    tensors at once."""
+    n = x0.shape[0]
+    if x0.is_floating_point():
+        where = torch.zeros(x0.shape, dtype=torch.bool, device=x0.device)
+        where[chosen] = True
+        return replace_first(x, perturbed(x0, where, generator)), "noise"
+    donors = _donors(x0, chosen)
+    if donors is None:
+        return None, None
+    index = torch.arange(n)
+    index[chosen] = torch.tensor(donors)
+    return take(x, index, n), f"copies of samples {donors}"
 
 
 def check_batch_mixing(model: nn.Module, x, forward: Callable, generator: torch.Generator,
                        base: tuple) -> tuple[list[Finding], dict]:
-    """Perturb the first and the middle sample at once; every other sample's output must stay."""
+    """Change the first and the middle sample; every other sample's output must stay."""
     x0 = first_input(x)
     n = x0.shape[0]
     chosen = sorted({0, n // 2})
-    where = torch.zeros(x0.shape, dtype=torch.bool, device=x0.device)
-    where[chosen] = True
-    out, calls = _run(model, replace_first(x, perturbed(x0, where, generator)), forward, base[2])
+    changed, how = _changed_samples(x, x0, chosen, generator)
+    if changed is None:
+        return [], {"largest_change": 0.0, "note": "all samples identical"}
+    out, _ = _run(model, changed, forward, base[2])
     others = [i for i in range(n) if i not in chosen]
     change = _per_sample(base[0], out)
     worst = float(change[others].max()) if others else 0.0
@@ -117,28 +179,45 @@ def check_batch_mixing(model: nn.Module, x, forward: Callable, generator: torch.
     def mixes(a, b):
         return bool((_per_sample(a, b)[others] > TOLERANCE).any())
 
-    names, label = _where(_first_affected(base[1], calls, n, mixes))
-    return [Finding("batch_mixing", names, f"changing only sample(s) {chosen} changes the output of "
-                    f"{len(hit)} other sample(s) (e.g. sample {hit[0]}, by {float(change[hit[0]]):.2g} "
-                    f"of the output scale): samples mix in {label}. Typical causes: an RNN fed "
-                    "(batch, time, features) while it expects time first, h_n reshaped across "
-                    "layers and batch, sequences sorted for packing and never unsorted.",
+    names, label = _locate(model, x, changed, forward, base[2], n, mixes)
+    return [Finding("batch_mixing", names, f"changing only sample(s) {chosen} ({how}) changes the output of {len(hit)} other sample(s) (e.g. sample {hit[0]}, "
+                    f"by {float(change[hit[0]]):.2g} of the output scale): samples mix in {label}. Typical "
+                    "causes: an RNN fed (batch, time, features) while it expects time first, h_n reshaped "
+                    "across layers and batch, sequences sorted for packing and never unsorted.",
                     "nn.LSTM(..., batch_first=True)  # or h_n[-1], or pack with enforce_sorted=False",
-                    {"perturbed": chosen, "affected": hit[:20], "largest_change": worst})], {"largest_change": worst}
+                    {"changed": chosen, "how": how, "affected": hit[:20], "largest_change": worst})], \
+        {"largest_change": worst}
+
+
+def _aligned(a: torch.Tensor, b: torch.Tensor, extra: int) -> torch.Tensor | None:
+    """`b` cut back to `a`'s shape when the probe appended `extra` steps along one axis (a
+    per-step output); None when the shapes differ otherwise."""
+    if a.shape == b.shape:
+        return b
+    if a.dim() != b.dim():
+        return None
+    grown = [d for d in range(a.dim()) if a.shape[d] != b.shape[d]]
+    if len(grown) != 1 or b.shape[grown[0]] != a.shape[grown[0]] + extra:
+        return None
+    return b.narrow(grown[0], 0, a.shape[grown[0]])
 
 
 def _real(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
-    """`mask` laid over the axis of `t` that has the mask's number of steps (None if none)."""
+    """`mask` laid over the axis of `t` that has the mask's number of steps (None if none):
+    per-step outputs are compared on real steps only, as a padded step's own output may
+    follow its own (changed) input."""
     axes = [d for d in range(1, t.dim()) if t.shape[d] == mask.shape[1]]
-    if not axes:
+    if not axes or t.shape[0] != mask.shape[0]:
         return None
     shape = [1] * t.dim()
     shape[0], shape[axes[0]] = mask.shape[0], mask.shape[1]
     return mask.reshape(shape)
 
 
-def _steps(row: torch.Tensor) -> str:
+def _steps(row: torch.Tensor, extra: int) -> str:
     idx = (~row).nonzero().flatten().tolist()
+    if not idx:
+        return f"none of its own; the probe appended {extra} padded steps" if extra else "none"
     return f"{idx[0]}-{idx[-1]}" if len(idx) > 1 else str(idx[0])
 
 
@@ -152,10 +231,11 @@ def _pad_token(x0: torch.Tensor, where: torch.Tensor) -> int | None:
     return None
 
 
-def _extended(x, x0: torch.Tensor, axis: int, mask: torch.Tensor, extra: int = 4):
+def _extended(x, x0: torch.Tensor, axis: int, mask: torch.Tensor, extra: int):
     """x with `extra` more padded steps: every input with the mask's (batch, time) leading axes
     (the tokens, a mask, a key_padding_mask) grows along time by the value it holds at a padded
-    step, so a model that reads padding from pad tokens still sees padding there."""
+    step of a sample that really has padding, so a model that reads padding from pad tokens
+    still sees padding there."""
     i, t = (~mask).nonzero()[0].tolist()
     n, steps = mask.shape
 
@@ -163,7 +243,7 @@ def _extended(x, x0: torch.Tensor, axis: int, mask: torch.Tensor, extra: int = 4
         index = [slice(None)] * value.dim()
         index[0], index[tensor_axis] = slice(i, i + 1), slice(t, t + 1)
         shape = list(value.shape)
-        shape[tensor_axis] = extra
+        shape[0], shape[tensor_axis] = n, extra
         return torch.cat([value, value[tuple(index)].expand(shape)], dim=tensor_axis)
 
     def walk(value):
@@ -182,11 +262,32 @@ def _extended(x, x0: torch.Tensor, axis: int, mask: torch.Tensor, extra: int = 4
     return walk(x)
 
 
+def _changes(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, extra: int) -> torch.Tensor | None:
+    """Per-sample relative change of `b` against `a` on the original, real steps (None when
+    the two cannot be aligned)."""
+    b = _aligned(a, b, extra)
+    if b is None:
+        return None
+    keep = _real(a, mask) if a.dim() > 1 else None
+    return _per_sample(a, b, keep)
+
+
+def _causes(x) -> list[str]:
+    """Likely causes of a padding leak, most likely first: with an attention_mask in the
+    inputs (Hugging Face), that mask not reaching the model or inverted."""
+    causes = ["the last step of a right-padded batch", "a key_padding_mask with True for real steps "
+              "(PyTorch wants True = padding)", "mean or attention pooling over padded steps"]
+    if isinstance(x, dict) and any("attention_mask" in k for k in x):
+        causes.insert(0, "the attention_mask not passed to the model, or inverted (Hugging Face "
+                         "models want 1 = real token, 0 = padding)")
+    return causes
+
+
 def check_padding_leak(model: nn.Module, x, forward: Callable, mask: torch.Tensor, time_dim: int | None,
-                       generator: torch.Generator, base: tuple) -> tuple[list[Finding], dict]:
+                       generator: torch.Generator, base: tuple, extra: int = 4) -> tuple[list[Finding], dict]:
     """Change only padded steps of the first input (float values: noise; integer tokens padded
-    with a pad id: more padded steps, as the model could read padding from the pad id); any
-    change of an output is a leak."""
+    with a pad id: `extra` more padded steps, as the model could read padding from the pad id);
+    any change of an output on the real steps is a leak."""
     x0 = first_input(x)
     mask = mask.to(torch.bool).to(x0.device)
     axis = time_axis(x0, mask, time_dim)
@@ -194,28 +295,31 @@ def check_padding_leak(model: nn.Module, x, forward: Callable, mask: torch.Tenso
     shape[0], shape[axis] = mask.shape
     where = (~mask).reshape(shape).expand(x0.shape)
     if not where.any():
-        return [], {"largest_change": 0.0}
-    changed = (_extended(x, x0, axis, mask) if _pad_token(x0, where) is not None
-               else replace_first(x, perturbed(x0, where, generator)))
-    base, base_calls, rng = base
-    out, calls = _run(model, changed, forward, rng)
-    change = _per_sample(base, out)
+        return [], {"largest_change": 0.0, "note": "no padded step in the batch"}
+    grows = _pad_token(x0, where) is not None
+    changed = _extended(x, x0, axis, mask, extra) if grows else replace_first(x, perturbed(x0, where, generator))
+    extra = extra if grows else 0
+    base, _, rng = base
+    out, _ = _run(model, changed, forward, rng)
+    change = _changes(base, out, mask, extra)
+    if change is None:
+        return [], {"note": f"outputs of shapes {tuple(base.shape)} and {tuple(out.shape)} cannot be compared"}
     worst = float(change.max())
     leaky = [i for i in range(len(change)) if change[i] > TOLERANCE]
     if not leaky:
         return [], {"largest_change": worst}
 
     def leaks(a, b):
-        keep = _real(a, mask) if a.dim() > 1 else None
-        return bool((_per_sample(a, b, keep) > TOLERANCE).any())
+        found = _changes(a, b, mask, extra)
+        return found is not None and bool((found > TOLERANCE).any())
 
-    names, label = _where(_first_affected(base_calls, calls, len(change), leaks))
-    i = leaky[0]
+    names, label = _locate(model, x, changed, forward, rng, len(change), leaks, extra)
+    i = next((j for j in leaky if not mask[j].all()), leaky[0])  # a sample with padding of its own
+    causes = _causes(x)
     return [Finding("padding_leak", (*names, f"sample {i}"), f"changing only padded steps changes "
-                    f"the output of {len(leaky)} sample(s): sample {i} (padded steps {_steps(mask[i])}) "
+                    f"the output of {len(leaky)} sample(s): sample {i} (padded steps {_steps(mask[i], extra)}) "
                     f"moves by {float(change[i]):.2g} of the output scale. Padding leaks in at "
-                    f"{label}: the last step of a right-padded batch, a key_padding_mask with True "
-                    "for real steps (PyTorch wants True = padding), mean or attention pooling over "
-                    "padded steps.",
+                    f"{label}. Likely cause: {causes[0]}; else {', '.join(causes[1:])}.",
+                    "model(**x)  # with x['attention_mask'] (1 = real token)" if "attention_mask" in causes[0] else
                     "pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # or key_padding_mask=~mask",
-                    {"samples": leaky[:20], "largest_change": worst})], {"largest_change": worst}
+                    {"samples": leaky[:20], "largest_change": worst, "causes": causes})], {"largest_change": worst}

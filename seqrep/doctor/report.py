@@ -33,8 +33,11 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "nonfinite_grad": ("NaN/Inf gradients", "warn",
                        "often one bad sample or an unguarded op; gradient clipping or the "
                        "optimizer's own checks (GradScaler) may be the intended remedy"),
-    "zero_grad": ("reachable parameters whose gradient is exactly zero", "warn",
-                  "zero-initialised layers are legitimate at initialisation"),
+    "blocked_gradient": ("every path from the input layer to the loss multiplies by zero, so even "
+                         "the input layer's parameters get an exactly-zero gradient (argmax or round "
+                         "in forward, an all-zero mask, all ReLUs dead), or the loss is exactly 0",
+                         "warn", "a start fitted to the training data can fit a batch exactly (loss 0); "
+                         "zero gradients inside the network are conventions and not reported"),
     "frozen": ("parameters with requires_grad=False", "warn",
                "freezing is often intended; list intended ones in expect_frozen"),
     "not_in_optimizer": ("trainable parameters the optimizer does not hold", "warn",
@@ -66,8 +69,11 @@ KINDS: dict[str, tuple[str, str, str]] = {
                          "between optimizer steps", "block", "every step uses stale gradients"),
     "eval_step": ("optimizer.step() while a BatchNorm/Dropout module is in eval mode", "block",
                   "validation left the model in eval(): it trains with inference behaviour"),
-    "stale_parameter": ("parameters the optimizer holds that did not change over a step", "warn",
-                        "conditional branches legitimately skip steps"),
+    "stale_parameter": ("parameters the optimizer holds that got no gradient over the checked steps",
+                        "warn", "conditional branches legitimately skip steps"),
+    "missing_step": ("backward() ran but optimizer.step() did not: the gradients were discarded by "
+                     "zero_grad() before any step, or no step was taken at all", "block",
+                     "nothing the model computes changes its weights"),
     "zero_lr": ("a learning rate of zero", "warn", "warm-up starts at zero for a step on purpose"),
 }
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .batch import logits_of, preserved, tensors
+from ..errors import SeqrepError
+from .batch import MODE_DEPENDENT, logits_of, preserved, tensors
 
 _RELUS = (nn.ReLU, nn.ReLU6)
 _CHANNEL_FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.modules.pooling._MaxPoolNd,
@@ -22,10 +23,17 @@ def _storage(t: torch.Tensor) -> int:
     return t.untyped_storage().data_ptr()
 
 
+def recorded(module: nn.Module) -> bool:
+    """Modules the checks read: those holding parameters, mode-dependent ones, ReLUs and the
+    layers that say which axis a ReLU's units are on. The others (activations, containers of
+    nothing trainable) are not hooked: hooks on every module cost more than a small model's step."""
+    return any(True for _ in module.parameters()) or isinstance(module, (*MODE_DEPENDENT, *_RELUS, *_CHANNEL_FIRST))
+
+
 class Recorder:
-    """Forward pre-hooks and hooks on every module: mode, autograd state, input history, order;
-    the share of dead units of every ReLU; and (through a global hook, removed afterwards) the
-    modules that ran inside the model but are not registered in it."""
+    """Forward pre-hooks and hooks on the modules the checks read (`recorded`): mode, autograd
+    state, input history, order; the share of dead units of every ReLU; and (through a global
+    hook, removed afterwards) the modules that ran inside the model but are not registered in it."""
 
     def __init__(self, model: nn.Module, batch_storages: set[int]):
         self.batch_storages = batch_storages
@@ -36,8 +44,9 @@ class Recorder:
         self.order, self.stack, self.last_leaf = 0, [], None
         self.handles = []
         for name, module in model.named_modules():
-            self.handles.append(module.register_forward_pre_hook(self._pre(name)))
-            self.handles.append(module.register_forward_hook(self._post(name)))
+            if not name or recorded(module):
+                self.handles.append(module.register_forward_pre_hook(self._pre(name)))
+                self.handles.append(module.register_forward_hook(self._post(name)))
         self.handles.append(nn.modules.module.register_module_forward_pre_hook(self._any))
 
     def _any(self, module, args):
@@ -122,8 +131,9 @@ def output_ops(output: torch.Tensor, depth: int = 4) -> list[str]:
 @dataclass
 class Trace:
     """What one training forward + backward showed. `grads`: (name, parameter, gradient or
-    None); `leaves`: leaf tensors reachable from the loss; `loss_warnings`: warnings the loss
-    raised (e.g. PyTorch's broadcasting warning); `error`: an exception from forward or loss."""
+    None); `leaves`: leaf tensors reachable from the loss; `layers`: the names of layers (leaf or torch.nn modules); `loss_warnings`: warnings the loss
+    raised (e.g. PyTorch's broadcasting warning), `forward_warnings` those the forward raised
+(e.g. torch.utils.checkpoint's); `error`: an exception from forward or loss."""
 
     output: torch.Tensor | None = None
     output_ops: list[str] = field(default_factory=list)
@@ -133,17 +143,36 @@ class Trace:
     backward_error: str | None = None
     grads: list[tuple] = field(default_factory=list)
     recorder: Recorder | None = None
+    layers: set[str] = field(default_factory=set)
     loss_warnings: list[str] = field(default_factory=list)
+    forward_warnings: list[str] = field(default_factory=list)
     error: Exception | None = None
 
 
+def _is_layer(module: nn.Module) -> bool:
+    """A layer: a leaf module, or one of torch.nn's own (MultiheadAttention holds a child)."""
+    return type(module).__module__.startswith("torch.nn.") or not any(True for _ in module.children())
+
+
 def _forward_and_loss(model, x, y, forward, loss_fn, forward_given, trace: Trace):
-    output = logits_of(forward(model, x), forward_given)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        output = logits_of(forward(model, x), forward_given)
+    trace.forward_warnings = [str(w.message) for w in caught]
+    if not (output.is_floating_point() or output.is_complex()):
+        raise SeqrepError(f"the model's output is an integer tensor ({output.dtype}, shape {tuple(output.shape)}): "
+                          "argmax, round or .long() in forward has no gradient, so nothing can learn "
+                          "through it. Return the float logits and take argmax only for predictions.")
     trace.output, trace.output_ops = output.detach(), output_ops(output)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loss = loss_fn(output, y)
     trace.loss_warnings = [str(w.message) for w in caught]
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise SeqrepError(f"the loss is not one number but {shape}: a loss with reduction='none' returns "
+                          "one value per sample, and backward() needs a scalar. Pass a loss_fn that "
+                          "reduces, e.g. loss_fn=lambda out, y: F.cross_entropy(out, y, reduction='none').mean().")
     return loss
 
 
@@ -154,7 +183,7 @@ def trace_training_step(model: nn.Module, x, y, *, loss_fn: Callable, forward: C
     a Python list); other leaves created during forward lose the gradient this backward gave them."""
     named_params = list(model.named_parameters())
     extra = [*extra, *(t for t in tensors(x) if t.requires_grad)]
-    trace = Trace()
+    trace = Trace(layers={n for n, m in model.named_modules() if n and _is_layer(m)})
     recorder = Recorder(model, {_storage(t) for t in tensors(x)})
     trace.recorder = recorder
     kept = {id(t) for t in extra} | {id(p) for _, p in named_params}
@@ -166,7 +195,7 @@ def trace_training_step(model: nn.Module, x, y, *, loss_fn: Callable, forward: C
                 model.train()
             with torch.enable_grad():
                 loss = _forward_and_loss(model, x, y, forward, loss_fn, forward_given, trace)
-                trace.loss_value = float(loss.detach().float()) if loss.numel() == 1 else float("nan")
+                trace.loss_value = float(loss.detach().float())
                 trace.leaves = graph_leaves(loss)
                 trace.loss_has_graph = loss.grad_fn is not None
                 if loss.requires_grad:
@@ -174,12 +203,13 @@ def trace_training_step(model: nn.Module, x, y, *, loss_fn: Callable, forward: C
                         loss.backward()
                     except RuntimeError as err:
                         trace.backward_error = str(err)
-        except (IndexError, RuntimeError, ValueError) as err:
+        except Exception as err:  # reported by the caller, with what the check needs
             trace.error = err
         finally:
             recorder.remove()
-            trace.grads = [(name, p, None if p.grad is None else p.grad.detach().clone())
-                           for name, p in named_params]
+            # the gradient tensors themselves (no copy: `preserved` gives the parameters back
+            # their own .grad, so nothing else holds these)
+            trace.grads = [(name, p, None if p.grad is None else p.grad.detach()) for name, p in named_params]
             for key, t in trace.leaves.items():
                 if key not in kept:
                     t.grad = None

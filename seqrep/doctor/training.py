@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import SeqrepError
 from .batch import default_forward, first_input, preserved, unwrap
 from .dynamics import check_dead_units, check_gradient_span, check_step_size
-from .graph import diagnose_graph, held_by, module_rows, parameter_rows
+from .graph import diagnose_graph, held_by, inference_set, module_rows, parameter_rows
 from .losses import check_init_loss, check_loss_input, target_findings
 from .mixing import check_batch_mixing, check_padding_leak, run_captured
 from .registration import check_unregistered, hidden_tensors
@@ -46,53 +46,109 @@ def _last_module(trace: Trace, model: nn.Module) -> str:
 
 
 def _failed_forward(trace: Trace, y, report: TrainingReport) -> TrainingReport:
-    """Forward or loss raised: a target outside the classes is a finding, anything else an error."""
+    """Forward or loss raised: a target outside the classes is a finding, anything else an error
+    that names what the check needs."""
     if trace.output is not None:
         report.findings = target_findings(trace.output, y)
         if report.findings:
             report.skipped["others"] = "the loss cannot be computed on these targets"
             return report
+    err = trace.error
+    if isinstance(err, SeqrepError):
+        raise SeqrepError(f"check_training: {err}") from None
     raise SeqrepError(f"check_training: the training forward or the loss raised "
-                      f"{type(trace.error).__name__}: {trace.error}. Fix that first; the model "
-                      "must run on the batch before its training can be checked.") from trace.error
+                      f"{type(err).__name__}: {err}. Fix that first; the model must run on the batch "
+                      "(forward(model, x), then loss_fn(output, y)) before its training can be checked."
+                      ) from err
 
 
-def _dynamics(report: TrainingReport, trace: Trace, optimizer, timer: _Timer) -> None:
-    with timer("step_size"):
-        if optimizer is None:
-            report.skipped["step_size"] = "no optimizer given"
-        else:
-            try:
-                found, report.measured["step_size"] = check_step_size(optimizer, trace)
-                report.findings += found
-            except (TypeError, ValueError, RuntimeError, KeyError) as err:
-                report.skipped["step_size"] = f"could not copy the optimizer ({type(err).__name__}: {err})"
-    with timer("gradients"):
-        found, report.measured["gradient_span"] = check_gradient_span(trace)
-        report.findings += found
-        found, report.measured["dead_units"] = check_dead_units(trace)
-        report.findings += found
+def _refuse_inputs(model: nn.Module, x) -> None:
+    """Inputs no check can run on, refused with what to do instead of a library traceback."""
+    first_input(x)  # x must hold a tensor
+    meta = [n for n, p in model.named_parameters() if p.is_meta]
+    if meta:
+        raise SeqrepError(f"check_training: {len(meta)} parameter(s) of the model are on the meta device "
+                          f"(e.g. {meta[0]}): they have no values, so the model cannot run. Materialise "
+                          "them first: model.to_empty(device='cpu'), then initialise or load the weights.")
 
 
-def _isolation(report, model, x, forward, mask, time_dim, timer: _Timer) -> None:
-    """batch_mixing and padding_leak: eval-mode forwards on perturbed copies of the input,
-    against one shared unperturbed forward."""
+class _Skip(Exception):
+    """A check that does not apply: its message is the reason."""
+
+
+def _guarded(report: TrainingReport, timer: _Timer, name: str, check: Callable, key: str | None = "") -> None:
+    """Run one check; any exception other than a SeqrepError about the user's arguments
+    becomes a `skipped` entry with its reason, so one check never stops the others (or a run).
+    What it measured goes to report.measured[key or name] (key=None: a dict of several)."""
+    with timer(name):
+        try:
+            found, measured = check()
+        except _Skip as why:
+            report.skipped[name] = str(why)
+            return
+        except SeqrepError:
+            raise
+        except Exception as err:
+            report.skipped[name] = f"the check raised {type(err).__name__}: {str(err)[:300]}"
+            return
+    report.findings += found
+    if measured is not None and key is None:
+        report.measured.update(measured)
+    elif measured is not None:
+        report.measured[key or name] = measured
+
+
+def _step_size(optimizer, trace: Trace):
+    if optimizer is None:
+        raise _Skip("no optimizer given")
+    return check_step_size(optimizer, trace)
+
+
+def _losses(trace: Trace, loss_fn: Callable, y, model: nn.Module, x):
+    found, family = check_loss_input(trace, loss_fn, y)
+    more, measured = check_init_loss(trace, loss_fn, y, family, _last_module(trace, model), first_input(x))
+    return found + more, measured
+
+
+def _gradients(trace: Trace):
+    found, span = check_gradient_span(trace)
+    dead, shares = check_dead_units(trace)
+    return found + dead, {"gradient_span": span, "dead_units": shares}
+
+
+def _isolation(report, model, x, forward, mask, time_dim, timer: _Timer, base) -> None:
+    """batch_mixing and padding_leak: eval-mode forwards on changed copies of the input,
+    against one shared unchanged forward (`base`, None when that forward failed)."""
     generator = torch.Generator().manual_seed(0)
+
+    def mixing():
+        if base is None:
+            raise _Skip("the eval-mode forward failed")
+        if first_input(x).shape[0] < 3:
+            raise _Skip("fewer than 3 samples")
+        return check_batch_mixing(model, x, forward, generator, base)
+
+    def padding():
+        if mask is None:
+            raise _Skip("no mask given")
+        if base is None:
+            raise _Skip("the eval-mode forward failed")
+        return check_padding_leak(model, x, forward, mask, time_dim, generator, base)
+
     with preserved(model):
-        with timer("batch_mixing"):
-            base = run_captured(model, x, forward)
-            if first_input(x).shape[0] < 3:
-                report.skipped["batch_mixing"] = "fewer than 3 samples"
-            else:
-                found, report.measured["batch_mixing"] = check_batch_mixing(model, x, forward, generator, base)
-                report.findings += found
-        with timer("padding_leak"):
-            if mask is None:
-                report.skipped["padding_leak"] = "no mask given"
-            else:
-                found, report.measured["padding_leak"] = check_padding_leak(model, x, forward, mask, time_dim,
-                                                                            generator, base)
-                report.findings += found
+        _guarded(report, timer, "batch_mixing", mixing)
+        _guarded(report, timer, "padding_leak", padding)
+
+
+def _eval_base(report: TrainingReport, model, x, forward, timer: _Timer):
+    """The unchanged eval-mode forward the isolation checks compare against; also tells which
+    modules run at inference (a module skipped only in training is LayerDrop, not unused)."""
+    with timer("batch_mixing"), preserved(model):
+        try:
+            return run_captured(model, x, forward)
+        except Exception as err:
+            report.skipped["eval_forward"] = f"the eval-mode forward raised {type(err).__name__}: {str(err)[:300]}"
+            return None
 
 
 def check_training(
@@ -132,6 +188,7 @@ def check_training(
         raise SeqrepError("check_training: batch must be (x, y), e.g. (x[:16], y[:16]).")
     x, y = batch
     model, loss_fn = unwrap(model), loss_fn or nn.functional.cross_entropy
+    _refuse_inputs(model, x)
     call = forward or default_forward
     timer = _Timer()
     report = TrainingReport(float("nan"), [], [], seconds=timer.seconds)
@@ -141,18 +198,19 @@ def check_training(
                                     train_mode=train_mode, extra=[t for _, _, t in hidden.values()])
         if trace.error is not None:
             return _failed_forward(trace, y, report)
-        report.loss = trace.loss_value
-        report.parameters = parameter_rows(trace, held_by(optimizer))
-        report.modules = module_rows(model, trace.recorder.calls)
-        report.findings += diagnose_graph(trace, report.parameters, model, expect_frozen, train_mode)
-    with timer("unregistered"):
-        report.findings += check_unregistered(model, trace, x, hidden)
-    with timer("loss"):
-        found, family = check_loss_input(trace, loss_fn, y)
-        report.findings += found
-        found, report.measured["init_loss"] = check_init_loss(trace, loss_fn, y, family, _last_module(trace, model),
-                                                              first_input(x))
-        report.findings += found
-    _isolation(report, model, x, call, mask, time_dim, timer)
-    _dynamics(report, trace, optimizer, timer)
+    base = _eval_base(report, model, x, call, timer)
+    report.loss = trace.loss_value
+    report.parameters = parameter_rows(trace, held_by(optimizer))
+    report.modules = module_rows(model, trace.recorder.calls)
+
+    def graph():
+        inference = None if base is None else inference_set(model, x, call, trace)
+        return diagnose_graph(trace, report.parameters, model, expect_frozen, train_mode, inference), None
+
+    _guarded(report, timer, "gradient_flow", graph)
+    _guarded(report, timer, "unregistered", lambda: (check_unregistered(model, trace, x, hidden), None))
+    _guarded(report, timer, "loss", lambda: _losses(trace, loss_fn, y, model, x), "init_loss")
+    _isolation(report, model, x, call, mask, time_dim, timer, base)
+    _guarded(report, timer, "gradients", lambda: _gradients(trace), None)
+    _guarded(report, timer, "step_size", lambda: _step_size(optimizer, trace))  # last: it may change grads
     return report

@@ -2,9 +2,11 @@
 
 It hooks the optimizer's step and the parameters' gradient accumulation, and reports:
 gradients accumulated across steps because zero_grad() was never called (`accumulated_grad`),
-optimizer.step() while a BatchNorm/Dropout module is in eval mode (`eval_step`), parameters the
-optimizer holds that did not change over a step (`stale_parameter`), a learning rate of zero
-for consecutive steps (`zero_lr`), a non-finite loss or gradients. Each finding is reported
+gradients computed and discarded because optimizer.step() is never called (`missing_step`),
+optimizer.step() while a BatchNorm/Dropout module is in eval mode (`eval_step`, naming a
+forward() that switches modes itself), parameters the optimizer holds that get no gradient
+(`stale_parameter`), a learning rate of zero for consecutive steps (`zero_lr`), a non-finite
+loss or gradients. Each finding is reported
 once; warn by default, raise with on_finding="raise", or only record with "record".
 
     >>> with seqrep.watch(model, optimizer) as w:      # or w = watch(...); w.start(); ...; w.stop()
@@ -66,9 +68,17 @@ class Watch:
         self._handles = [opt.register_step_pre_hook(self._before_step), opt.register_step_post_hook(self._after_step)]
         self._handles += [p.register_hook(self._grad_hook(p)) for p in self._held if p.requires_grad]
         self._modes = [(n, m) for n, m in self.model.named_modules() if isinstance(m, MODE_DEPENDENT)]
+        self._handles.append(self.model.register_forward_pre_hook(self._forward_entry))
         return self
 
+    def _forward_entry(self, module, args) -> None:
+        """The modes as the model's forward starts: a module in eval() at the step that was in
+        train() here was switched by forward() itself."""
+        self._entry = {n for n, m in self._modes if not m.training}
+
     def stop(self) -> Watch:
+        if self._handles and self.steps == 0 and self._fresh:
+            self._missing_step()  # gradients computed, never used by a step
         for h in self._handles:
             h.remove()
         self._handles = []
@@ -105,12 +115,24 @@ class Watch:
     # -- hooks -----------------------------------------------------------------------------
     def _grad_hook(self, p: torch.Tensor):
         def hook(grad):
-            if self.steps and id(p) not in self._fresh:
+            if id(p) in self._fresh:  # a second backward before any step: accumulation, or discarded
+                if p.grad is None or not bool(p.grad.ne(0).any()):
+                    self._missing_step(p)
+            else:
                 self._fresh.add(id(p))
-                if p.grad is not None and bool(p.grad.ne(0).any()):
+                if self.steps and p.grad is not None and bool(p.grad.ne(0).any()):
                     self._accumulated(p)
             return grad
         return hook
+
+    def _missing_step(self, p=None) -> None:
+        name = self._names.get(id(p), "parameter") if p is not None else "optimizer"
+        self._report(Finding("missing_step", (name,), ("backward() ran again after zero_grad() cleared "
+                             "the previous gradients without an optimizer.step() in between" if p is not None
+                             else "backward() ran but optimizer.step() was never called")
+                             + f" ({self.steps} step(s) so far): the gradients are computed and thrown "
+                             "away, so the weights never change.",
+                             "optimizer.step()  # after loss.backward(), before the next zero_grad()"))
 
     def _accumulated(self, p) -> None:
         self._report(Finding("accumulated_grad", (self._names.get(id(p), "parameter"),), "gradients of the "
@@ -149,12 +171,25 @@ class Watch:
     # -- checks ----------------------------------------------------------------------------
     def _check_modes(self) -> None:
         off = [n for n, m in self._modes if not m.training and not matches(n, self.expect_eval)]
-        if off:
-            names = tuple(outermost(off))
-            self._report(Finding("eval_step", names, f"optimizer.step() {self.steps + 1} ran while "
-                                 f"{', '.join(names[:3])} {'is' if len(names) == 1 else 'are'} in eval mode: "
-                                 "validation left the model in eval(), so it trains without dropout and "
-                                 "with frozen BatchNorm statistics.", "model.train()  # at the start of every epoch"))
+        if not off:
+            return
+        names = tuple(outermost(off))
+        where = f"optimizer.step() {self.steps + 1} ran while {', '.join(names[:3])} {'is' if len(names) == 1 else 'are'} in eval mode"
+        entry = getattr(self, "_entry", None)
+        if entry is not None and not any(n in entry for n in off):
+            message, fix = (f"{where}, although the model was in train() when forward() started: the "
+                            "model's own forward() (or code it calls) switches them to eval(), so "
+                            "model.train() before each epoch cannot help; it trains without dropout and "
+                            "with frozen BatchNorm statistics.", "delete the .eval() call inside forward()")
+        elif self.steps == 0:
+            message, fix = (f"{where} from the first step: the model was never put in train() mode "
+                            "before training (a loaded or freshly evaluated model starts in eval()).",
+                            "model.train()  # before the training loop")
+        else:
+            message, fix = (f"{where}: validation left the model in eval(), so it trains without "
+                            "dropout and with frozen BatchNorm statistics.",
+                            "model.train()  # at the start of every epoch")
+        self._report(Finding("eval_step", names, message, fix))
 
     def _check_lr(self) -> None:
         if all(g.get("lr", 1.0) == 0 for g in self.optimizer.param_groups):
@@ -167,30 +202,39 @@ class Watch:
             self._zero_lr_run = 0
 
     def _check_stale(self) -> None:
-        for p, before in zip(self._held, self._snapshot):
-            if not (p.requires_grad and torch.equal(p.detach(), before)):
+        same = [p.requires_grad and torch.equal(p.detach(), before) for p, before in zip(self._held, self._snapshot)]
+        # the step moved the model: most values with a gradient changed (a step too small to act
+        # still shifts a few zero-initialised biases, as any update of 0 shows)
+        graded = [(p.numel(), s) for p, s in zip(self._held, same) if id(p) in self._has_grad]
+        moved = sum(n for n, s in graded if not s) > 0.5 * sum(n for n, _ in graded)
+        for p, unchanged in zip(self._held, same):
+            if not unchanged:
                 self._unchanged[id(p)] = 0
-            elif not self._expected_unchanged(p):
+            elif not self._expected_unchanged(p, moved):
                 self._unchanged[id(p)] = self._unchanged.get(id(p), 0) + 1
         stale = [self._names.get(id(p), "?") for p in self._held if self._unchanged.get(id(p), 0) >= self.stale_steps]
         if stale and self._zero_lr_run == 0:
             self._report(Finding("stale_parameter", tuple(stale), f"{_plural(len(stale), 'parameter')} the "
                                  f"optimizer holds did not change over {self.stale_steps} checked steps (e.g. "
-                                 f"{stale[0]}): they get no gradient (unused, cut from the graph) or their "
-                                 "update is zero.", "seqrep.check_training(model, batch, optimizer=optimizer)"))
+                                 f"{stale[0]}): they get no gradient (unused, cut from the graph), or "
+                                 "no parameter changed at those steps (a learning rate too small to act).", "seqrep.check_training(model, batch, optimizer=optimizer)"))
 
-    def _expected_unchanged(self, p) -> bool:
+    def _expected_unchanged(self, p, moved: bool) -> bool:
         """Unchanged by a step without a bug, so not counted towards `stale_parameter`: with a
-        non-zero gradient while the loss (given to after_loss) is below FITTED_LOSS (the model
-        fits the batch, as a data-fitted start does at ~1e-5, and tiny gradients make updates
-        below float32's resolution) or while its group's lr has decayed below ANNEALED of its
-        peak (a schedule's tail); with a gradient at a loss of exactly 0 (every gradient is 0).
-        A parameter without a gradient always counts."""
+        gradient while most values with a gradient did change (`moved`: its own gradient
+        is exactly zero or too small for float32 to register the update — a zero-initialised
+        branch, or a bias whose loss is near its floor, as seqrep's readout.bias on a
+        many-class set); with a non-zero gradient while the loss (given to after_loss) is below
+        FITTED_LOSS (the model fits the batch, as a data-fitted start does at ~1e-5) or while
+        its group's lr has decayed below ANNEALED of its peak (a schedule's tail); with a
+        gradient at a loss of exactly 0 (every gradient is 0). A parameter without a gradient
+        always counts, and so does every parameter of a step that changed nothing (a learning
+        rate too small to act)."""
         if id(p) not in self._has_grad:
             return False
-        if id(p) in self._graded:
-            return (self._loss is not None and self._loss < FITTED_LOSS) or id(p) in self._annealed
-        return self._loss == 0.0
+        if moved or self._loss == 0.0:
+            return True
+        return id(p) in self._graded and ((self._loss is not None and self._loss < FITTED_LOSS) or id(p) in self._annealed)
 
     def _report(self, finding: Finding) -> None:
         # once per kind (stale parameters: once per set of names, as more may go stale later)
