@@ -3,7 +3,8 @@
 Every helper the notebooks use is importable from here; each lives in the module of its idea:
 config (TrainConfig, ModelSpec), data (datasets), model (the fixed classifier), legacy (the
 broken original), train (fit), callbacks (fit's events and built-in callbacks), checkpoint,
-runlog (run log, show-latest-epoch), doctor (check_training, watch, check_gradient_flow: the
+runlog (run log, show-latest-epoch), diagnose (read any training log and name why it is not
+learning), doctor (check_training, watch, check_gradient_flow: the
 silent-bug checks), imbalance (class
 imbalance), live (live curves, widget panel), plots (static figures), notebooks (headless runs),
 cli (the `seqrep` command).
@@ -15,6 +16,7 @@ from .callbacks import Callback, CancelFit, GradientMonitor, NonFiniteLossError
 from .checkpoint import load_model
 from .config import ModelSpec, TrainConfig
 from .data import SequenceDataset, check_arrays, list_datasets, load_dataset, make_sequences
+from .diagnose import diagnose
 from .doctor import (
     KINDS,
     GradientFlowError,
@@ -80,6 +82,7 @@ __all__ = [
     "check_training",
     "class_stats",
     "class_weights",
+    "diagnose",
     "evaluate",
     "fit",
     "key_numbers",

@@ -1,0 +1,154 @@
+"""How well `seqrep diagnose` names the pathology planted in real training logs, and every
+rule's statistic on every log (the numbers its thresholds come from).
+
+    python benchmarks/diagnose.py                  # the committed logs in tests/logs
+    python benchmarks/diagnose.py --logs /tmp/logs # freshly generated ones (make_logs.py --out)
+    python benchmarks/diagnose.py --huge           # also: a 1.2 GB JSON Lines log, timed
+
+Seeds split the set: thresholds were set looking at seed 0 ("calibration") only; seeds 1-2
+(other data, sizes and class counts) are the check. Writes benchmarks/results/diagnose.md
+and diagnose.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from seqrep.diagnose import ORDER, diagnose  # noqa: E402
+from seqrep.diagnose.rules import RULES  # noqa: E402
+
+# The statistic each rule thresholds, and whether a broken log lies above (+1) or below (-1).
+STATISTIC = {
+    "nonfinite": ("nonfinite_series", +1), "lr_zero": ("lr_dead_fraction", +1),
+    "noisy": ("trend_to_scatter", -1), "no_learning": ("train_progress", -1),
+    "stuck_accuracy": ("acc_spread", -1), "diverge": ("rise", +1), "val_flat": ("val_progress", -1),
+    "overfit": ("val_rise", +1), "grad_zero": ("zero_components", +1), "init_far": ("first_over_ln_c", +1),
+    "plateau_drop": ("plateau_fraction", +1), "val_better": ("end_gap", +1), "glued": ("steps_back", +1),
+}
+
+
+def run_all(logs: Path) -> list[dict]:
+    """Diagnose every log of the manifest: expected vs got, and every rule's statistics."""
+    rows = []
+    for entry in json.loads((logs / "manifest.json").read_text()):
+        report = diagnose(logs / entry["path"], map=entry.get("map"))
+        rows.append({**entry, "got": report.kind, "measured": report.measured,
+                     "also": [f.kind for f in report.findings[1:]]})
+    return rows
+
+
+def _split(seed: int) -> str:
+    return "calibration (seed 0)" if seed == 0 else "check (seeds 1-2)"
+
+
+def accuracy_tables(rows: list[dict]) -> list[str]:
+    lines = ["## Verdicts", "",
+             "Right = the verdict's kind is the planted pathology (`healthy` for healthy logs). "
+             "Rows: tool and planted case; columns: the two halves of the set.", ""]
+    splits = sorted({_split(r["seed"]) for r in rows})
+    lines += ["| tool | planted | " + " | ".join(splits) + " |", "|---|---|" + "---|" * len(splits)]
+    cells = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        cells[(r["tool"], r["expected"])][_split(r["seed"])].append(r)
+    for (tool, expected), by_split in sorted(cells.items()):
+        out = []
+        for s in splits:
+            rs = by_split.get(s, [])
+            wrong = [f"{r['path'].split('/')[1]}: {r['got']}" for r in rs if r["got"] != r["expected"]]
+            out.append(f"{len(rs) - len(wrong)}/{len(rs)}" + (f" ({'; '.join(wrong)})" if wrong else ""))
+        lines.append(f"| {tool} | {expected} | " + " | ".join(out) + " |")
+    lines.append("")
+    for s in splits:
+        rs = [r for r in rows if _split(r["seed"]) == s]
+        healthy = [r for r in rs if r["expected"] == "healthy"]
+        lines.append(f"- {s}: {sum(r['got'] == r['expected'] for r in rs)}/{len(rs)} right; healthy logs "
+                     f"with a pathology verdict: {sum(r['got'] != 'healthy' for r in healthy)}/{len(healthy)}")
+    by_tool = defaultdict(list)
+    for r in rows:
+        by_tool[r["tool"]].append(r)
+    lines.append("- per tool (all seeds): " + ", ".join(
+        f"{t} {sum(r['got'] == r['expected'] for r in rs)}/{len(rs)}" for t, rs in sorted(by_tool.items())))
+    return [*lines, ""]
+
+
+def threshold_table(rows: list[dict]) -> list[str]:
+    """Per rule: its statistic on healthy logs (worst value) and on logs planted with its
+    pathology (mildest value), per half of the set."""
+    lines = ["## Thresholds against measurements", "",
+             "Worst healthy value = the healthy log closest to firing; mildest broken = the planted "
+             "log closest to staying silent. `-` = the rule does not apply to any such log (too few "
+             "points, no validation, classes unknown).", "",
+             "| rule | statistic | threshold | healthy, worst (cal / check) | planted, mildest (cal / check) |",
+             "|---|---|---|---|---|"]
+    for kind in ORDER:
+        stat, sign = STATISTIC[kind]
+        threshold = None
+        cols = []
+        for group in ("healthy", kind):
+            vals = []
+            for half in (0, 1):
+                picked = [r["measured"].get(kind, {}) for r in rows
+                          if r["expected"] == group and (r["seed"] == 0) == (half == 0)]
+                values = [m[stat] for m in picked if m.get(stat) is not None]
+                threshold = threshold or next((m.get("threshold", m.get("thresholds")) for m in picked if m), None)
+                worst = (max if (group == "healthy") == (sign > 0) else min)(values) if values else None
+                vals.append("-" if worst is None else f"{worst:g} (n={len(values)})")
+            cols.append(" / ".join(vals))
+        lines.append(f"| {kind} | {stat} | {threshold} | {cols[0]} | {cols[1]} |")
+    return [*lines, ""]
+
+
+def huge_log(size_gb: float = 1.2) -> list[str]:
+    """Time diagnose on a real JSON Lines log of size_gb (written once to a temp dir)."""
+    line = json.dumps({"step": 0, "loss": 1.0, "lr": 1e-3, "grad_norm": 1.0}) + "\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "huge.jsonl"
+        n = int(size_gb * 2**30 / len(line))
+        chunk = 100_000
+        with open(path, "w") as f:
+            for start in range(0, n, chunk):
+                f.write("".join(json.dumps({"step": s, "loss": 2.0 / (1 + s / 1e6), "lr": 1e-3,
+                                            "grad_norm": 1.0}) + "\n" for s in range(start, min(n, start + chunk))))
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            report = diagnose(path)
+            times.append(time.perf_counter() - t)
+        size = path.stat().st_size
+    return ["## A huge log", "",
+            f"A {size / 2**30:.2f} GB JSON Lines log ({n:,} records): diagnose took "
+            f"{min(times):.2f}-{max(times):.2f} s over 3 runs (verdict: {report.kind}); it reads the first "
+            "and last 4 MB only.", ""]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--logs", default=str(ROOT / "tests" / "logs"))
+    parser.add_argument("--huge", action="store_true", help="also time a 1.2 GB log")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+    rows = run_all(Path(args.logs))
+    lines = ["# seqrep diagnose on real training logs", "",
+             f"{len(rows)} logs from `tests/logs/make_logs.py` ({len(RULES)} rules). Regenerate with "
+             "`python benchmarks/diagnose.py`.", ""]
+    lines += accuracy_tables(rows) + threshold_table(rows)
+    if args.huge:
+        lines += huge_log()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "diagnose.md").write_text("\n".join(lines))
+    (out / "diagnose.json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
