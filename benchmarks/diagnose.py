@@ -107,33 +107,49 @@ def threshold_table(rows: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
-def huge_log(size_gb: float = 1.2) -> list[str]:
-    """Time diagnose on a real JSON Lines log of size_gb (written once to a temp dir)."""
-    line = json.dumps({"step": 0, "loss": 1.0, "lr": 1e-3, "grad_norm": 1.0}) + "\n"
+def _time(path: Path, repeats: int = 3) -> tuple[list[float], str]:
+    times, kind = [], ""
+    for _ in range(repeats):
+        t = time.perf_counter()
+        kind = diagnose(path).kind
+        times.append(time.perf_counter() - t)
+    return times, kind
+
+
+def huge_logs(size_gb: float = 1.2, tb_scalars: int = 300_000) -> list[str]:
+    """Time diagnose on a real JSON Lines log of size_gb, and on a TensorBoard event file of
+    tb_scalars scalars (read whole: its format has no index to start from the end)."""
+    from torch.utils.tensorboard import SummaryWriter
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "huge.jsonl"
-        n = int(size_gb * 2**30 / len(line))
-        chunk = 100_000
+        n, chunk = 0, 100_000
         with open(path, "w") as f:
-            for start in range(0, n, chunk):
-                f.write("".join(json.dumps({"step": s, "loss": 2.0 / (1 + s / 1e6), "lr": 1e-3,
-                                            "grad_norm": 1.0}) + "\n" for s in range(start, min(n, start + chunk))))
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            report = diagnose(path)
-            times.append(time.perf_counter() - t)
+            while f.tell() < size_gb * 2**30:
+                f.write("".join(json.dumps({"step": s, "loss": 2.0 / (1 + s / 1e6), "lr": 1e-3, "grad_norm": 1.0})
+                                + "\n" for s in range(n, n + chunk)))
+                n += chunk
         size = path.stat().st_size
-    return ["## A huge log", "",
-            f"A {size / 2**30:.2f} GB JSON Lines log ({n:,} records): diagnose took "
-            f"{min(times):.2f}-{max(times):.2f} s over 3 runs (verdict: {report.kind}); it reads the first "
-            "and last 4 MB only.", ""]
+        jsonl, kind = _time(path)
+        path.unlink()
+        writer = SummaryWriter(str(Path(tmp) / "tb"))
+        for s in range(tb_scalars):
+            writer.add_scalar("train_loss", 2.0 / (1 + s / 1e4), s)
+        writer.close()
+        tb_size = sum(f.stat().st_size for f in (Path(tmp) / "tb").iterdir())
+        tb, tb_kind = _time(Path(tmp) / "tb", 1)
+    return ["## Big logs", "",
+            f"- a {size / 2**30:.2f} GB JSON Lines log ({n:,} records): {min(jsonl):.2f}-{max(jsonl):.2f} s "
+            f"over 3 runs (verdict {kind}); only its first and last 4 MB are read.",
+            f"- a TensorBoard event file of {tb_scalars:,} scalars ({tb_size / 2**20:.1f} MB): {tb[0]:.1f} s "
+            f"({tb_size / 2**20 / tb[0]:.1f} MB/s; verdict {tb_kind}); event files are read whole, so a 1 GB "
+            f"one takes about {2**10 / (tb_size / 2**20 / tb[0]) / 60:.0f} minutes.", ""]
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logs", default=str(ROOT / "tests" / "logs"))
-    parser.add_argument("--huge", action="store_true", help="also time a 1.2 GB log")
+    parser.add_argument("--huge", action="store_true", help="also time a 1.2 GB log and a big event file")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
     rows = run_all(Path(args.logs))
@@ -142,7 +158,7 @@ def main(argv=None) -> None:
              "`python benchmarks/diagnose.py`.", ""]
     lines += accuracy_tables(rows) + threshold_table(rows)
     if args.huge:
-        lines += huge_log()
+        lines += huge_logs()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "diagnose.md").write_text("\n".join(lines))

@@ -115,7 +115,7 @@ class Curves:
         if self.unit == "epoch":
             return f"epoch {x:g}"
         head = f"{self.unit} {x:g}"
-        return head + (f" (epoch {ep:g})" if np.isfinite(ep) and self.unit == "step" else "")
+        return head + (f" (epoch {ep:.3g})" if np.isfinite(ep) and self.unit == "step" else "")
 
     def groups(self, prefix: str) -> dict[str, Series]:
         return {k: s for k, s in self.series.items() if (k == prefix or k.startswith(prefix + "/")) and len(s)}

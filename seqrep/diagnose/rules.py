@@ -187,7 +187,7 @@ def _before_nan(run: Run, x: float) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 LR_FLOOR = 0.01  # "at zero": at most this fraction of the run's peak learning rate
-LR_DEAD = 0.3  # flagged when the lr sits at zero for this fraction of the run after its peak
+LR_DEAD = 0.19  # flagged when the lr sits at zero for this fraction of the run after its peak
 
 
 @rule("lr_zero")
@@ -232,28 +232,31 @@ def lr_zero(run: Run) -> tuple[dict, Finding | None]:
 # Learning at all
 # --------------------------------------------------------------------------------------------
 
-NOISY_SNR = 1.0  # trend over the run / per-point scatter below this ...
-NOISY_REL = 0.1  # ... with a scatter above this fraction of the loss level: too noisy
+NOISY_SNR = 3.0  # trend over the run / per-point scatter below this ...
+NOISY_REL = 0.066  # ... with a scatter above this fraction of the loss level (a flat, quiet
+# loss is no learning, not noise): too noisy
 
 
 @rule("noisy")
 def noisy(run: Run) -> tuple[dict, Finding | None]:
-    """Per-step losses whose scatter hides any trend: the change from the first to the last
-    fifth of the run is smaller than the point-to-point scatter (robust: median absolute
-    successive difference / 0.954, the scatter of one point for Gaussian noise)."""
+    """Per-step losses whose scatter hides any trend: neither the change from the first to the
+    last fifth of the run nor the range of the smoothed loss (a fall, or a fall and a climb)
+    exceeds the point-to-point scatter (robust: median absolute successive difference / 0.954,
+    the scatter of one point for Gaussian noise)."""
     loss = run.loss
     if loss is None or len(loss) < 30 or run.curves.unit != "step":
         return {}, None
     y, fifth = loss.y, max(len(loss) // 5, 1)
     scatter = float(np.median(np.abs(np.diff(y)))) / 0.954
-    trend = abs(float(np.median(y[:fifth]) - np.median(y[-fifth:])))
+    smooth = _smooth(loss)[1]
+    trend = max(abs(float(np.median(y[:fifth]) - np.median(y[-fifth:]))), float(np.ptp(smooth)))
     level = float(np.median(y))
     snr = trend / max(scatter, 1e-12)
     rel = scatter / max(level, 1e-12)
     stats = {"trend_to_scatter": round(snr, 3), "scatter_to_level": round(rel, 3),
              "thresholds": [NOISY_SNR, NOISY_REL]}
-    if snr >= NOISY_SNR or rel <= NOISY_REL:
-        return stats, None
+    if snr >= NOISY_SNR or rel <= NOISY_REL or stuck_accuracy(run)[1] is not None:
+        return stats, None  # (an accuracy stuck at one class is the story, not the noise)
     return stats, Finding(
         "noisy", "the loss is too noisy to show a trend",
         [f"the per-step training loss scatters by about {_fmt(scatter)} ({rel:.0%} of its level {_fmt(level)}) "
@@ -262,9 +265,11 @@ def noisy(run: Run) -> tuple[dict, Finding | None]:
         "logging_steps, Lightning on_epoch=True) to see the trend.", stats)
 
 
-NL_PROGRESS = 0.15  # no learning: the best smoothed loss is within this fraction of its start
-NL_PRIOR = 0.05  # ... unless the loss came this far down to settle where accuracy is stuck
-# at one class (the class prior learned; a cut graph, logged as None, still counts as no learning)
+NL_PROGRESS = 0.3  # no learning: the best smoothed loss is within this fraction of its start
+NL_PRIOR = 0.03  # ... unless the loss came this far below ln C to settle where accuracy is
+# stuck at one class (the class prior learned; a cut graph, logged as None, still counts as no
+# learning); or unless validation is better than training all along (the training loss is then
+# measured with dropout or augmentation on, and says little about learning)
 NL_ACC = 10.0  # ... and validation accuracy stays below this multiple of 1/C (when C is known:
 # a model that predicts the majority class of imbalanced data scores 2.5-4x 1/C, and the
 # post-mortem's broken run touched 5.1x 1/60 once by chance; a slow but real learner on many
@@ -300,8 +305,10 @@ def no_learning(run: Run) -> tuple[dict, Finding | None]:
         return stats, None
     if best_acc is not None and run.chance() and best_acc >= NL_ACC * run.chance():
         return stats, None
-    if train_p >= NL_PRIOR and not run.curves.no_gradient and stuck_accuracy(run)[1] is not None:
+    if ref and train_p >= NL_PRIOR and not run.curves.no_gradient and stuck_accuracy(run)[1] is not None:
         return stats, None  # it learned the class frequencies: stuck_accuracy says so
+    if val_better(run)[1] is not None:
+        return stats, None  # the training loss is measured under dropout / augmentation
     evidence = [f"training loss {_fmt(loss.y[0])} at {run.where(loss.x[0])}, lowest {_fmt(float(np.min(_smooth(loss)[1])))}, "
                 f"{_fmt(loss.y[-1])} at {run.where(loss.x[-1])}: {train_p:.0%} below "
                 + (f"ln({run.classes}) = {ref:.3g}, what guessing evenly scores" if ref else "where it started")]
@@ -336,7 +343,7 @@ def _gradient_evidence(run: Run) -> list[str]:
 
 
 SA_SPREAD = 0.005  # accuracy stuck: it moves less than this over the second half of the run ...
-SA_LOSS = 0.02  # ... while the validation loss moves less than this fraction of its level ...
+SA_LOSS = 0.05  # ... while the validation loss moves less than this fraction of its level ...
 SA_MAX = 0.9  # ... at an accuracy below this (a converged model may sit still near 1.0)
 
 
@@ -370,7 +377,7 @@ def stuck_accuracy(run: Run) -> tuple[dict, Finding | None]:
     train_end = float(np.median(loss.y[-max(len(loss) // 5, 1):])) if loss is not None else None
     stats = {"acc_spread": round(spread, 4), "val_loss_move": _round(loss_move, 4), "acc": round(level, 4),
              "thresholds": [SA_SPREAD, SA_LOSS, SA_MAX]}
-    if (spread > SA_SPREAD or level >= SA_MAX or (loss_move is not None and loss_move > SA_LOSS)
+    if (spread > SA_SPREAD or not 0 < level < SA_MAX or (loss_move is not None and loss_move > SA_LOSS)
             or (train_end is not None and train_end < 0.5 * _min_entropy(level))):
         return stats, None
     chance = run.chance()
@@ -396,7 +403,7 @@ def acc_name(run: Run) -> str:
     return "val_acc" if run.get("val_acc") is not None else "train_acc"
 
 
-DIV_RISE = 0.2  # divergence: the smoothed loss climbs this fraction of ln C (or of its start)
+DIV_RISE = 0.32  # divergence: the smoothed loss climbs this fraction of ln C (or of its start)
 # above the lowest value it had reached before
 
 
@@ -485,7 +492,9 @@ def val_flat(run: Run) -> tuple[dict, Finding | None]:
         "Compare with a baseline that has nothing to get wrong (notebook 02: MiniRocket).", stats)
 
 
-OF_RISE = 0.2  # overfitting: validation loss ends this fraction above its lowest point ...
+OF_RISE = 0.18  # overfitting: validation loss ends this fraction above its lowest point ...
+OF_SCALED = 0.04  # ... and by this fraction of ln C (or of its first value): a rise from 0.019
+# to 0.025 is noise on a converged model, not overfitting
 OF_AFTER = 2  # ... with at least this many evaluations after the lowest one
 
 
@@ -497,12 +506,14 @@ def overfit(run: Run) -> tuple[dict, Finding | None]:
     if loss is None or val is None or len(val) < 4:
         return {}, None
     i = int(np.argmin(val.y))
-    vmin = float(val.y[i])
-    rise = (float(np.median(val.y[-2:])) - vmin) / max(vmin, 1e-12)
-    stats = {"val_rise": round(rise, 3), "evals_after_best": len(val) - 1 - i, "thresholds": [OF_RISE, OF_AFTER]}
+    vmin, vend = float(val.y[i]), float(np.median(val.y[-2:]))
+    rise = (vend - vmin) / max(vmin, 1e-12)
+    scaled = (vend - vmin) / (run.ln_c or float(val.y[0]) or 1.0)
+    stats = {"val_rise": round(rise, 3), "val_rise_scaled": round(scaled, 3), "evals_after_best": len(val) - 1 - i,
+             "thresholds": [OF_RISE, OF_SCALED, OF_AFTER]}
     train_then = loss.y[loss.x <= val.x[i]]
     falling = len(train_then) and float(np.median(loss.y[-max(len(loss) // 10, 1):])) < float(train_then[-1])
-    if rise < OF_RISE or len(val) - 1 - i < OF_AFTER or i == 0 or not falling:
+    if rise < OF_RISE or scaled < OF_SCALED or len(val) - 1 - i < OF_AFTER or i == 0 or not falling:
         return stats, None
     ep = val.epoch[i]
     stop = f"epoch {ep:g}" if np.isfinite(ep) else run.where(val.x[i], "val_loss")
@@ -522,7 +533,7 @@ def overfit(run: Run) -> tuple[dict, Finding | None]:
 
 
 VB_FRAC = 0.8  # validation better than training: at this fraction of evaluations or more ...
-VB_GAP = 0.1  # ... and still lower by this fraction of ln C (or of the first training loss)
+VB_GAP = 0.064  # ... and still lower by this fraction of ln C (or of the first training loss)
 # over the last third of the run
 
 
@@ -619,7 +630,7 @@ def grad_zero(run: Run) -> tuple[dict, Finding | None]:
         "(notebook 03).", stats)
 
 
-INIT_HIGH = 1.5  # the first logged training loss above this multiple of ln C
+INIT_HIGH = 1.9  # the first logged training loss above this multiple of ln C
 
 
 @rule("init_far")
@@ -700,8 +711,9 @@ def glued(run: Run) -> tuple[dict, Finding | None]:
 
 
 # The verdict is the first finding in this order: causes before the symptoms they produce (a
-# zero learning rate flattens the loss; NaN ends every trend), the learning curve before
-# gradients, and a glued log last (the other rules already read its last run).
-ORDER = ("nonfinite", "lr_zero", "noisy", "no_learning", "stuck_accuracy", "diverge", "val_flat",
-         "overfit", "grad_zero", "init_far", "plateau_drop", "val_better", "glued")
+# zero learning rate or a bad start flattens the loss; NaN ends every trend), what happened
+# first before what happened later (a plateau at the start before overfitting at the end),
+# the learning curve before gradients, and a glued log last (the other rules read its last run).
+ORDER = ("nonfinite", "lr_zero", "init_far", "noisy", "no_learning", "stuck_accuracy", "diverge",
+         "val_flat", "plateau_drop", "overfit", "grad_zero", "val_better", "glued")
 RULES.sort(key=lambda kr: ORDER.index(kr[0]))
