@@ -47,13 +47,14 @@ def run_all(logs: Path) -> list[dict]:
 
 
 def _split(seed: int) -> str:
-    return "calibration (seed 0)" if seed == 0 else "check (seeds 1-2)"
+    return ("calibration (seed 0)" if seed == 0 else "check (seeds 1-2)" if seed <= 2
+            else "first held-out (seeds 3-4)" if seed <= 4 else "final held-out (seeds 5-6)")
 
 
 def accuracy_tables(rows: list[dict]) -> list[str]:
     lines = ["## Verdicts", "",
              "Right = the verdict's kind is the planted pathology (`healthy` for healthy logs). "
-             "Rows: tool and planted case; columns: the two halves of the set.", ""]
+             "Rows: tool and planted case; columns: the parts of the set (see the module docstring).", ""]
     splits = sorted({_split(r["seed"]) for r in rows})
     lines += ["| tool | planted | " + " | ".join(splits) + " |", "|---|---|" + "---|" * len(splits)]
     cells = defaultdict(lambda: defaultdict(list))
@@ -87,7 +88,8 @@ def threshold_table(rows: list[dict]) -> list[str]:
              "Worst healthy value = the healthy log closest to firing; mildest broken = the planted "
              "log closest to staying silent. `-` = the rule does not apply to any such log (too few "
              "points, no validation, classes unknown).", "",
-             "| rule | statistic | threshold | healthy, worst (cal / check) | planted, mildest (cal / check) |",
+             "| rule | statistic | threshold | healthy, worst (per split, as above) "
+             "| planted, mildest (per split, as above) |",
              "|---|---|---|---|---|"]
     for kind in ORDER:
         stat, sign = STATISTIC[kind]
@@ -95,9 +97,9 @@ def threshold_table(rows: list[dict]) -> list[str]:
         cols = []
         for group in ("healthy", kind):
             vals = []
-            for half in (0, 1):
+            for half in sorted({_split(r["seed"]) for r in rows}):
                 picked = [r["measured"].get(kind, {}) for r in rows
-                          if r["expected"] == group and (r["seed"] == 0) == (half == 0)]
+                          if r["expected"] == group and _split(r["seed"]) == half]
                 values = [m[stat] for m in picked if m.get(stat) is not None]
                 threshold = threshold or next((m.get("threshold", m.get("thresholds")) for m in picked if m), None)
                 worst = (max if (group == "healthy") == (sign > 0) else min)(values) if values else None

@@ -215,8 +215,10 @@ def _seqrep_context(records: list[dict], curves: Curves) -> None:
             curves.classes = data.get("n_classes", curves.classes)
             model = config.get("model") or {}
             curves.context.update(start=model.get("start"), dropout=model.get("dropout"),
-                                  extraction=model.get("extraction"), epochs=config.get("epochs"),
-                                  label_smoothing=config.get("label_smoothing"))
+                                  extraction=model.get("extraction"), epochs=config.get("epochs"))
+            if "lr" in config:
+                curves.context["optimizer"] = (f"peak lr {config['lr']:g} ({config.get('schedule')} "
+                                               f"schedule), grad_clip {config.get('grad_clip')}")
             if event == "resume":
                 curves.events.append({"kind": "resume", "epoch": r.get("from_epoch"),
                                       "text": f"resumed from epoch {r.get('from_epoch')}"})

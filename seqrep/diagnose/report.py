@@ -46,8 +46,9 @@ class Report:
 
     def __str__(self) -> str:
         src = self.source
-        head = [f"{src.get('path') or 'records'} ({src['format']}, {src['points']} training points over "
-                f"{src['span']}" + (f"; {src['ended']}" if src.get("ended") else "") + ")",
+        points = f"{src['points']} training points over {src['span']}" if src["points"] else "no training point"
+        head = [f"{src.get('path') or 'records'} ({src['format']}, {points}"
+                + (f"; {src['ended']}" if src.get("ended") else "") + ")",
                 f"VERDICT: {self.verdict}"]
         lead = self.findings[0] if self.findings and self.findings[0].kind == self.kind else None
         if lead:

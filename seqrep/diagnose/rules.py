@@ -56,7 +56,7 @@ def _smooth(series: Series, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     if len(series) <= 2 * k:
         return series.x.copy(), series.y.copy()
     parts = np.array_split(np.arange(len(series)), k)
-    return (np.array([np.median(series.x[p]) for p in parts]),
+    return (np.array([series.x[p[len(p) // 2]] for p in parts]),  # a logged x, for messages
             np.array([np.median(series.y[p]) for p in parts]))
 
 
@@ -146,6 +146,9 @@ def nonfinite(run: Run) -> tuple[dict, Finding | None]:
     if not firsts and not stopped:
         return stats, None
     evidence = [f"{e}" for e in stopped]
+    config = run.curves.context.get("optimizer")
+    if stopped and config:
+        evidence.append(f"the run's settings: {config}")
     at: dict = {}
     if firsts:
         x, name, value = min(firsts)
@@ -303,6 +306,8 @@ def no_learning(run: Run) -> tuple[dict, Finding | None]:
              "thresholds": [NL_PROGRESS, NL_ACC]}
     if start < 0.05 or train_p >= NL_PROGRESS or (val_p is not None and val_p >= NL_PROGRESS):
         return stats, None
+    if ref and loss.y[0] >= INIT_HIGH * ref:
+        return stats, None  # it started far above ln C: init_far; progress from there is not judged
     if best_acc is not None and run.chance() and best_acc >= NL_ACC * run.chance():
         return stats, None
     if ref and train_p >= NL_PRIOR and not run.curves.no_gradient and stuck_accuracy(run)[1] is not None:
@@ -343,8 +348,11 @@ def _gradient_evidence(run: Run) -> list[str]:
 
 
 SA_SPREAD = 0.005  # accuracy stuck: it moves less than this over the second half of the run ...
-SA_LOSS = 0.05  # ... while the validation loss moves less than this fraction of its level ...
-SA_MAX = 0.9  # ... at an accuracy below this (a converged model may sit still near 1.0)
+SA_ENTROPY = 1.29  # ... with a loss at least this multiple of the lowest label entropy a class
+# distribution with that majority share can have (a model that predicts one class and the class
+# frequencies scores the label entropy; one that discriminates at that accuracy scores less) ...
+SA_MAX = 0.9  # ... and an accuracy below this (a one-class model above it needs 90 % of the data
+# in one class; converged healthy models sit still up there)
 
 
 def _min_entropy(share: float) -> float:
@@ -359,37 +367,39 @@ def _min_entropy(share: float) -> float:
 
 @rule("stuck_accuracy")
 def stuck_accuracy(run: Run) -> tuple[dict, Finding | None]:
-    """Accuracy the same at every evaluation of the second half (what predicting one class
-    scores: the majority share, or 1/C on balanced data) while the loss does not move, and a
-    training loss a one-class model can have (at least half the lowest label entropy with
-    that majority share: a model that fits its training set is not predicting one class)."""
+    """Accuracy the same at every evaluation of the second half, with a loss only a model that
+    predicts one class would have: at least SA_ENTROPY x the lowest label entropy compatible
+    with that accuracy as the majority share (`_min_entropy`), and a training loss not below
+    that entropy either (a model that fits its training set, overfitting, is not predicting one
+    class). A model that learned the class frequencies and nothing from the inputs: the
+    majority share, or 1/C on balanced data."""
     name = acc_name(run)
     acc = run.get(name)
     if acc is None or len(acc) < 4:
         return {}, None
     half = acc.y[len(acc) // 2:]
     level, spread = float(half[-1]), float(np.max(half) - np.min(half))
-    val, loss = run.get("val_loss"), run.loss
-    loss_move = None
-    if val is not None and len(val) >= 4:
-        vh = val.y[len(val) // 2:]
-        loss_move = float((np.max(vh) - np.min(vh)) / max(float(np.mean(vh)), 1e-12))
-    train_end = float(np.median(loss.y[-max(len(loss) // 5, 1):])) if loss is not None else None
-    stats = {"acc_spread": round(spread, 4), "val_loss_move": _round(loss_move, 4), "acc": round(level, 4),
-             "thresholds": [SA_SPREAD, SA_LOSS, SA_MAX]}
-    if (spread > SA_SPREAD or not 0 < level < SA_MAX or (loss_move is not None and loss_move > SA_LOSS)
-            or (train_end is not None and train_end < 0.5 * _min_entropy(level))):
-        return stats, None
+    val = run.get("val_loss") if name == "val_acc" else None
+    loss = val if val is not None else run.loss
+    ratio = None
+    if loss is not None and 0 < level < 1:
+        ratio = float(np.median(loss.y[-max(len(loss) // 5, 1):])) / max(_min_entropy(level), 1e-12)
+    train = run.loss
+    fits = train is not None and float(np.median(train.y[-max(len(train) // 5, 1):])) < _min_entropy(level)
+    stats = {"acc_spread": round(spread, 4), "loss_over_min_entropy": _round(ratio), "acc": round(level, 4),
+             "thresholds": [SA_SPREAD, SA_ENTROPY, SA_MAX]}
+    if spread > SA_SPREAD or not 0 < level < SA_MAX or ratio is None or ratio < SA_ENTROPY or fits:
+        return stats, None  # (fits: a training loss below the label entropy is not one class)
     chance = run.chance()
     what = (f"1/{run.classes} = {chance:.3g}, chance" if chance and abs(level - chance) <= 0.02
             else "the share of one class")
-    evidence = [f"{name.replace('_acc', '')}idation accuracy".replace("trainidation", "training")
-                + f" {level:.3g} at every evaluation from {run.where(float(acc.x[len(acc) // 2]), name)} "
-                f"to {run.where(acc.x[-1], name)}: {what} — the model predicts the same class for every sample"]
-    if val is not None:
-        evidence.append(f"validation loss flat at {_fmt(val.y[-1])}"
-                        + (f", below ln({run.classes}) = {run.ln_c:.3g}: it learned the class frequencies, "
-                           "nothing from the inputs" if run.ln_c and val.y[-1] < 0.95 * run.ln_c else ""))
+    label = "validation" if name == "val_acc" else "training"
+    evidence = [f"{label} accuracy {level:.3g} at every evaluation from {run.where(float(acc.x[len(acc) // 2]), name)} "
+                f"to {run.where(acc.x[-1], name)}: {what} — the model predicts the same class for every sample",
+                f"{label} loss {_fmt(float(loss.y[-1]))}, {ratio:.2f}x the lowest label entropy a {level:.3g} "
+                f"majority allows ({_min_entropy(level):.3g}): what predicting the class frequencies scores"]
+    if val is not None and run.ln_c and val.y[-1] < 0.95 * run.ln_c:
+        evidence.append(f"below ln({run.classes}) = {run.ln_c:.3g}: it learned the class frequencies, nothing from the inputs")
     evidence += _gradient_evidence(run)
     return stats, Finding(
         "stuck_accuracy", f"accuracy stuck at {level:.3g}: {what}", evidence,
@@ -500,8 +510,9 @@ OF_AFTER = 2  # ... with at least this many evaluations after the lowest one
 
 @rule("overfit")
 def overfit(run: Run) -> tuple[dict, Finding | None]:
-    """Validation loss went down, then up while training loss kept falling; the epoch of the
-    lowest validation loss is where to stop."""
+    """Validation loss went down, then up while training loss kept falling (or rose from the
+    first evaluation while validation accuracy still improved: confident mistakes); the epoch of
+    the lowest validation loss is where to stop."""
     loss, val = run.loss, run.get("val_loss")
     if loss is None or val is None or len(val) < 4:
         return {}, None
@@ -513,14 +524,17 @@ def overfit(run: Run) -> tuple[dict, Finding | None]:
              "thresholds": [OF_RISE, OF_SCALED, OF_AFTER]}
     train_then = loss.y[loss.x <= val.x[i]]
     falling = len(train_then) and float(np.median(loss.y[-max(len(loss) // 10, 1):])) < float(train_then[-1])
-    if rise < OF_RISE or scaled < OF_SCALED or len(val) - 1 - i < OF_AFTER or i == 0 or not falling:
+    acc = run.get("val_acc")
+    acc_gain = float(np.max(acc.y) - acc.y[0]) if acc is not None and len(acc) > 1 else 0.0
+    first_is_best_but_learning = i == 0 and acc_gain > VF_ACC  # loss up from the start, accuracy up
+    if (rise < OF_RISE or scaled < OF_SCALED or len(val) - 1 - i < OF_AFTER or not falling
+            or (i == 0 and not first_is_best_but_learning)):
         return stats, None
     ep = val.epoch[i]
     stop = f"epoch {ep:g}" if np.isfinite(ep) else run.where(val.x[i], "val_loss")
     evidence = [f"validation loss lowest at {run.where(val.x[i], 'val_loss')} ({_fmt(vmin)}), then up {rise:.0%} "
                 f"to {_fmt(val.y[-1])} at {run.where(val.x[-1], 'val_loss')}",
                 f"training loss meanwhile {_fmt(float(train_then[-1]))} -> {_fmt(loss.y[-1])}"]
-    acc = run.get("val_acc")
     if acc is not None and len(acc) == len(val):
         best = int(np.argmax(acc.y))
         evidence.append(f"validation accuracy {float(acc.y[i]):.3g} there, {float(acc.y[-1]):.3g} at the end"
