@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import threading
 import time
@@ -26,10 +27,32 @@ MANIFEST = json.loads((LOGS / "manifest.json").read_text())
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("entry", MANIFEST, ids=lambda e: e["path"])
+# Planted logs whose verdict is not the planted one, with the verdict they get and why (the
+# numbers: benchmarks/results/diagnose.md). Strict: a change that fixes one must remove it here.
+KNOWN_MISSES: dict[str, tuple[str, str]] = {}
+
+
+def _cases():
+    for entry in MANIFEST:
+        miss = KNOWN_MISSES.get(entry["path"])
+        marks = [pytest.mark.xfail(strict=True, reason=f"gets {miss[0]}: {miss[1]}")] if miss else []
+        yield pytest.param(entry, marks=marks, id=entry["path"])
+
+
+@pytest.mark.parametrize("entry", _cases())
 def test_each_real_log_gets_its_planted_verdict(entry):
     report = diagnose(LOGS / entry["path"], map=entry.get("map"))
     assert report.kind == entry["expected"], str(report)
+
+
+def test_no_healthy_log_gets_a_pathology_and_misses_stay_few():
+    healthy = [e for e in MANIFEST if e["expected"] == "healthy"]
+    assert [e["path"] for e in healthy if diagnose(LOGS / e["path"], map=e.get("map")).kind != "healthy"] == []
+    assert not any(e["expected"] == "healthy" for e in MANIFEST if e["path"] in KNOWN_MISSES)
+    assert len(KNOWN_MISSES) <= 0.1 * len(MANIFEST)
+    for path, (got, _) in KNOWN_MISSES.items():
+        entry = next(e for e in MANIFEST if e["path"] == path)
+        assert diagnose(LOGS / path, map=entry.get("map")).kind == got  # a miss changing is news
 
 
 def test_the_set_covers_every_pathology_and_tool():
@@ -249,3 +272,33 @@ def test_diagnose_imports_only_lower_layers():
                 assert (node.module or "").split(".")[0] in allowed, f"{file.name} imports ..{node.module}"
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 assert not node.module.startswith("seqrep"), f"{file.name} imports {node.module}"
+
+
+# --------------------------------------------------------------------------------------------
+# The logs are reproducible (slow: trains)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_regenerated_logs_get_the_same_verdicts(tmp_path):
+    """Re-train a subset with every tool (tests/logs/make_logs.py) and diagnose it: the
+    verdicts are the planted ones, as for the committed logs."""
+    import subprocess
+    import sys
+
+    cases = "healthy,no_learning,nonfinite,glued,lr_zero"
+    subprocess.run([sys.executable, str(LOGS / "make_logs.py"), "--tools", "seqrep,hf,lightning,plain",
+                    "--seeds", "1", "--cases", cases, "--out", str(tmp_path)],
+                   check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    fresh = json.loads((tmp_path / "manifest.json").read_text())
+    committed = {e["path"]: e for e in MANIFEST}
+    assert len(fresh) >= 12 and {e["tool"] for e in fresh} == {"seqrep", "hf", "lightning", "plain"}
+    for entry in fresh:
+        got = diagnose(tmp_path / entry["path"], map=entry.get("map")).kind
+        assert got == entry["expected"] == committed[entry["path"]]["expected"], entry["path"]
+
+
+def test_follow_from_the_command_line_stops_at_a_finished_log(capsys):
+    assert main(["diagnose", str(_log("healthy")), "--follow", "--interval", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("VERDICT") == 1 and out.index("[epochs") < out.index("VERDICT")

@@ -370,9 +370,10 @@ def stuck_accuracy(run: Run) -> tuple[dict, Finding | None]:
     """Accuracy the same at every evaluation of the second half, with a loss only a model that
     predicts one class would have: at least SA_ENTROPY x the lowest label entropy compatible
     with that accuracy as the majority share (`_min_entropy`), and a training loss not below
-    that entropy either (a model that fits its training set, overfitting, is not predicting one
-    class). A model that learned the class frequencies and nothing from the inputs: the
-    majority share, or 1/C on balanced data."""
+    that entropy either and, when logged, a training accuracy as still as the validation one (a
+    model that fits its training set, or still improves on it, is not predicting one class). A
+    model that learned the class frequencies and nothing from the inputs: the majority share,
+    or 1/C on balanced data."""
     name = acc_name(run)
     acc = run.get(name)
     if acc is None or len(acc) < 4:
@@ -384,12 +385,15 @@ def stuck_accuracy(run: Run) -> tuple[dict, Finding | None]:
     ratio = None
     if loss is not None and 0 < level < 1:
         ratio = float(np.median(loss.y[-max(len(loss) // 5, 1):])) / max(_min_entropy(level), 1e-12)
-    train = run.loss
+    train, train_acc = run.loss, run.get("train_acc") if name == "val_acc" else None
     fits = train is not None and float(np.median(train.y[-max(len(train) // 5, 1):])) < _min_entropy(level)
+    if train_acc is not None and len(train_acc) >= 4:  # one class scores a constant share there too
+        tail = train_acc.y[len(train_acc) // 2:]
+        fits = fits or float(np.max(tail) - np.min(tail)) > SA_SPREAD
     stats = {"acc_spread": round(spread, 4), "loss_over_min_entropy": _round(ratio), "acc": round(level, 4),
              "thresholds": [SA_SPREAD, SA_ENTROPY, SA_MAX]}
     if spread > SA_SPREAD or not 0 < level < SA_MAX or ratio is None or ratio < SA_ENTROPY or fits:
-        return stats, None  # (fits: a training loss below the label entropy is not one class)
+        return stats, None
     chance = run.chance()
     what = (f"1/{run.classes} = {chance:.3g}, chance" if chance and abs(level - chance) <= 0.02
             else "the share of one class")
