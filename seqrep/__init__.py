@@ -3,7 +3,7 @@
 Every helper the notebooks use is importable from here; each lives in the module of its idea:
 config (TrainConfig, ModelSpec), data (datasets), model (the fixed classifier), legacy (the
 broken original), train (fit), callbacks (fit's events and built-in callbacks), checkpoint,
-runlog (run log, show-latest-epoch), diagnose (read any training log and name why it is not
+runlog (run log, show-latest-epoch), diagnosis (`diagnose`: read any training log and name why it is not
 learning), doctor (check_training, watch, check_gradient_flow: the
 silent-bug checks), imbalance (class
 imbalance), live (live curves, widget panel), plots (static figures), notebooks (headless runs),
@@ -16,7 +16,7 @@ from .callbacks import Callback, CancelFit, GradientMonitor, NonFiniteLossError
 from .checkpoint import load_model
 from .config import ModelSpec, TrainConfig
 from .data import SequenceDataset, check_arrays, list_datasets, load_dataset, make_sequences
-from .diagnose import diagnose
+from .diagnosis import diagnose
 from .doctor import (
     KINDS,
     GradientFlowError,

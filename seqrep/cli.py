@@ -114,7 +114,7 @@ def _show_latest(args: argparse.Namespace) -> None:
 
 
 def _diagnose(args: argparse.Namespace) -> None:
-    from .diagnose import diagnose, follow
+    from .diagnosis import diagnose, follow
 
     mapping = {}
     for item in args.map:

@@ -250,7 +250,7 @@ def run_lightning(case: str, seed: int, out: Path) -> list[dict]:
     def trainer(max_epochs: int):
         loggers = [CSVLogger(out, name="csv", version=0), TensorBoardLogger(out, name="tb", version=0)]
         return L.Trainer(max_epochs=max_epochs, logger=loggers, callbacks=[LearningRateMonitor("step")],
-                         log_every_n_steps={"noisy": 1, "plateau": 20}.get(case, 5), enable_checkpointing=False,
+                         log_every_n_steps={"noisy": 4, "plateau": 40}.get(case, 5), enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
                          devices=1, num_sanity_val_steps=0, default_root_dir=out / "tmp")
 
