@@ -3,7 +3,8 @@
 The names below are the public API, one way to each thing; everything else is importable from
 the module of its idea: config (TrainConfig, ModelSpec), data (datasets, class statistics),
 rocket (the data-fitted start), model (the fixed classifier), legacy (the broken original),
-build (a model from a config), imbalance (class-imbalance remedies), runlog, checkpoint,
+build (a model from a config), imbalance (class-imbalance remedies), runlog, checkpoint, diagnosis (`diagnose`: read any
+training log and name why it is not learning),
 doctor (check_training, watch: the silent-bug checks), inference (modes, predict_logits,
 evaluate), callbacks (fit's events), plan (epochs, schedule, time budget), builtin (fit's
 built-in callbacks), train (fit), experiments (the remedy grid), plots, live (live curves,
@@ -14,11 +15,12 @@ how they layer.
 from importlib.metadata import PackageNotFoundError, version
 
 from .build import build_model
-from .builtin import GradientMonitor, NonFiniteLossError
+from .builtin import GradientMonitor
 from .callbacks import Callback, CancelFit, FitState
 from .checkpoint import load_model
 from .config import ModelSpec, TrainConfig
 from .data import SequenceDataset, class_stats, list_datasets, load_dataset, make_sequences
+from .diagnosis import diagnose
 from .doctor import KINDS, TrainingBugError, check_training, watch
 from .errors import SeqrepError
 from .imbalance import per_class_report
@@ -46,7 +48,6 @@ __all__ = [
     "LegacyClassifier",
     "LivePlot",
     "ModelSpec",
-    "NonFiniteLossError",
     "Panel",
     "SeqrepError",
     "SequenceClassifier",
@@ -56,6 +57,7 @@ __all__ = [
     "build_model",
     "check_training",
     "class_stats",
+    "diagnose",
     "evaluate",
     "fit",
     "key_numbers",

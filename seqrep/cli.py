@@ -1,4 +1,4 @@
-"""The `seqrep` command: data, train, show-latest-epoch, run-notebooks."""
+"""The `seqrep` command: data, train, show-latest-epoch, diagnose, run-notebooks."""
 
 from __future__ import annotations
 
@@ -114,6 +114,25 @@ def _show_latest(args: argparse.Namespace) -> None:
     show_latest_epoch(args.run_dir, follow=args.follow, interval=args.interval)
 
 
+def _diagnose(args: argparse.Namespace) -> None:
+    from .diagnosis import diagnose, follow
+
+    mapping = {}
+    for item in args.map:
+        metric, sep, column = item.partition("=")
+        if not sep or not metric or not column:
+            raise SeqrepError(f"--map {item!r}: expected METRIC=COLUMN, e.g. --map val_acc=top1.")
+        mapping[metric.strip()] = column.strip()
+    if args.follow:
+        report = follow(args.path, interval=args.interval, map=mapping or None, classes=args.classes,
+                        out=sys.stderr if args.json else sys.stdout)
+        if report is None:
+            return
+    else:
+        report = diagnose(args.path, map=mapping or None, classes=args.classes)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report)
+
+
 def _run_notebooks(args: argparse.Namespace) -> None:
     params = parse_params(args.param)
     if args.quick:
@@ -211,6 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new epochs")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between checks")
     p.set_defaults(func=_show_latest)
+
+    p = sub.add_parser("diagnose", help="read a training log and say why the model is not learning")
+    p.add_argument("path", help="a log (seqrep run.jsonl, HF trainer_state.json, Lightning metrics.csv, "
+                                "TensorBoard event file, CSV / JSON Lines) or a folder holding one")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="re-read as the log grows; stop at the end of the run (or Ctrl-C)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--map", action="append", default=[], metavar="METRIC=COLUMN",
+                   help="the column holding a metric, for unusual names (repeatable): metrics are "
+                        "step, epoch, train_loss, val_loss, train_acc, val_acc, lr, grad_norm")
+    p.add_argument("--classes", type=int, help="number of classes, when the log does not say")
+    p.add_argument("--interval", type=float, default=2.0, help="--follow: seconds between reads")
+    p.set_defaults(func=_diagnose)
 
     p = sub.add_parser("run-notebooks", help="execute notebooks into executed/ (.ipynb + .html)")
     p.add_argument("notebooks", nargs="*", help="names (default: all, in order)")

@@ -20,7 +20,7 @@ LAYERS = [
     ["model"],
     ["legacy"],
     ["build"],
-    ["imbalance", "checkpoint", "doctor"],
+    ["imbalance", "checkpoint", "doctor", "diagnosis"],
     ["plots", "inference"],
     ["callbacks"],
     ["plan"],

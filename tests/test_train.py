@@ -215,7 +215,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(data, tmp_
                 with torch.no_grad():
                     state.model.readout.weight.fill_(float("nan"))
 
-    with pytest.raises(seqrep.NonFiniteLossError, match=r"at epoch 1, step 1; training stopped"):
+    with pytest.raises(seqrep.builtin.NonFiniteLossError, match=r"at epoch 1, step 1; training stopped"):
         _fit(data, tmp_path, callbacks=[Poison()])
     ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert ckpt["epoch"] == 0 and ckpt["complete"]
@@ -265,7 +265,7 @@ def test_non_finite_weights_at_an_epoch_end_are_never_checkpointed(data, tmp_pat
                 with torch.no_grad():
                     state.model.readout.bias.fill_(float("inf"))
 
-    with pytest.raises(seqrep.NonFiniteLossError, match=r"weight tensor.*non-finite during epoch 1") as err:
+    with pytest.raises(seqrep.builtin.NonFiniteLossError, match=r"weight tensor.*non-finite during epoch 1") as err:
         _fit(data, tmp_path, callbacks=[PoisonLastStep()])
     assert "epoch 0) is kept" in str(err.value) and "--grad-clip" in str(err.value)
     ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
@@ -279,7 +279,7 @@ def test_a_failure_in_the_first_epoch_does_not_promise_a_checkpoint(data, tmp_pa
             with torch.no_grad():
                 state.model.readout.weight.fill_(float("nan"))
 
-    with pytest.raises(seqrep.NonFiniteLossError, match="there is no checkpoint") as err:
+    with pytest.raises(seqrep.builtin.NonFiniteLossError, match="there is no checkpoint") as err:
         _fit(data, tmp_path, callbacks=[PoisonFirstStep()])
     assert "is kept" not in str(err.value) and not (tmp_path / CHECKPOINT_NAME).exists()
 

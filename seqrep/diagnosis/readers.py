@@ -1,0 +1,464 @@
+"""Readers: find the log in a folder, tell its format, read it into `Curves`.
+
+Formats: seqrep's run.jsonl; Hugging Face Trainer's trainer_state.json (its log_history);
+Lightning's CSVLogger metrics.csv; TensorBoard event files (TensorBoard's own loader,
+`tensorboard.backend.event_processing.event_file_loader`); any CSV or JSON Lines file of
+per-step or per-epoch metrics (a column map names unusual columns).
+
+Big line-based logs (CSV, JSON Lines, run.jsonl) above `BIG` bytes are read at their head and
+tail only (`EDGE` bytes each), so a 1 GB log is answered in about a second; the middle is
+skipped, the report says so, and the rules that measure spans of the run (a plateau) do not
+count the skipped middle as one. A trainer_state.json is one JSON document and is read whole
+up to `MAX_DOCUMENT` bytes (refused above, naming the size); TensorBoard's format has no index
+to start from its end, so event files are read whole. A half-written last line (a run still
+writing, or killed mid-write) is left out; damaged lines are skipped and counted; bytes that
+are not UTF-8 are read as Latin-1 (numbers are ASCII) with a note naming the first such line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SeqrepError
+from ..runlog import LOG_NAME
+from .curves import Curves, from_records
+
+__all__ = ["BIG", "EDGE", "MAX_DOCUMENT", "find_log", "read_curves"]
+
+BIG = 64 << 20  # line logs larger than this are read at head and tail
+EDGE = 2 << 20  # bytes read at each end of a big line log (tens of thousands of points each)
+MAX_DOCUMENT = 512 << 20  # a JSON document (trainer_state.json) is read whole up to this
+_EVENTS = "events.out.tfevents"
+_FORMATS = ("seqrep run.jsonl", "Hugging Face trainer_state.json", "Lightning metrics.csv",
+            "TensorBoard events.out.tfevents.*", "CSV or JSON Lines of metrics (with --map for "
+            "unusual column names)")
+
+
+# --------------------------------------------------------------------------------------------
+# Finding the log
+# --------------------------------------------------------------------------------------------
+
+
+def _rank(path: Path) -> int | None:
+    """Which kind of log a file is by its name (lower = preferred), or None."""
+    name = path.name
+    if name == LOG_NAME:
+        return 0
+    if name == "trainer_state.json":
+        return 1
+    if name == "metrics.csv":
+        return 2
+    if name.startswith(_EVENTS):
+        return 3
+    if path.suffix in (".jsonl", ".csv", ".tsv"):
+        return 4
+    return None
+
+
+def _candidates(folder: Path, depth: int = 4) -> list[Path]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        level = len(Path(root).relative_to(folder).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
+        found += [Path(root) / f for f in files if _rank(Path(root) / f) is not None]
+    return found
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def find_log(path: str | os.PathLike) -> tuple[Path, list[Path]]:
+    """(the log to read, other logs found beside it) for a file or a folder. In a folder: the
+    best-known kind first (run.jsonl, trainer_state.json, metrics.csv, event files, other
+    .jsonl/.csv), the most recently written of that kind; event files stand for their folder."""
+    path = Path(path)
+    if not path.exists():
+        raise SeqrepError(f"{path}: no such file or folder; pass a training log or the folder that holds it.")
+    if not path.is_dir():
+        return path, []
+    found = _candidates(path)
+    if not found:
+        raise SeqrepError(
+            f"{path}: no training log in this folder or the 4 levels below it (looked for "
+            f"{'; '.join(_FORMATS)}). Pass the log file itself."
+        )
+    logs = {(f.parent if f.name.startswith(_EVENTS) else f) for f in found}
+    best = min(logs, key=lambda p: (_rank(p) if p.is_file() else 3, -_mtime(p)))
+    return best, sorted(p for p in logs if p != best)
+
+
+# --------------------------------------------------------------------------------------------
+# Bytes to text lines
+# --------------------------------------------------------------------------------------------
+
+
+def _decode(raw: bytes, path: Path, notes: list[str], first_line: int = 1) -> str:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return raw.decode("utf-16", errors="replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = first_line + raw[:err.start].count(b"\n")
+        notes.append(f"not UTF-8 from line {line} (byte 0x{raw[err.start]:02x}); read as Latin-1")
+        return raw.decode("latin-1")
+
+
+def _lines(path: Path, notes: list[str]) -> list[str]:
+    """The complete lines of a text log; head and tail only when it is big."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            if size <= BIG:
+                raw = f.read()
+                head_cut = None
+            else:
+                head = f.read(EDGE)
+                f.seek(size - EDGE)
+                tail = f.read(EDGE)
+                head, tail = head[:head.rfind(b"\n") + 1], tail[tail.find(b"\n") + 1:]
+                raw, head_cut = head + tail, len(head)
+    except OSError as err:
+        raise SeqrepError(f"{path}: cannot read it ({err.strerror or err}); check the path and its permissions.") from None
+    if head_cut is not None:
+        notes.append(f"{size / 2**30:.2f} GB: read the first and last {EDGE >> 20} MB only "
+                     f"({100 * (1 - 2 * EDGE / size):.1f}% in between skipped)")
+    if raw and not raw.endswith(b"\n"):
+        last = raw.rfind(b"\n") + 1
+        if not _whole_record(raw[last:]):
+            notes.append(f"the last line is half-written ({len(raw) - last} bytes): a run still "
+                         "writing, or killed mid-write; left out")
+            raw = raw[:last]
+    return _decode(raw, path, notes).splitlines()
+
+
+def _whole_record(line: bytes) -> bool:
+    """A last line without its newline that is nonetheless complete (a JSON object)."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Formats
+# --------------------------------------------------------------------------------------------
+
+
+def _json_records(lines: list[str], notes: list[str]) -> tuple[list[dict], list[int]]:
+    """The JSON objects of a JSON Lines text, and the numbers of lines that were not one."""
+    records, damaged = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            damaged.append(number)
+    if damaged and records:
+        shown = ", ".join(map(str, damaged[:5])) + (" ..." if len(damaged) > 5 else "")
+        notes.append(f"{len(damaged)} line(s) are not JSON records and were skipped (line {shown})")
+    return records, damaged
+
+
+def _csv_records(lines: list[str], path: Path, notes: list[str]) -> list[dict]:
+    """Rows of a CSV / TSV text with a header line, as dicts of the non-empty cells."""
+    text = "\n".join(lines)
+    try:
+        dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text), dialect)
+    header = next(reader, None)
+    if not header or len(header) < 2:
+        raise _unknown(path, "its first line is not a header of two or more columns")
+    rows, ragged = [], 0
+    for row in reader:
+        if len(row) != len(header):
+            ragged += 1
+            continue
+        rows.append({k: v for k, v in zip(header, row) if v.strip() != ""})
+    if ragged:
+        notes.append(f"{ragged} row(s) with a different number of cells than the header were skipped")
+    return rows
+
+
+def _unknown(path: Path, why: str) -> SeqrepError:
+    return SeqrepError(
+        f"{path}: not a training log seqrep can read ({why}). It reads {'; '.join(_FORMATS)}. "
+        "For your own CSV or JSON Lines, name the columns: seqrep diagnose LOG --map "
+        "train_loss=COLUMN --map val_acc=COLUMN."
+    )
+
+
+def _seqrep_context(records: list[dict], curves: Curves) -> None:
+    """What seqrep's run log says beyond the curves: classes, start, planned epochs, how the
+    run ended, resumes and the doctor's findings."""
+    epochs = [r for r in records if "epoch" in r and "event" not in r]
+    for r in records:
+        event = r.get("event")
+        if event in ("start", "resume"):
+            data, config = r.get("data") or {}, r.get("config") or {}
+            curves.classes = data.get("n_classes", curves.classes)
+            model = config.get("model") or {}
+            curves.context.update(start=model.get("start"), dropout=model.get("dropout"),
+                                  extraction=model.get("extraction"), epochs=config.get("epochs"))
+            if "lr" in config:
+                curves.context["optimizer"] = (f"peak lr {config['lr']:g} ({config.get('schedule')} "
+                                               f"schedule), grad_clip {config.get('grad_clip')}")
+            if event == "resume":
+                curves.events.append({"kind": "resume", "epoch": r.get("from_epoch"),
+                                      "text": f"resumed from epoch {r.get('from_epoch')}"})
+        elif event == "stopped":
+            curves.ended = f"stopped at epoch {r.get('at_epoch')}: {r.get('reason')}"
+            curves.events.append({"kind": "stopped", "epoch": r.get("at_epoch"), "text": str(r.get("reason"))})
+        elif event == "checked" and r.get("findings"):
+            kinds = sorted({f.get("kind") for f in r["findings"] if isinstance(f, dict)})
+            curves.events.append({"kind": "checked", "epoch": None,
+                                  "text": f"the pre-flight check found: {', '.join(map(str, kinds))}"})
+    planned = epochs[-1].get("epochs") if epochs else None
+    if curves.ended is None and planned is not None and epochs[-1].get("epoch") == planned - 1:
+        curves.ended = f"finished its {planned} planned epochs"
+
+
+def _mark_gap(curves: Curves) -> None:
+    """When a big log was read at head and tail only, the x where the skipped middle begins
+    (the largest step between two points), so that rules do not read the gap as a plateau."""
+    if not any("skipped" in n for n in curves.notes):
+        return
+    s = max(curves.series.values(), key=len, default=None)
+    if s is not None and len(s) > 1:
+        i = int(np.argmax(np.diff(s.x)))
+        curves.context["gap"] = (float(s.x[i]), float(s.x[i + 1]))
+
+
+def read_jsonl(path: Path, mapping=None) -> Curves:
+    notes: list[str] = []
+    records, damaged = _json_records(_lines(path, notes), notes)
+    if not records:
+        raise _unknown(path, "no line is a JSON record" if damaged else "it holds no records")
+    seqrep = any(r.get("event") == "start" and "config" in r for r in records[:5]) or path.name == "run.jsonl"
+    curves = from_records([r for r in records if "event" not in r], mapping, fmt="seqrep" if seqrep else "jsonl",
+                          where=str(path))
+    if seqrep:
+        _seqrep_context(records, curves)
+    curves.notes += notes
+    _mark_gap(curves)
+    return curves
+
+
+def read_csv(path: Path, mapping=None) -> Curves:
+    notes: list[str] = []
+    lines = [line for line in _lines(path, notes) if line.strip()]
+    if not lines:
+        raise _unknown(path, "it is empty")
+    fmt = "lightning_csv" if path.name == "metrics.csv" else "csv"
+    curves = from_records(_csv_records(lines, path, notes), mapping, fmt=fmt, where=str(path))
+    curves.classes = _hparams_classes(path.parent)
+    curves.notes += notes
+    _mark_gap(curves)
+    return curves
+
+
+def _hparams_classes(folder: Path) -> int | None:
+    """num_classes (or n_classes, num_labels, classes) from a Lightning hparams.yaml."""
+    hparams = folder / "hparams.yaml"
+    try:
+        text = hparams.read_text(errors="replace") if hparams.is_file() else ""
+    except OSError:
+        return None
+    found = re.search(r"^\s*(?:num_classes|n_classes|num_labels|classes)\s*:\s*(\d+)\s*$", text, re.M)
+    return int(found.group(1)) if found else None
+
+
+def _json_objects(text: str, start: int, notes: list[str]) -> list[dict]:
+    """The JSON objects of an array's items from `start` on, until the array ends or the text
+    is cut off (json's own decoder, one item at a time)."""
+    decoder, items, pos = json.JSONDecoder(), [], start
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] != "{":
+            return items
+        try:
+            item, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            notes.append("the file ends inside a record (cut off or still being written); "
+                         "read the complete records before it")
+            return items
+        if isinstance(item, dict):
+            items.append(item)
+
+
+def _trainer_state(path: Path, notes: list[str]) -> tuple[list[dict], dict]:
+    """(log_history, the other top-level fields) of a trainer_state.json, whole or cut off."""
+    size = path.stat().st_size
+    if size > MAX_DOCUMENT:
+        raise SeqrepError(
+            f"{path}: a {size / 2**30:.1f} GB JSON document; seqrep reads a trainer_state.json "
+            f"whole and stops at {MAX_DOCUMENT >> 20} MB. Pass the trainer_state.json of an "
+            "earlier checkpoint, or lower logging frequency (logging_steps)."
+        )
+    text = _decode(path.read_bytes(), path, notes)
+    try:
+        state = json.loads(text)
+    except ValueError:
+        state = None
+    if isinstance(state, dict) and isinstance(state.get("log_history"), list):
+        return [e for e in state["log_history"] if isinstance(e, dict)], state
+    found = re.search(r'"log_history"\s*:\s*\[', text)
+    if not found:
+        raise _unknown(path, "no log_history in it")
+    return _json_objects(text, found.end(), notes), {}
+
+
+def read_trainer_state(path: Path, mapping=None) -> Curves:
+    """Hugging Face Trainer's trainer_state.json: its log_history (training entries every
+    logging_steps, evaluation entries, and the summary entry that ends a finished run)."""
+    notes: list[str] = []
+    history, state = _trainer_state(path, notes)
+    if not history:
+        raise SeqrepError(f"{path}: log_history is empty; the Trainer had not logged yet "
+                          "(the first entry comes after logging_steps steps).")
+    summary = [e for e in history if "train_runtime" in e]
+    curves = from_records([e for e in history if "train_runtime" not in e], mapping, fmt="hf_trainer",
+                          where=str(path))
+    for folder in (path.parent, path.parent.parent):
+        classes = _config_classes(folder / "config.json")
+        if classes:
+            curves.classes = classes
+            break
+    if summary:
+        curves.ended = f"finished (the Trainer's summary record at step {summary[-1].get('step')})"
+    elif state.get("max_steps") and state.get("global_step") == state.get("max_steps"):
+        curves.ended = f"reached max_steps {state['max_steps']}"
+    curves.context["max_steps"] = state.get("max_steps")
+    curves.notes += notes
+    return curves
+
+
+def _config_classes(config: Path) -> int | None:
+    try:
+        data = json.loads(config.read_text()) if config.is_file() else {}
+    except (OSError, ValueError):
+        return None
+    if isinstance(data.get("id2label"), dict) and len(data["id2label"]) > 1:
+        return len(data["id2label"])
+    n = data.get("num_labels")
+    return n if isinstance(n, int) and n > 1 else None
+
+
+def _scalar(value) -> float | None:
+    """A TensorBoard summary value as a number, or None when it is not a scalar (a histogram,
+    an image, text): simple_value (torch's SummaryWriter), or a one-element tensor (TF 2)."""
+    kind = value.WhichOneof("value")
+    if kind == "simple_value":
+        return float(value.simple_value)
+    if kind != "tensor" or value.tensor.tensor_shape.dim:
+        return None
+    for field_name in ("float_val", "double_val", "int_val", "int64_val"):
+        numbers = getattr(value.tensor, field_name)
+        if len(numbers) == 1:
+            return float(numbers[0])
+    if value.tensor.tensor_content:  # packed bytes
+        from tensorboard.util import tensor_util
+
+        array = tensor_util.make_ndarray(value.tensor)
+        return float(array) if array.size == 1 and array.dtype.kind in "fiu" else None
+    return None
+
+
+def _event_records(file: Path) -> list[dict]:
+    """{"step": s, tag: value} per event of one file, read with TensorBoard's raw record
+    loader and its Event message (its data-compat migration, which rebuilds every scalar as a
+    tensor, is skipped: it took two thirds of the time)."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto import event_pb2
+
+    records = []
+    for raw in RawEventFileLoader(str(file)).Load():
+        event = event_pb2.Event.FromString(raw)
+        if event.HasField("summary"):
+            record = {v.tag: x for v in event.summary.value if (x := _scalar(v)) is not None}
+            if record:
+                records.append({"step": event.step, **record})
+    return records
+
+
+def read_events(folder: Path, mapping=None) -> Curves:
+    """TensorBoard event files of one folder (one run to TensorBoard), in name order — the
+    order they were written — through TensorBoard's own record loader."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise SeqrepError(
+            f"{folder}: reading TensorBoard event files needs the tensorboard package; "
+            "pip install tensorboard (or seqrep[diagnose])."
+        ) from None
+    files = sorted(folder.glob(_EVENTS + "*")) if folder.is_dir() else [folder]
+    records, notes = [], []
+    for file in files:
+        try:
+            records += _event_records(file)
+        except Exception as err:  # the loader's and protobuf's errors on damaged files vary
+            raise SeqrepError(f"{file}: TensorBoard could not read it ({type(err).__name__}: {err}); "
+                              "is it a complete event file?") from None
+    if not records:
+        raise SeqrepError(f"{folder}: the event file(s) hold no scalars yet; nothing was logged.")
+    if len(files) > 1:
+        notes.append(f"{len(files)} event files in one folder, read in the order written")
+    curves = from_records(records, mapping, fmt="tensorboard", where=str(folder))
+    curves.classes = _hparams_classes(folder if folder.is_dir() else folder.parent)
+    curves.notes += notes
+    return curves
+
+
+def _sniff(path: Path) -> str:
+    """The format of a file by its name, then its first bytes."""
+    if path.name == "trainer_state.json":
+        return "hf"
+    if path.name.startswith(_EVENTS):
+        return "tensorboard"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as err:
+        raise SeqrepError(f"{path}: cannot read it ({err.strerror or err}); check its permissions.") from None
+    if not head.strip():
+        raise SeqrepError(f"{path}: the file is empty; nothing has been logged yet (a run that "
+                          "has not finished its first logging interval?).")
+    if head.count(b"\x00") > len(head) // 10 and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _unknown(path, "it is a binary file")  # (a few NUL bytes: a crash; those lines are skipped)
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if b'"log_history"' in head:
+        return "hf"
+    if text.startswith(b"{"):
+        return "jsonl"
+    return "csv"
+
+
+def read_curves(path: str | os.PathLike, mapping: dict[str, str] | None = None) -> tuple[Curves, list[Path]]:
+    """(the curves of the log at `path`, other logs found beside it): `path` is a log file or
+    a folder holding one (see `find_log`)."""
+    log, others = find_log(path)
+    kind = "tensorboard" if log.is_dir() else _sniff(log)
+    reader = {"hf": read_trainer_state, "tensorboard": read_events, "jsonl": read_jsonl, "csv": read_csv}[kind]
+    curves = reader(log, mapping)
+    curves.path = str(log)
+    return curves, others
