@@ -160,6 +160,9 @@ def check_model(model: nn.Module, config: TrainConfig, train: SequenceDataset) -
     config or for other data than `config` and `train` describe: the run log would record a
     config the weights do not follow, and load_model could not rebuild the model. A model of
     your own (no `spec`) is not compared."""
+    if not isinstance(model, nn.Module):
+        raise SeqrepError(f"fit: model must be a torch.nn.Module, got {type(model).__name__}; build one with "
+                          "seqrep.build_model(config, train).")
     spec = getattr(model, "spec", None)
     if not isinstance(spec, ModelSpec):
         return
@@ -219,6 +222,9 @@ def _refuse_to_overwrite(run_dir: Path, resume: bool) -> None:
 def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
     """Create run_dir, or refuse: a new run must not overwrite one; resume needs a checkpoint."""
     log, ckpt = run_dir / LOG_NAME, run_dir / CHECKPOINT_NAME
+    if run_dir.is_file():
+        inside = f"; pass the folder that holds it, {run_dir.parent}" if run_dir.name in (LOG_NAME, CHECKPOINT_NAME) else ""
+        raise SeqrepError(f"{run_dir} is a file, not a run directory{inside}.")
     _refuse_to_overwrite(run_dir, resume)
     if resume and ckpt.exists() and not log.exists():
         raise SeqrepError(
@@ -388,10 +394,14 @@ def _train_epochs(state: FitState, events: Events) -> None:
         epoch += 1
 
 
-def _check_without(without: Iterable[str]) -> set[str]:
+def _check_without(without: Iterable[str], callbacks=()) -> set[str]:
     """The names of built-ins to leave out, or SeqrepError for a name that is none or that has
-    its own switch."""
-    without = set(without)
+    its own switch. One name alone (without="WatchTraining") is that name, not its letters.
+    `callbacks` must be a list (one callback alone is refused, naming the fix)."""
+    if isinstance(callbacks, Callback) or not isinstance(callbacks, Iterable):
+        raise SeqrepError(f"fit: callbacks must be a list of callbacks, got one {type(callbacks).__name__}; "
+                          "pass [it] (e.g. callbacks=[seqrep.LivePlot()]).")
+    without = {without} if isinstance(without, str) else set(without)
     for name in without:
         if name not in BUILTINS:
             close = difflib.get_close_matches(name, BUILTINS, n=1)
@@ -465,7 +475,8 @@ def fit(
     Every epoch appends a record to run_dir/run.jsonl (losses, accuracy, balanced accuracy,
     macro-F1, the learning rate of every optimizer group, per-component gradient norm and
     update/weight ratio, seconds, samples/s) and rewrites run_dir/checkpoint.pt. resume=True
-    continues from the checkpoint and ends with the same metrics as an uninterrupted run.
+    continues from the checkpoint and ends with the same metrics as an uninterrupted run (it is
+    refused when the model, config or data differ from the run's, or the run has finished).
     Ctrl-C, `stop_event.set()`, a callback's `CancelFit` or `state.request_stop()` end the run
     at the next step boundary with log and checkpoint written (Ctrl-C then re-raises
     KeyboardInterrupt). A NaN/Inf loss, weight or validation loss raises NonFiniteLossError
@@ -478,9 +489,8 @@ def fit(
     for message in check_fit_inputs(config, train, val):
         warnings.warn(message, stacklevel=2)
     check_model(model, config, train)
-    without = _check_without(without)
-    run_dir = as_path(run_dir, "fit: run_dir", "seqrep.new_run_dir() or 'runs/my-run'")
-    device = check_device(device)
+    without = _check_without(without, callbacks)
+    run_dir, device = as_path(run_dir, "fit: run_dir", "seqrep.new_run_dir() or 'runs/my-run'"), check_device(device)
     _prepare_run_dir(run_dir, resume)
     stops = StopSignals(stop_event)
     with _run_dir_lock(run_dir), _rng_fork(device), modes(model, True):

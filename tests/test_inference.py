@@ -69,5 +69,5 @@ def test_inference_refuses_a_bad_batch_size_or_device(data, kwargs, fragment):
     for helper in (seqrep.predict_logits, seqrep.evaluate):
         with pytest.raises(seqrep.SeqrepError, match=fragment):
             helper(model, train, **kwargs)
-    with pytest.raises(seqrep.SeqrepError, match="expected a seqrep.SequenceDataset, got tuple"):
+    with pytest.raises(seqrep.SeqrepError, match=r"expected a seqrep\.SequenceDataset, got tuple"):
         seqrep.predict_logits(model, (train.X, train.y))

@@ -452,7 +452,7 @@ def test_fit_refuses_a_model_that_does_not_match_its_config(data, tmp_path):
             seqrep.fit(model, train, val, TINY, tmp_path / "run", progress=False, verbose=False)
     assert not (tmp_path / "run").exists()
     data_init = TrainConfig(epochs=1, batch_size=8)
-    with pytest.raises(seqrep.SeqrepError, match="readout.weight"):  # built for longer series: other dilations
+    with pytest.raises(seqrep.SeqrepError, match=r"readout\.weight"):  # built for longer series: other dilations
         seqrep.fit(seqrep.build_model(data_init, DataShape(1, 4, 400)), train, val, data_init, tmp_path / "run",
                    progress=False, verbose=False)
 
@@ -513,20 +513,17 @@ def test_a_full_disk_at_a_checkpoint_is_named_leaves_no_temp_file_and_logs_no_ep
 
     import seqrep.checkpoint
 
-    class FullDisk(io.FileIO):  # the disk fills up 1000 bytes into the second checkpoint
-        written = {"n": 0}
+    saves = []  # bytes written into each checkpoint file opened
 
+    class FullDisk(io.FileIO):  # the disk fills up 1000 bytes into the second checkpoint
         def write(self, b):
-            FullDisk.written["n"] += len(b)
-            if FullDisk.written["n"] > 1000 and saves["n"] == 2:
+            saves[-1] += len(b)
+            if len(saves) == 2 and saves[-1] > 1000:
                 raise OSError(errno.ENOSPC, "No space left on device")
             return super().write(b)
 
-    saves = {"n": 0}
-
     def full_open(path, mode="r", *args, **kwargs):
-        saves["n"] += 1
-        FullDisk.written["n"] = 0
+        saves.append(0)
         return io.BufferedWriter(FullDisk(path, mode))
 
     monkeypatch.setattr(seqrep.checkpoint, "open", full_open, raising=False)
@@ -570,3 +567,56 @@ def test_data_too_large_in_scale_is_refused_and_tiny_data_warns_for_init_random(
                       r"input with BatchNorm.*use init='data'"):
         seqrep.fit(seqrep.build_model(config, tiny), tiny, None, config, tmp_path / "tiny", progress=False,
                    verbose=False)
+
+
+def test_fit_argument_mistakes_are_named(data, tmp_path):
+    train, val = data
+    model = seqrep.build_model(TINY, train)
+    with pytest.raises(seqrep.SeqrepError, match=r"fit: model must be a torch.nn.Module, got dict"):
+        seqrep.fit({"model": model}, train, val, TINY, tmp_path / "a")
+    with pytest.raises(seqrep.SeqrepError, match=r"callbacks must be a list of callbacks, got one StopAt; pass \[it\]"):
+        seqrep.fit(model, train, val, TINY, tmp_path / "a", StopAt(0))
+    (tmp_path / "run.jsonl").write_text("")
+    with pytest.raises(seqrep.SeqrepError, match=r"run.jsonl is a file, not a run directory; pass the folder"):
+        seqrep.fit(model, train, val, TINY, tmp_path / "run.jsonl", resume=True)
+    with pytest.raises(seqrep.SeqrepError, match=r"fit: run_dir must be a path"):
+        seqrep.fit(model, train, val, TINY, None)
+    assert not (tmp_path / "a").exists()
+    _, result = _fit(data, tmp_path / "b", TINY.replace(epochs=1), without="WatchTraining")  # one name, not its letters
+    assert "watch" not in result.final
+
+
+def test_a_checkpoint_that_is_incomplete_or_of_another_version_is_named(data, tmp_path):
+    from seqrep.checkpoint import FORMAT
+
+    _stopped_after_first_epoch(data, tmp_path)
+    ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    torch.save({"format": FORMAT, "model": {}}, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(seqrep.SeqrepError, match=r"an incomplete seqrep checkpoint \(missing or damaged: config, epochs"):
+        seqrep.load_model(tmp_path)
+    torch.save({**ckpt, "config": json.dumps({**json.loads(ckpt["config"]), "momentum": 0.9})}, tmp_path / CHECKPOINT_NAME)
+    for load in (lambda: seqrep.load_model(tmp_path), lambda: _fit(data, tmp_path, resume=True)):
+        with pytest.raises(seqrep.SeqrepError, match=r"checkpoint.pt: its config cannot be read \(TrainConfig has no "
+                           r"field\(s\) \['momentum'\].*written by another version of seqrep"):
+            load()
+    with pytest.raises(seqrep.SeqrepError, match=r"load_model: run_dir must be a path"):
+        seqrep.load_model(None)
+
+
+def test_sizes_beyond_memory_are_refused_before_allocating(monkeypatch):
+    import seqrep.build
+
+    with pytest.raises(seqrep.SeqrepError, match=r"10000000000 samples x 1 channel\(s\) x 128 steps need about .* GiB "
+                       r"to generate, more than this machine's"):
+        seqrep.make_sequences(n_samples=10**10)
+    with pytest.raises(seqrep.SeqrepError, match=r"n_samples must be a whole number, got 3.5"):
+        seqrep.make_sequences(n_samples=3.5)
+
+    def too_big(*args, **kwargs):  # what torch raises when a tensor does not fit
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 5100273664 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(seqrep.build, "SequenceClassifier", too_big)
+    with pytest.raises(seqrep.SeqrepError, match=r"does not fit in memory \(one of its tensors alone needs 4.8 GiB\); "
+                       r"use a smaller width"):
+        seqrep.build_model(TINY, DataShape(1, 4, 40))

@@ -26,6 +26,8 @@ Generative process (all draws from one `numpy.random.Generator(seed)`):
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..errors import SeqrepError
@@ -152,6 +154,25 @@ def _place(rng: np.random.Generator, n: int, length: int, widths: list[int]) -> 
     return starts
 
 
+def _check_size(n_samples, channels: int, length: int) -> None:
+    """Refuse sizes that are not whole numbers, or whose float64 work arrays (noise, drift and
+    the series: about four of n_samples x channels x length) exceed this machine's memory."""
+    for name, value in (("n_samples", n_samples), ("channels", channels), ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise SeqrepError(f"{name} must be a whole number, got {value!r}.")
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: let numpy say it
+        return
+    need = 4 * 8 * max(n_samples, 0) * max(channels, 0) * max(length, 0)
+    if need > memory:
+        raise SeqrepError(
+            f"{n_samples} samples x {channels} channel(s) x {length} steps need about {need / 2**30:,.0f} GiB "
+            f"to generate, more than this machine's {memory / 2**30:,.0f} GiB; use fewer samples or "
+            "shorter series."
+        )
+
+
 def _check_scenario(length, channels, noise, amplitude, n_distractors, n_distractor_shapes, motif_widths) -> list[int]:
     """The generator's arguments checked together; returns the motif widths as ints."""
     if length < 1 or channels < 1:
@@ -218,6 +239,7 @@ def make_sequences(
     (one (n_classes, channels, width) array per scale), distractor windows and all arguments.
     """
     args = dict(locals())
+    _check_size(n_samples, channels, length)
     widths = _check_scenario(length, channels, noise, amplitude, n_distractors, n_distractor_shapes, motif_widths)
     distractor_w = int(np.median(widths))
     sizes = class_sizes(n_classes, n_samples, imbalance, zipf, min_per_class)
