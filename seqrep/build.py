@@ -52,6 +52,11 @@ def build_model(config: TrainConfig | ModelSpec, data: SequenceDataset | DataSha
     Example:
         >>> model = build_model(TrainConfig(), train)   # train: a SequenceDataset
     """
+    if not isinstance(config, (TrainConfig, ModelSpec)):
+        raise SeqrepError(f"build_model: config must be a TrainConfig or a ModelSpec, got {type(config).__name__}.")
+    if not all(hasattr(data, k) for k in DataShape._fields):
+        raise SeqrepError(f"build_model: data must be a SequenceDataset or a DataShape(channels, n_classes, length), "
+                          f"got {type(data).__name__}.")
     spec = config if isinstance(config, ModelSpec) else config.model
     if seed is None:
         seed = 0 if isinstance(config, ModelSpec) else config.seed

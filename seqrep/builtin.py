@@ -4,9 +4,9 @@ Built in, in the order they run (`seqrep.train.show_training_loop()` prints it):
 (-100), the `NonFiniteGuard` (-60), the pre-flight `GradientGuard` (-50,
 `seqrep.check_training`; config.check_gradients), `WatchTraining` (-45, `seqrep.watch`),
 `GradientStats` (-40: per-component gradient norm and update ratio in every epoch record), the
-user's callbacks (0), `TimeBudget` (80, budget-planned runs; `seqrep.plan`), the `RunLogger`
-(90), the `Checkpointer` (95), the `ProgressBar` (100). `fit(..., without=(...))` leaves out any
-of them by name.
+user's callbacks (0), `TimeBudget` (80, budget-planned runs; `seqrep.plan`), the
+`Checkpointer` (90), the `RunLogger` (95: an epoch is logged only once its checkpoint is
+written), the `ProgressBar` (100). `fit(..., without=(...))` leaves out any of them by name.
 """
 
 from __future__ import annotations

@@ -157,6 +157,12 @@ def load_model(run_dir: str | os.PathLike) -> nn.Module:
     ckpt = read_checkpoint(path)
     config = config_of(ckpt, path)
     model = build_model(config, DataShape(*(ckpt["data"][k] for k in DataShape._fields)))
+    if ckpt["model_class"] != type(model).__name__:
+        raise SeqrepError(
+            f"{path} holds a {ckpt['model_class']}, a model of your own: load_model rebuilds only "
+            "seqrep's models from their config. Build yours, then model.load_state_dict("
+            f"seqrep.checkpoint.read_checkpoint({str(path)!r})['model'])."
+        )
     check_fits(ckpt, path, model, config)
     model.load_state_dict(ckpt["model"])
     return model.eval()

@@ -63,6 +63,8 @@ def parse_params(pairs: list[str]) -> dict:
         name, sep, value = pair.partition("=")
         if not sep or not name.isidentifier():
             raise SeqrepError(f"parameter {pair!r} is not name=value (e.g. -p epochs=30).")
+        if name in params:
+            raise SeqrepError(f"parameter {name!r} is given twice ({name}={params[name]!r} and {pair!r}); keep one.")
         try:
             params[name] = json.loads(value)
         except json.JSONDecodeError:

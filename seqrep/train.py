@@ -430,6 +430,8 @@ def show_training_loop(callbacks=(), config: TrainConfig | None = None, *, witho
     config: the run's config (default TrainConfig(); it decides the pre-flight check and the
     time budget)."""
     config = config or TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise SeqrepError(f"show_training_loop: config must be a seqrep.TrainConfig, got {type(config).__name__}.")
     budgeted = not config.epochs and config.budget > 0
     everyone = ranked([*_builtins(_check_without(without), StopSignals(), config, budgeted, progress), *callbacks])
     lines = []

@@ -769,3 +769,20 @@ def test_fingerprint_follows_the_content():
     assert ds.fingerprint() == same.fingerprint() != other.fingerprint()
     renamed = ds.subset(np.arange(len(ds)), name="another name")
     assert renamed.fingerprint() == ds.fingerprint()  # the content, not the name
+
+
+@pytest.mark.parametrize(("call", "fragment"), [
+    (lambda ds: ds.split(0.2, seed=-1), "seed must be a whole number >= 0, got -1"),
+    (lambda ds: seqrep.make_sequences(n_classes=3, n_samples=30, length=80, seed=-1), "seed must be a whole number >= 0"),
+    (lambda ds: ds.subset(np.array([0, 100])), r"subset indices must be whole numbers in 0\.\.59, got \[0, 100\]"),
+    (lambda ds: ds.subset(np.array([True, False])), r"a boolean index needs one entry per sample \(60\)"),
+    (lambda ds: seqrep.make_sequences(n_classes=3, n_samples=30, length=80, noise=float("nan")), "noise >= 0"),
+    (lambda ds: seqrep.make_sequences(n_classes=3, n_samples=30, length=80, motif_widths=None),
+     r"motif_widths must be widths in steps, e\.g\. \(9, 27\), got None"),
+])
+def test_generator_and_split_arguments_are_checked(call, fragment):
+    """A negative seed was numpy's 'expected non-negative integer', an index out of range an
+    IndexError, noise=NaN blamed on 'missing values' of a file."""
+    ds = seqrep.make_sequences(n_classes=3, n_samples=60, length=80, seed=0)
+    with pytest.raises(seqrep.SeqrepError, match=fragment):
+        call(ds)

@@ -281,3 +281,8 @@ def test_an_unreadable_index_is_rebuilt_not_a_raw_error(tmp_path, monkeypatch):
     records = run_notebooks(None, {}, notebooks_dir=src, out_dir=out, log=logs.append)
     assert [r["notebook"] for r in records] == ["01_a"]
     assert any("index.json: unreadable (JSONDecodeError" in line for line in logs)
+
+
+def test_a_parameter_given_twice_is_refused():
+    with pytest.raises(seqrep.SeqrepError, match=r"parameter 'epochs' is given twice \(epochs=30 and 'epochs=40'\)"):
+        parse_params(["epochs=30", "epochs=40"])

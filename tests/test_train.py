@@ -466,6 +466,9 @@ def test_fit_refuses_a_model_that_does_not_match_its_config(data, tmp_path):
 
     seqrep.fit(Own(), train, val, TINY.replace(epochs=1, check_gradients=False), tmp_path / "own", progress=False,
                verbose=False)
+    with pytest.raises(seqrep.SeqrepError, match=r"holds a Own, a model of your own: load_model rebuilds only "
+                       r"seqrep's models.*load_state_dict"):
+        seqrep.load_model(tmp_path / "own")
 
 
 def test_resuming_a_finished_run_is_refused_and_appends_nothing(data, tmp_path):
@@ -581,6 +584,12 @@ def test_fit_argument_mistakes_are_named(data, tmp_path):
         seqrep.fit(model, train, val, TINY, tmp_path / "run.jsonl", resume=True)
     with pytest.raises(seqrep.SeqrepError, match=r"fit: run_dir must be a path"):
         seqrep.fit(model, train, val, TINY, None)
+    with pytest.raises(seqrep.SeqrepError, match=r"build_model: config must be a TrainConfig or a ModelSpec, got NoneType"):
+        seqrep.build_model(None, train)
+    with pytest.raises(seqrep.SeqrepError, match=r"build_model: data must be a SequenceDataset or a DataShape"):
+        seqrep.build_model(TINY, None)
+    with pytest.raises(seqrep.SeqrepError, match=r"show_training_loop: config must be a seqrep.TrainConfig, got str"):
+        seqrep.show_training_loop(config="TINY")
     assert not (tmp_path / "a").exists()
     _fit(data, tmp_path / "b", TINY.replace(epochs=1), without="WatchTraining")  # one name ('W' was "no built-in")
 

@@ -31,7 +31,7 @@ import os
 import numpy as np
 
 from ..errors import SeqrepError
-from .validation import SequenceDataset
+from .validation import SequenceDataset, check_seed
 
 __all__ = ["class_sizes", "make_sequences"]
 
@@ -177,12 +177,15 @@ def _check_scenario(length, channels, noise, amplitude, n_distractors, n_distrac
     """The generator's arguments checked together; returns the motif widths as ints."""
     if length < 1 or channels < 1:
         raise SeqrepError(f"length and channels must be >= 1, got {length} and {channels}.")
-    if noise < 0 or amplitude <= 0 or n_distractors < 0 or n_distractor_shapes < 1:
+    if not (np.isfinite(noise) and np.isfinite(amplitude)) or noise < 0 or amplitude <= 0 or n_distractors < 0 \
+            or n_distractor_shapes < 1:
         raise SeqrepError(
             f"noise >= 0, amplitude > 0, n_distractors >= 0 and n_distractor_shapes >= 1 are "
             f"required, got noise={noise}, amplitude={amplitude}, n_distractors={n_distractors}, "
             f"n_distractor_shapes={n_distractor_shapes}."
         )
+    if isinstance(motif_widths, (str, bytes)) or not hasattr(motif_widths, "__iter__"):
+        raise SeqrepError(f"motif_widths must be widths in steps, e.g. (9, 27), got {motif_widths!r}.")
     widths = [int(w) for w in motif_widths]
     if not widths or min(widths) < 2:
         raise SeqrepError(f"motif_widths must be non-empty with widths >= 2, got {motif_widths}.")
@@ -240,6 +243,7 @@ def make_sequences(
     """
     args = dict(locals())
     _check_size(n_samples, channels, length)
+    check_seed(seed)
     widths = _check_scenario(length, channels, noise, amplitude, n_distractors, n_distractor_shapes, motif_widths)
     distractor_w = int(np.median(widths))
     sizes = class_sizes(n_classes, n_samples, imbalance, zipf, min_per_class)

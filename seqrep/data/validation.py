@@ -282,6 +282,13 @@ class SequenceDataset:
     def subset(self, index: np.ndarray, name: str | None = None) -> SequenceDataset:
         """The samples at `index` (indices or a boolean mask), same classes."""
         index = np.asarray(index)
+        n = len(self)
+        if index.dtype == bool:
+            if index.shape != (n,):
+                raise SeqrepError(f"{self.name}: a boolean index needs one entry per sample ({n}), got {index.shape}.")
+        elif index.size and (not np.issubdtype(index.dtype, np.integer) or index.min() < -n or index.max() >= n):
+            raise SeqrepError(f"{self.name}: subset indices must be whole numbers in 0..{n - 1}, got "
+                              f"{index.ravel()[:5].tolist()}{' ...' if index.size > 5 else ''}.")
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[index]
 
@@ -339,6 +346,13 @@ class SequenceDataset:
         }
 
 
+def check_seed(seed) -> int:
+    """`seed` if numpy can seed a generator with it (a whole number >= 0), else SeqrepError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SeqrepError(f"seed must be a whole number >= 0, got {seed!r}.")
+    return int(seed)
+
+
 def stratified_split(
     y: np.ndarray, val_fraction: float = 0.2, seed: int = 0, require_val: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -353,7 +367,7 @@ def stratified_split(
     check_arrays(np.zeros((len(y), 1, 1)), y, where="labels")
     if not 0 < val_fraction < 1:
         raise SeqrepError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     train, val, missing = [], [], []
     for k in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == k))
