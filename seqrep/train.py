@@ -138,8 +138,9 @@ def check_fit_inputs(
 # swamps a variance far below it. Measured on synthetic data (6 classes, 192 x 96, std 1)
 # scaled down: validation accuracy 0.958 at x0.1 but 0.042 at x0.01 after 48 steps (1.000 at
 # x1); after 480 steps 1.000 down to x1e-6, a constant model (0.417) at x1e-8. init="data"
-# trained to 0.979 at every scale from x1 down to x1e-40.
-SMALL_STD = 1e-2
+# trained to 0.979 at every scale from x1 down to x1e-40. Warned below 0.03, between the two
+# short-run cases; the smallest channel std of the 23 shipped and shared UCR/UEA sets is 0.096.
+SMALL_STD = 0.03
 
 
 def _small_scale(config: TrainConfig, train: SequenceDataset, name: str) -> list[str]:
