@@ -8,12 +8,14 @@ config's seed, so building one leaves the caller's RNG as it was.
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
 
 from .config import ModelSpec, TrainConfig
+from .errors import SeqrepError
 from .legacy import BUG_LINES, AblatedClassifier, LegacyClassifier
 from .model import SequenceClassifier
 
@@ -50,12 +52,28 @@ def build_model(config: TrainConfig | ModelSpec, data: SequenceDataset | DataSha
     Example:
         >>> model = build_model(TrainConfig(), train)   # train: a SequenceDataset
     """
+    if not isinstance(config, (TrainConfig, ModelSpec)):
+        raise SeqrepError(f"build_model: config must be a TrainConfig or a ModelSpec, got {type(config).__name__}.")
+    if not all(hasattr(data, k) for k in DataShape._fields):
+        raise SeqrepError(f"build_model: data must be a SequenceDataset or a DataShape(channels, n_classes, length), "
+                          f"got {type(data).__name__}.")
     spec = config if isinstance(config, ModelSpec) else config.model
     if seed is None:
         seed = 0 if isinstance(config, ModelSpec) else config.seed
     cls = SequenceClassifier if spec.extraction == "fixed" else LegacyClassifier
-    with seeded(seed):
-        return cls(data.channels, data.n_classes, data.length, spec)
+    try:
+        with seeded(seed):
+            return cls(data.channels, data.n_classes, data.length, spec)
+    except (MemoryError, RuntimeError) as err:
+        if not isinstance(err, MemoryError) and "allocate" not in str(err):
+            raise
+        tried = re.search(r"allocate (\d+) bytes", str(err))
+        raise SeqrepError(
+            f"the model {spec} for {data.channels} channel(s), {data.n_classes} classes and length "
+            f"{data.length} does not fit in memory"
+            + (f" (one of its tensors alone needs {int(tried[1]) / 2**30:.1f} GiB)" if tried else "")
+            + "; use a smaller width, fewer blocks or a smaller bottleneck."
+        ) from None
 
 
 def build_ablated(config: TrainConfig, data: SequenceDataset | DataShape, bugs=BUG_LINES) -> AblatedClassifier:

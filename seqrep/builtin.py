@@ -4,9 +4,9 @@ Built in, in the order they run (`seqrep.train.show_training_loop()` prints it):
 (-100), the `NonFiniteGuard` (-60), the pre-flight `GradientGuard` (-50,
 `seqrep.check_training`; config.check_gradients), `WatchTraining` (-45, `seqrep.watch`),
 `GradientStats` (-40: per-component gradient norm and update ratio in every epoch record), the
-user's callbacks (0), `TimeBudget` (80, budget-planned runs; `seqrep.plan`), the `RunLogger`
-(90), the `Checkpointer` (95), the `ProgressBar` (100). `fit(..., without=(...))` leaves out any
-of them by name.
+user's callbacks (0), `TimeBudget` (80, budget-planned runs; `seqrep.plan`), the
+`Checkpointer` (90), the `RunLogger` (95: an epoch is logged only once its checkpoint is
+written), the `ProgressBar` (100). `fit(..., without=(...))` leaves out any of them by name.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .callbacks import Callback, CancelFit, FitState
-from .checkpoint import save_checkpoint
+from .checkpoint import data_summary, save_checkpoint
 from .doctor import BLOCKING, TrainingBugError, check_training, watch
 from .errors import SeqrepError
 from .plots import plot_monitor
@@ -281,18 +281,23 @@ class NonFiniteGuard(Callback):
         kept = (f"The last good checkpoint ({state.checkpoint_path}, epoch {state.checkpointed_epoch}) "
                 "is kept." if state.checkpointed_epoch is not None else "No epoch had finished, so "
                 "there is no checkpoint.")
+        clip = ("clip gradients (grad_clip=1; --grad-clip 1)" if not c.grad_clip else
+                f"gradients are already clipped to norm {c.grad_clip:g} (a smaller clip, --grad-clip "
+                f"{c.grad_clip / 10:g}, helps only when single steps blow up)")
         raise NonFiniteLossError(
             f"{what}; training stopped and this epoch was not logged. {kept} Lower the learning "
-            f"rate (lr={c.lr:g}; --lr), clip gradients (grad_clip={c.grad_clip:g}; --grad-clip 1), "
-            "or check the inputs for extreme values."
+            f"rate first (lr={c.lr:g}: try --lr {c.lr / 10:g}); {clip}; or check the inputs for "
+            "extreme values."
         )
 
 
 class RunLogger(Callback):
-    """Built in: append each epoch record to the run log; at the end, a "stopped" event with
-    the reason (a stop request, an interrupt or an error)."""
+    """Built in: append each epoch record to the run log, after its checkpoint is written (a
+    log never names an epoch no checkpoint holds; a record lost between the two is restored
+    from the checkpoint on resume); at the end, the run's last record: a "stopped" event with
+    the reason (a stop request, an interrupt or an error), or "finished"."""
 
-    order = 90
+    order = 95
 
     def after_epoch(self, state: FitState) -> None:
         state.log.append(state.record)
@@ -300,16 +305,19 @@ class RunLogger(Callback):
     def after_fit(self, state: FitState) -> None:
         source = f" (raised by {state.error_source})" if state.error_source else ""
         reason = state.stop_reason or (f"{type(state.error).__name__}: {state.error}{source}" if state.error else None)
-        if reason:
-            state.log.append({"event": "stopped", "time": time.time(), "at_epoch": state.epoch,
-                              "at_step": state.step, "reason": reason})
+        end = {"event": "stopped", "reason": reason} if reason else {"event": "finished"}
+        state.log.append({**end, "time": time.time(), "at_epoch": state.epoch, "at_step": state.step})
 
 
 class Checkpointer(Callback):
-    """Built in: after every logged epoch, write the checkpoint (model, optimizer, scheduler,
-    RNG, the epoch's running sums and record) atomically (`seqrep.checkpoint.save_checkpoint`)."""
+    """Built in: after every epoch, before it is logged, write the checkpoint (model,
+    optimizer, scheduler, RNG, the epoch's running sums and record, the data's shape and
+    fingerprints) atomically (`seqrep.checkpoint.save_checkpoint`)."""
 
-    order = 95
+    order = 90
+
+    def before_fit(self, state: FitState) -> None:
+        self.data = data_summary(state.train, state.val)  # hashed once: the data do not change
 
     def after_epoch(self, state: FitState) -> None:
         save_checkpoint(state.checkpoint_path, {
@@ -325,8 +333,7 @@ class Checkpointer(Callback):
             "next_step": state.steps_done,
             "progress": state.sums,
             "record": state.record,
-            "data": {"channels": state.train.channels, "n_classes": state.train.n_classes,
-                     "length": state.train.length},
+            "data": self.data,
         })
         state.checkpointed_epoch = state.epoch
 

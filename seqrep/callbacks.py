@@ -243,7 +243,9 @@ class Events:
     order. A `CancelFit` becomes a stop request; another exception propagates as it is, with
     the callback and event that raised it in `state.error_source` and in a note on the
     exception. `after_fit` runs in reverse order, and only for callbacks whose `before_fit`
-    ran (so a refused start tears down exactly what was set up)."""
+    ran (so a refused start tears down exactly what was set up); every one of them runs even
+    when one raises (a full disk must not leave hooks or signal handlers behind), and the first
+    error is raised after them, or noted on the error already ending the run."""
 
     def __init__(self, state: FitState, callbacks):
         for cb in callbacks:
@@ -251,8 +253,10 @@ class Events:
         self.state, self.callbacks, self.started = state, ranked(callbacks), []
 
     def __call__(self, event: str) -> None:
-        callbacks = reversed(self.started) if event == "after_fit" else self.callbacks
-        for cb in list(callbacks):
+        if event == "after_fit":
+            self._tear_down()
+            return
+        for cb in list(self.callbacks):
             method = getattr(cb, event, None)
             if method is not None:
                 try:
@@ -264,6 +268,23 @@ class Events:
                     raise
             if event == "before_fit":
                 self.started.append(cb)
+
+    def _tear_down(self) -> None:
+        first = None
+        for cb in reversed(self.started):
+            if getattr(cb, "after_fit", None) is None:
+                continue
+            try:
+                cb.after_fit(self.state)
+            except CancelFit as stop:
+                self.state.request_stop(str(stop) or type(cb).__name__)
+            except Exception as err:
+                self._name_source(err, f"{type(cb).__name__}.after_fit")
+                if self.state.error is not None and hasattr(self.state.error, "add_note"):
+                    self.state.error.add_note(f"(then {type(cb).__name__}.after_fit failed too: {err})")
+                first = first or err
+        if first is not None and self.state.error is None:
+            raise first
 
     def _name_source(self, err: Exception, source: str) -> None:
         if self.state is not None and self.state.error_source is None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -77,7 +79,34 @@ def _train_data(args: argparse.Namespace):
                           seed=args.data_seed, **(synthetic if args.dataset.lower() == "synthetic" else {}))
 
 
+def _resume_command(args: argparse.Namespace, run_dir: Path) -> str:
+    """The command that resumes this run: the arguments it was started with (a resume must
+    train the same config on the same data), --resume and its --run-dir."""
+    argv, kept = list(args.argv), []
+    while argv:
+        arg = argv.pop(0)
+        if arg == "--run-dir":
+            argv = argv[1:]
+        elif arg != "--resume" and not arg.startswith("--run-dir="):
+            kept.append(arg)
+    return shlex.join(["seqrep", *kept, "--resume", "--run-dir", str(run_dir)])
+
+
+def _newest_run(dataset: str) -> Path | None:
+    """The newest run directory new_run_dir made for `dataset` under ./runs, or None."""
+    runs = sorted(Path("runs").glob(f"*-{Path(dataset).name}")) if Path("runs").is_dir() else []
+    return runs[-1] if runs else None
+
+
 def _train(args: argparse.Namespace) -> None:
+    if args.resume and not args.run_dir:
+        newest = _newest_run(args.dataset)
+        raise SeqrepError(
+            "--resume continues the run in --run-dir, and none was given (without it a new run "
+            "gets a fresh directory). Name the run directory"
+            + (f"; the newest run of {args.dataset} is {newest}: {_resume_command(args, newest)}" if newest else
+               ", e.g. --run-dir runs/<time>-" + Path(args.dataset).name) + "."
+        )
     given = {name: value for name in _config_fields() if (value := getattr(args, name)) is not None}
     model = {k: given.pop(k) for k in list(given) if k in _fields(ModelSpec)}
     if args.broken:  # reproducing the bug on purpose: the gradient-flow guard would refuse it
@@ -96,8 +125,8 @@ def _train(args: argparse.Namespace) -> None:
         result = fit(net, train, val, config, run_dir, callbacks, resume=args.resume, device=args.device)
     except KeyboardInterrupt:
         if (run_dir / "checkpoint.pt").exists():
-            print(f"log and checkpoint kept in {run_dir}; resume with: seqrep train {args.dataset} "
-                  f"--resume --run-dir {run_dir}", file=sys.stderr)
+            print(f"log and checkpoint kept in {run_dir}; resume with: {_resume_command(args, run_dir)}",
+                  file=sys.stderr)
         raise
     finally:
         if not existed and run_dir.is_dir() and not any(p.name != "run.lock" for p in run_dir.iterdir()):
@@ -256,8 +285,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DropWhenClosed(io.TextIOBase):
+    """stdout of `seqrep train`, line by line: once the reader closes the pipe (`| head -1`,
+    `| grep -m1`), the output is dropped, said once on stderr, and training goes on. The run's
+    results are its log and checkpoint, not its stdout, so a reader that stops reading has not
+    asked to stop a run that may have hours to go; Ctrl-C is how to stop it."""
+
+    def __init__(self, stream):
+        self.stream, self.dropping = stream, False
+
+    @property
+    def encoding(self) -> str:
+        return self.stream.encoding
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def write(self, text: str) -> int:
+        if not self.dropping:
+            try:
+                self.stream.write(text)
+                self.stream.flush()  # line by line, so `| grep` sees each epoch as it ends
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.dropping:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.dropping = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())  # the interpreter's exit flush cannot fail again
+        print("seqrep train: stdout was closed (| head?); training goes on without printing. Follow "
+              "it with seqrep show-latest-epoch RUN_DIR --follow; stop it with Ctrl-C.", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    stdout = sys.stdout
+    if args.command == "train":
+        sys.stdout = _DropWhenClosed(stdout)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_printer(args.command)
@@ -269,10 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"seqrep {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `seqrep ... | head` stopped reading: stop quietly
+    except BrokenPipeError:  # `seqrep data ... | head` stopped reading: stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush cannot fail again
         return 1
+    finally:
+        sys.stdout = stdout
     return 0
 
 

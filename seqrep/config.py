@@ -33,6 +33,17 @@ INITS = ("data", "random")
 RANDOM_INIT_ONLY = ("width", "kernel_sizes", "blocks", "bottleneck")
 # Names a field had in an earlier version of seqrep: from_dict and the CLI say the new one.
 RENAMED = {"start": "init"}
+# What other libraries call a field: the "did you mean" for TrainConfig(learning_rate=...).
+ALIASES = {"learning_rate": "lr", "lrate": "lr", "wd": "weight_decay", "bs": "batch_size", "batch": "batch_size",
+           "n_epochs": "epochs", "max_epochs": "epochs", "num_epochs": "epochs", "clip": "grad_clip",
+           "gradient_clip_val": "grad_clip", "clip_grad_norm": "grad_clip", "random_state": "seed",
+           "time_budget": "budget"}
+# Seeds seed numpy's and torch's generators after seqrep's own arithmetic (seed * 100_003 +
+# epoch must stay below torch's 2**64); 2**32 is numpy's classic range and leaves room.
+SEED_LIMIT = 2**32
+# torch computes in float32: a float field beyond its range becomes inf inside an optimizer
+# or a loss (lr=1e300 raised "value cannot be converted to type float without overflow").
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def _doc(help_text: str, **extra) -> Any:
@@ -72,6 +83,10 @@ class ModelSpec:
     attention: bool = field(default=True, metadata=_doc("attention pooling over time (else average pooling)"))
     pool: int = field(default=0, metadata=_doc("stem downsampling factor; 0 = auto, ceil(length / 512)"))
     dropout: float = field(default=0.1, metadata=_doc("dropout before the readout"))
+
+    def __new__(cls, *args, **kwargs):
+        _no_unknown(cls, kwargs)  # else the dataclass __init__ raises a bare TypeError
+        return super().__new__(cls)
 
     def __post_init__(self) -> None:
         _coerce_and_check(self)
@@ -175,6 +190,10 @@ class TrainConfig:
         "run seqrep.check_training on one batch before training and refuse to start on a "
         "blocking finding"))
 
+    def __new__(cls, *args, **kwargs):
+        _no_unknown(cls, kwargs)
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             object.__setattr__(self, "model", ModelSpec.from_dict(self.model))
@@ -190,8 +209,13 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size", "must be >= 1"),
             (self.lr > 0, "lr", "must be > 0"),
             (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
+            (self.lr * self.weight_decay < 1, "weight_decay",
+             f"times lr ({self.lr:g}) must be below 1: AdamW multiplies every weight by "
+             "(1 - lr * weight_decay) at each step, which at 1 or more zeroes or flips them "
+             "(typical: 1e-4 to 1e-1)"),
             (0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)"),
             (self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 = off)"),
+            (0 <= self.seed < SEED_LIMIT, "seed", f"must be a whole number from 0 to {SEED_LIMIT - 1} (2**32 - 1)"),
             (0 <= self.effective_beta < 1, "effective_beta", "must be in [0, 1)"),
             (self.focal_gamma >= 0, "focal_gamma", "must be >= 0"),
             (self.logit_tau >= 0, "logit_tau", "must be >= 0"),
@@ -215,7 +239,17 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
-        return cls.from_dict(json.loads(text))
+        """The config `to_json` wrote; SeqrepError for text that is not a JSON object of its fields."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise SeqrepError(f"TrainConfig.from_json needs the text TrainConfig.to_json() wrote, got {type(text).__name__}.")
+        try:
+            values = json.loads(text)
+        except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8
+            raise SeqrepError(
+                f"TrainConfig.from_json: not JSON ({err}); pass the text TrainConfig.to_json() "
+                "wrote, e.g. the \"config\" of a run log's start record."
+            ) from None
+        return cls.from_dict(values)
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with `changes`; `model` may be a ModelSpec or a dict of changes to this one's."""
@@ -262,14 +296,28 @@ def _refuse_ignored(spec: ModelSpec) -> None:
 
 
 def _no_unknown(cls, values: dict) -> None:
+    if not isinstance(values, dict):
+        raise SeqrepError(
+            f"{cls.__name__} needs a dict of its fields ({{'field': value, ...}}), got "
+            f"{type(values).__name__} {str(values)[:60]}."
+        )
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - known, key=str)
     if unknown:
-        hints = [RENAMED[u] if RENAMED.get(u) in known else next(iter(difflib.get_close_matches(u, known, n=1)), "")
-                 for u in unknown]
-        hints = [h for h in hints if h]
+        hints = [h for h in (_did_you_mean(cls, str(u), known) for u in unknown) if h]
         hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise SeqrepError(f"{cls.__name__} has no field(s) {unknown}{hint}; known fields: {sorted(known)}.")
+
+
+def _did_you_mean(cls, name: str, known: set[str]) -> str:
+    """The field an unknown name probably means: a renamed field, another library's name for
+    it, a ModelSpec field given to TrainConfig, or the closest spelling ('' when none)."""
+    for table in (RENAMED, ALIASES):
+        if table.get(name) in known:
+            return table[name]
+    if cls is TrainConfig and name in {f.name for f in dataclasses.fields(ModelSpec)}:
+        return f"model={{{name!r}: ...}} (a ModelSpec field)"
+    return next(iter(difflib.get_close_matches(name, known, n=1)), "")
 
 
 def _coerce_and_check(obj) -> None:
@@ -288,6 +336,8 @@ def _coerce_and_check(obj) -> None:
         elif kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 bad = "a finite number"
+            elif abs(value) > FLOAT32_MAX:
+                bad = f"within float32's range (+-{FLOAT32_MAX:.3g}), which torch computes in"
             else:
                 value = float(value)
         elif kind == "bool":

@@ -18,8 +18,31 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 from torch import nn
 
 from .data import SequenceDataset
+from .errors import SeqrepError
 
-__all__ = ["evaluate", "modes", "predict_logits"]
+__all__ = ["check_device", "evaluate", "modes", "predict_logits"]
+
+
+def check_device(device) -> torch.device:
+    """`device` ('cpu', 'cuda:1', a torch.device) as a torch.device this machine can use, or a
+    SeqrepError saying why not: a name torch does not know ('banana'), a backend this build of
+    torch lacks (CUDA on a CPU-only build), or a device that is not there ('cuda:3')."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SeqrepError(
+            f"device {device!r} is not a device name; use 'cpu', 'cuda', 'cuda:1' or 'mps' (--device cpu)."
+        ) from None
+    try:
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as err:
+        reason = (str(err).strip() or type(err).__name__).splitlines()[0].split(". ")[0][:160]
+        raise SeqrepError(
+            f"device {device!r} is not available here ({reason}; torch {torch.__version__}, CUDA "
+            f"{'available' if torch.cuda.is_available() else 'not available'}). Use --device cpu "
+            "(device='cpu'), or install a torch build for that device."
+        ) from None
+    return dev
 
 
 @contextlib.contextmanager
@@ -39,6 +62,12 @@ def predict_logits(model: nn.Module, ds: SequenceDataset, batch_size: int = 256,
     """(n, n_classes) logits of the whole dataset on the CPU: in eval() mode and under
     no_grad (model(x, training=False)), batches moved to `device`; the model's modes are
     restored afterwards."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise SeqrepError(f"batch_size must be a whole number >= 1, got {batch_size!r}.")
+    if not isinstance(ds, SequenceDataset):
+        raise SeqrepError(f"expected a seqrep.SequenceDataset, got {type(ds).__name__}; wrap arrays with "
+                          "SequenceDataset(X, y, class_names).")
+    device = check_device(device)
     x_all, m_all = torch.from_numpy(ds.X), None if ds.mask is None else torch.from_numpy(ds.mask)
     out = []
     with modes(model, False), torch.no_grad():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import difflib
 import hashlib
 import html
 import io
@@ -62,6 +63,8 @@ def parse_params(pairs: list[str]) -> dict:
         name, sep, value = pair.partition("=")
         if not sep or not name.isidentifier():
             raise SeqrepError(f"parameter {pair!r} is not name=value (e.g. -p epochs=30).")
+        if name in params:
+            raise SeqrepError(f"parameter {name!r} is given twice ({name}={params[name]!r} and {pair!r}); keep one.")
         try:
             params[name] = json.loads(value)
         except json.JSONDecodeError:
@@ -209,14 +212,54 @@ def _select(notebooks_dir: Path, names: list[str] | None) -> list[Path]:
     return [p for p in every if p.stem in wanted]
 
 
+def _parameter_names(nb_path: Path) -> set[str]:
+    """The names a notebook's cell tagged `parameters` assigns: what papermill can set."""
+    import ast
+
+    import nbformat
+
+    for cell in nbformat.read(nb_path, as_version=4).cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError as err:
+                raise SeqrepError(f"{nb_path.name}: its parameters cell is not valid Python ({err.msg}, "
+                                  f"line {err.lineno}); fix it in the notebook.") from None
+            return {node.id for stmt in tree.body if isinstance(stmt, (ast.Assign, ast.AnnAssign))
+                    for target in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])
+                    for node in ast.walk(target) if isinstance(node, ast.Name)}
+    return set()
+
+
+def _applied(selected: list[Path], params: dict) -> dict[str, dict]:
+    """Per notebook, the parameters its `parameters` cell has (papermill would inject the
+    others too, where they change nothing). A parameter no selected notebook has is a typo:
+    refused, naming the known ones."""
+    known = {p.stem: _parameter_names(p) for p in selected}
+    every = set().union(*known.values())
+    unknown = sorted(set(params) - every)
+    if unknown:
+        close = [c for u in unknown for c in difflib.get_close_matches(u, every, n=1)]
+        raise SeqrepError(
+            f"unknown notebook parameter(s) {unknown}"
+            + (f" (did you mean {', '.join(close)}?)" if close else "")
+            + f": no selected notebook sets {'it' if len(unknown) == 1 else 'them'} in its parameters "
+            f"cell, so it would change nothing. Known: {', '.join(sorted(every))}."
+        )
+    return {stem: {k: v for k, v in params.items() if k in names} for stem, names in known.items()}
+
+
 def _execute(nb_path: Path, out_dir: Path, params: dict, timeout: int) -> tuple[Path, float]:
     """Run one notebook on a fresh kernel into out_dir; (the executed copy, seconds). A failure
-    keeps its partial output as NAME.failed.ipynb and raises naming the cell."""
+    keeps its partial output as NAME.failed.ipynb and raises naming the cell. The partial
+    output goes to a file of this run's own (two runs at once never write into one)."""
     import tempfile
 
     import papermill
 
-    partial = out_dir / f"{nb_path.stem}.partial.ipynb"
+    fd, name = tempfile.mkstemp(prefix=f"{nb_path.stem}.", suffix=".partial.ipynb", dir=out_dir)
+    os.close(fd)
+    partial = Path(name)
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="seqrep-kernel-") as sockets:
@@ -225,10 +268,13 @@ def _execute(nb_path: Path, out_dir: Path, params: dict, timeout: int) -> tuple[
                 progress_bar=False, execution_timeout=timeout, kernel_name="python3",
                 kernel_manager_class=_ipc_kernel_manager(sockets),
             )
-    except papermill.PapermillExecutionError as err:
+    except BaseException as err:
         failed = out_dir / f"{nb_path.stem}.failed.ipynb"
-        if partial.exists():
+        if partial.exists() and partial.stat().st_size:
             partial.replace(failed)
+        partial.unlink(missing_ok=True)
+        if not isinstance(err, papermill.PapermillExecutionError):
+            raise
         raise SeqrepError(
             f"{nb_path.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}). The "
             f"executed copy with the traceback is {failed}; notebooks before it are in {out_dir}."
@@ -252,9 +298,11 @@ def run_notebooks(
     """Execute notebooks in order, each on a fresh kernel, into out_dir as .ipynb and .html.
 
     names: notebook file names or stems (default: every NN_*.ipynb in notebooks_dir, default
-    ./notebooks; out_dir defaults to ./executed). params: papermill parameters given to every
-    notebook, injected after its `parameters` cell. A notebook whose source, parameters and
-    seqrep sources are unchanged since its last successful run is skipped unless `force`. A
+    ./notebooks; out_dir defaults to ./executed). params: papermill parameters, injected after
+    the `parameters` cell of every notebook that sets them there (and recorded in the index as
+    applied only there); one that no selected notebook sets is refused as a typo. A notebook
+    whose source, parameters and seqrep sources are unchanged since its last successful run is
+    skipped unless `force`. A
     failing notebook stops the run with a SeqrepError naming it, the cell and the error; its
     partial output is kept as NAME.failed.ipynb and earlier results stay in place.
     Returns one record per notebook (also written to out_dir/index.json and index.html).
@@ -265,31 +313,49 @@ def run_notebooks(
     out_dir = Path(out_dir or Path.cwd() / "executed")
     params = dict(params or {})
     selected = _select(notebooks_dir, names)
+    applied = _applied(selected, params)
     out_dir.mkdir(parents=True, exist_ok=True)
-    index_path = out_dir / "index.json"
-    previous = {}
-    if index_path.exists():
-        previous = {r["notebook"]: r for r in json.loads(index_path.read_text(encoding="utf-8"))}
-    records = dict(previous)
+    previous, ours = _read_index(out_dir, log), {}
     for nb_path in selected:
-        fingerprint = _fingerprint(nb_path, params)
+        given = applied[nb_path.stem]
+        fingerprint = _fingerprint(nb_path, given)
         old = previous.get(nb_path.stem)
         if not force and old and old.get("fingerprint") == fingerprint and (out_dir / nb_path.name).exists():
             log(f"{nb_path.name}: unchanged since {old['ran_at']}, skipped (--force re-runs it)")
             continue
         log(f"{nb_path.name}: executing ...")
-        target, seconds = _execute(nb_path, out_dir, params, timeout)
+        target, seconds = _execute(nb_path, out_dir, given, timeout)
         nb = nbformat.read(target, as_version=4)
         html_path = target.with_suffix(".html")
         export_html(nb, html_path, log)
-        records[nb_path.stem] = {
+        ours[nb_path.stem] = {
             "notebook": nb_path.stem, "ipynb": target.name, "html": html_path.name, "status": "ok",
             "seconds": round(seconds, 1), "ran_at": f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}",
-            "parameters": params, "key_numbers": _read_key_numbers(nb), "fingerprint": fingerprint,
+            "parameters": given, "key_numbers": _read_key_numbers(nb), "fingerprint": fingerprint,
             "thumbnail": _write_thumbnail(nb, out_dir, nb_path.stem),
         }
         log(f"{nb_path.name}: ok in {seconds:.1f} s -> {target}, {html_path.name}")
-        _write_index(out_dir, sorted(records.values(), key=lambda r: r["notebook"]))
-    ordered = sorted(records.values(), key=lambda r: r["notebook"])
+        _write_index(out_dir, _merged(out_dir, ours, log))
+    ordered = _merged(out_dir, ours, log)
     log(f"index: {_write_index(out_dir, ordered)}")
     return ordered
+
+
+def _read_index(out_dir: Path, log) -> dict[str, dict]:
+    """{notebook: record} of out_dir/index.json; empty (said in the log) when it is missing or
+    unreadable: it only lists results, and the notebooks are executed again."""
+    path = out_dir / "index.json"
+    if not path.exists():
+        return {}
+    try:
+        return {r["notebook"]: r for r in json.loads(path.read_text(encoding="utf-8"))}
+    except (ValueError, TypeError, KeyError, OSError) as err:
+        log(f"{path}: unreadable ({type(err).__name__}: {err}); it is rebuilt from this run's notebooks")
+        return {}
+
+
+def _merged(out_dir: Path, ours: dict[str, dict], log) -> list[dict]:
+    """The index as it is on disk now (another run may have added to it meanwhile) with this
+    run's records over it, in notebook order."""
+    records = {**_read_index(out_dir, log), **ours}
+    return sorted(records.values(), key=lambda r: r["notebook"])

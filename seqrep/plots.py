@@ -103,6 +103,11 @@ def plot_runs(
 
     Example: `plot_runs([broken.run_dir, fixed.run_dir], title="only the fixed model learns")`.
     """
+    if isinstance(runs, (str, os.PathLike)) or hasattr(runs, "history"):
+        runs = [runs]  # one run directory (not its letters) or one FitResult
+    if not isinstance(runs, (Mapping, Sequence)):
+        raise SeqrepError(f"plot_runs: runs must be run directories or FitResults (a list or a dict of "
+                          f"them), got {type(runs).__name__}.")
     if not isinstance(runs, Mapping):
         runs = dict(zip(run_labels(runs), runs))
     if not runs:

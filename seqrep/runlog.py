@@ -18,7 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .errors import SeqrepError
+from .errors import SeqrepError, as_path
 
 LOG_NAME = "run.jsonl"
 _TAIL_CHUNK = 1 << 16
@@ -153,11 +153,18 @@ class RunLog:
                     stacklevel=2,
                 )
         tmp = self.path.with_suffix(".jsonl.tmp")
-        with _open(tmp, "wb") as f:
-            f.write(b"".join(keep))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with _open(tmp, "wb") as f:
+                f.write(b"".join(keep))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as err:  # a full disk: the log stays as it was, no temp file behind
+            tmp.unlink(missing_ok=True)
+            raise SeqrepError(
+                f"{self.path}: cannot rewrite the run log ({err.strerror or err}); it is left as it "
+                "was. Free disk space, then resume again."
+            ) from None
 
 
 def _after(value, epoch: int) -> bool:
@@ -192,7 +199,7 @@ def read_log(run: str | os.PathLike) -> list[dict]:
     is skipped with a warning naming it. Raises SeqrepError when the file cannot be read or
     holds lines but no record at all.
     """
-    path = _log_path(run)
+    path = _log_path(as_path(run, "read_log: run", "'runs/my-run' or 'runs/my-run/run.jsonl'"))
     records, damaged = [], []
     with _open(path, "rb") as f:
         for number, line in enumerate(f, 1):
@@ -219,7 +226,18 @@ def read_log(run: str | os.PathLike) -> list[dict]:
 def latest_epoch(run: str | os.PathLike) -> dict | None:
     """The last complete epoch record, reading only the tail of the log (constant time in its
     size). None if no epoch has finished yet."""
+    return _tail(run)[0]
+
+
+# The records a run writes last: it ended (a resume appends a "resume" record after them).
+END_EVENTS = ("finished", "stopped")
+
+
+def _tail(run: str | os.PathLike) -> tuple[dict | None, dict | None]:
+    """(the last complete epoch record, the last complete record of any kind), reading only
+    the tail of the log."""
     path = _log_path(run)
+    last = None
     seen, parsed = False, False  # complete lines read; lines that were JSON records
     with _open(path, "rb") as f:
         pos = f.seek(0, os.SEEK_END)
@@ -243,11 +261,12 @@ def latest_epoch(run: str | os.PathLike) -> dict | None:
                 seen = True
                 record = _parse_line(line)
                 parsed |= record is not None
+                last = last or record
                 if record is not None and "epoch" in record:
-                    return record
+                    return record, last
     if seen and not parsed:
         raise _not_a_log(path)
-    return None
+    return None, last
 
 
 def _shown(value, fmt: str) -> str:
@@ -292,8 +311,9 @@ def show_latest_epoch(
     out=None,
     max_updates: int | None = None,
 ) -> dict | None:
-    """Print the latest epoch of a run; with follow=True keep printing each new one until
-    interrupted (or `max_updates` prints). Returns the last record printed."""
+    """Print the latest epoch of a run; with follow=True keep printing each new one until the
+    run writes its end record ("finished" or "stopped", said in a last line), until
+    interrupted, or `max_updates` prints. Returns the last epoch record printed."""
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not (
         math.isfinite(interval) and interval > 0
     ):
@@ -303,7 +323,7 @@ def show_latest_epoch(
     out = out or sys.stdout
     shown, last = 0, None
     while True:
-        record = latest_epoch(run)
+        record, final = _tail(as_path(run, "show_latest_epoch: run", "'runs/my-run'"))
         key = None if record is None else (record.get("epoch"), record.get("time"))
         if key != (None if last is None else (last.get("epoch"), last.get("time"))):
             if record is not None:
@@ -312,6 +332,10 @@ def show_latest_epoch(
             last = record
         elif not follow and record is None:
             print("no epoch finished yet", file=out, flush=True)
+        if follow and final is not None and final.get("event") in END_EVENTS:
+            why = f": {final.get('reason')}" if final.get("event") == "stopped" else ""
+            print(f"run {final['event']}{why}; nothing more to follow", file=out, flush=True)
+            return last
         if not follow or (max_updates is not None and shown >= max_updates):
             return last
         time.sleep(interval)

@@ -137,7 +137,42 @@ def test_show_training_loop_prints_who_runs_at_each_event_in_order(capsys):
     assert text == capsys.readouterr().out.strip()
     lines = dict(line.split(maxsplit=1) for line in text.splitlines())
     assert list(lines) == list(EVENTS)
-    assert lines["after_epoch"] == ("NonFiniteGuard (-60), GradientStats (-40), Mine (10), RunLogger (90), "
-                                    "Checkpointer (95), ProgressBar (100)")
-    assert lines["after_fit"].startswith("ProgressBar (100), RunLogger (90)")  # reverse order
+    assert lines["after_epoch"] == ("NonFiniteGuard (-60), GradientStats (-40), Mine (10), Checkpointer (90), "
+                                    "RunLogger (95), ProgressBar (100)")  # checkpointed, then logged
+    assert lines["after_fit"].startswith("ProgressBar (100), RunLogger (95)")  # reverse order
     assert "WatchTraining" not in text and "TimeBudget" not in text  # left out; epochs planned, no budget
+
+
+def test_a_failing_after_fit_still_lets_every_other_callback_tear_down(data, tmp_path):
+    """A full disk in the run logger's after_fit left the SIGINT handler and watch's hooks in
+    place (the later after_fit never ran) and replaced the error that ended the run."""
+    import signal
+
+    calls = []
+
+    class FailsAtTheEnd(seqrep.Callback):
+        order = 50
+
+        def after_fit(self, state):
+            raise OSError("disk full")
+
+    class Late(seqrep.Callback):
+        order = -200  # tears down after FailsAtTheEnd (after_fit runs in reverse order)
+
+        def after_fit(self, state):
+            calls.append("torn down")
+
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(OSError, match="disk full") as err:
+        _fit(data, tmp_path / "a", [FailsAtTheEnd(), Late()])
+    assert calls == ["torn down"] and signal.getsignal(signal.SIGINT) is previous
+    assert "(raised by the callback FailsAtTheEnd.after_fit)" in getattr(err.value, "__notes__", [])
+
+    class Breaks(seqrep.Callback):
+        def after_step(self, state):
+            raise RuntimeError("the run's own error")
+
+    with pytest.raises(RuntimeError, match="the run's own error") as err:  # the first error stays the one raised
+        _fit(data, tmp_path / "b", [Breaks(), FailsAtTheEnd(), Late()])
+    assert any("FailsAtTheEnd.after_fit failed too: disk full" in note for note in err.value.__notes__)
+    assert calls == ["torn down", "torn down"]

@@ -59,7 +59,11 @@ def test_train_then_show_latest_epoch_end_to_end(tmp_path, capsys):
     assert shown.startswith("epoch 1/2 | train loss") and "val acc" in shown
     assert main(args) == 2  # the run directory is taken: a clear error, nothing overwritten
     assert "already holds a run; pass resume=True" in capsys.readouterr().err
-    assert main([*args, "--resume"]) == 0
+    before = (run / "run.jsonl").read_text()
+    assert main([*args, "--resume"]) == 2  # finished: nothing to resume, nothing appended
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "finished all 2 epochs" in err and "--epochs N" in err
+    assert (run / "run.jsonl").read_text() == before
 
 
 def test_train_broken_on_a_real_dataset(tmp_path, capsys):
@@ -196,3 +200,71 @@ def test_data_names_the_file_each_split_came_from(capsys):
     assert main(["data", "GunPoint"]) == 0
     out = capsys.readouterr().out
     assert "  file: " in out and "GunPoint_TEST" in out
+
+
+# ---------------------------------------------------------------------- hostile round two (issue 29)
+
+TINY_FLAGS = ["synthetic", "--classes", "4", "--samples", "40", "--length", "80", "--batch-size", "8",
+              "--init", "random", "--width", "8", "--kernel-sizes", "3,5,7", "--blocks", "1", "--bottleneck", "4"]
+
+
+def test_ctrl_c_prints_a_resume_command_with_the_run_s_own_flags_and_it_works(tmp_path, capsys, monkeypatch):
+    """The hint was `seqrep train synthetic --resume --run-dir ...` without the run's flags,
+    and following it was refused as a config change."""
+    import os
+    import shlex
+    import signal
+
+    import seqrep
+    import seqrep.cli
+
+    class CtrlCAfterFirstEpoch(seqrep.Callback):
+        def after_epoch(self, state):
+            if state.epoch == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    real_fit = seqrep.cli.fit
+    monkeypatch.setattr(seqrep.cli, "fit", lambda *a, **kw: real_fit(*a[:5], [*a[5], CtrlCAfterFirstEpoch()], **kw))
+    run = tmp_path / "run"
+    assert main(["train", *TINY_FLAGS, "--epochs", "3", "--run-dir", str(run)]) == 130
+    err = capsys.readouterr().err
+    hint = next(line for line in err.splitlines() if "resume with:" in line).split("resume with: ")[1]
+    assert hint == shlex.join(["seqrep", "train", *TINY_FLAGS, "--epochs", "3", "--resume", "--run-dir", str(run)])
+    monkeypatch.setattr(seqrep.cli, "fit", real_fit)
+    assert main(shlex.split(hint)[1:]) == 0  # following the hint resumes the run
+    assert [r["epoch"] for r in seqrep.read_log(run) if "epoch" in r] == [0, 1, 2]
+
+
+def test_resume_without_run_dir_says_so_and_names_the_newest_run(tmp_path, capsys, monkeypatch):
+    """--resume without --run-dir named a fresh timestamped path the user never gave."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY_FLAGS, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume continues the run in --run-dir, and none was given" in err and "runs/<time>-synthetic" in err
+    (tmp_path / "runs" / "20260101-000000-000001-synthetic").mkdir(parents=True)
+    (tmp_path / "runs" / "20260102-000000-000001-synthetic").mkdir()
+    assert main(["train", *TINY_FLAGS, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert ("the newest run of synthetic is runs/20260102-000000-000001-synthetic: seqrep train synthetic "
+            "--classes 4") in err and err.rstrip().endswith("--resume --run-dir runs/20260102-000000-000001-synthetic.")
+    assert len(list((tmp_path / "runs").iterdir())) == 2  # no run directory was made
+
+
+def test_train_into_a_closed_pipe_trains_on_and_ends_cleanly(tmp_path):
+    """`seqrep train ... | head -1` abandoned the run (rc 1, a start record only, no stopped
+    event); with `grep -m1` the run completed but exited 1. Now the output is dropped, the run
+    completes with its end record, and the command exits 0."""
+    script = Path(sys.executable).parent / "seqrep"
+    run = tmp_path / "run"
+    proc = subprocess.Popen([str(script), "train", *TINY_FLAGS, "--epochs", "3", "--run-dir", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"run directory:")
+        proc.stdout.close()  # what `head -1` and `grep -m1` do after their line
+        err = proc.communicate(timeout=300)[1].decode()
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stdout was closed (| head?); training goes on without printing" in err and "Traceback" not in err
+    log = __import__("seqrep").read_log(run)
+    assert [r["epoch"] for r in log if "epoch" in r] == [0, 1, 2] and log[-1]["event"] == "finished"

@@ -105,3 +105,62 @@ def test_the_old_name_of_init_is_pointed_to_the_new_one(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--start", "random", "--run-dir", str(tmp_path / "r")])
     assert "--start was renamed: use --init" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- hostile round two (issue 29)
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda: TrainConfig(lrate=0.1), "TrainConfig has no field(s) ['lrate'] (did you mean lr?)"),
+        (lambda: TrainConfig(learning_rate=0.1), "(did you mean lr?)"),
+        (lambda: ModelSpec(widht=32), "ModelSpec has no field(s) ['widht'] (did you mean width?)"),
+        (lambda: TrainConfig(width=32), "(did you mean model={'width': ...} (a ModelSpec field)?)"),
+    ],
+)
+def test_an_unknown_keyword_is_a_seqrep_error_with_a_suggestion(make, fragment):
+    """TrainConfig(lrate=0.1) was the dataclass's bare TypeError, with no 'did you mean'."""
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("{bad", "TrainConfig.from_json: not JSON (Expecting property name"),
+        ("[1, 2]", "TrainConfig needs a dict of its fields ({'field': value, ...}), got list"),
+        ("null", "got NoneType"),
+        (b"\xff", "TrainConfig.from_json: not JSON"),
+        (3, "from_json needs the text TrainConfig.to_json() wrote, got int"),
+    ],
+)
+def test_from_json_on_text_that_is_no_config_is_a_clear_error(text, fragment):
+    """Broken JSON was a raw JSONDecodeError, a list a bare 'int object is not iterable'."""
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
+        TrainConfig.from_json(text)
+    with pytest.raises(seqrep.SeqrepError, match="needs a dict of its fields"):
+        ModelSpec.from_dict([("width", 8)])
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"seed": 2**70}, "TrainConfig.seed must be a whole number from 0 to 4294967295"),
+        ({"seed": -1}, "TrainConfig.seed must be a whole number from 0 to 4294967295"),
+        ({"budget": 1e308}, "TrainConfig.budget must be within float32's range"),
+        ({"lr": 1e300}, "TrainConfig.lr must be within float32's range"),
+        ({"weight_decay": 1e300}, "TrainConfig.weight_decay must be within float32's range"),
+        ({"weight_decay": 200.0}, "TrainConfig.weight_decay times lr (0.01) must be below 1"),
+    ],
+)
+def test_values_that_passed_validation_and_crashed_fit_are_refused(changes, fragment):
+    """seed=2**70 crashed torch.manual_seed, budget=1e308 the planner (OverflowError), lr=1e300
+    AdamW ("value cannot be converted to type float"), weight_decay 200 flipped every weight."""
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
+        TrainConfig().replace(**changes)
+
+
+def test_the_largest_accepted_values_still_make_a_config():
+    config = TrainConfig(seed=2**32 - 1, budget=3e38, lr=3e38, weight_decay=0.0)
+    assert TrainConfig.from_json(config.to_json()) == config

@@ -658,3 +658,131 @@ def test_load_train_val_is_the_one_choice_of_validation_data(tmp_path):
     with pytest.warns(UserWarning, match="has no test split; validating on a stratified 20%"):
         train, val = load_train_val(tmp_path / "Alone_TRAIN.tsv")
     assert (len(train), len(val)) == (16, 4)
+
+
+# ---------------------------------------------------------------------- hostile round two (issue 29)
+
+
+def _rows(path: Path, rows: list[list]) -> Path:
+    path.write_text("\n".join("\t".join(map(str, r)) for r in rows) + "\n")
+    return path
+
+
+def test_ragged_rows_are_called_different_lengths_with_the_padding_fix(tmp_path):
+    """Rows of many widths (no NaN padding) were blamed on one 'truncated' line."""
+    rng = np.random.default_rng(0)
+    path = _rows(tmp_path / "R_TRAIN.tsv", [[i % 2 + 1, *rng.normal(size=20 + 3 * (i % 4)).round(3)] for i in range(12)])
+    with pytest.raises(seqrep.SeqrepError, match=r"R_TRAIN.tsv: 4 different numbers of fields .* the series have "
+                       r"different lengths\. Pad the shorter ones with NaN .* or write them to a \.ts file"):
+        read_file(path)
+    rows = [[i % 2 + 1, *rng.normal(size=20).round(3)] for i in range(12)]
+    rows[5] = rows[5][:-4]  # one cut line is still a truncated line
+    with pytest.raises(seqrep.SeqrepError, match=r"line 6: 17 fields where earlier lines have 21 .* truncated"):
+        read_file(_rows(tmp_path / "C_TRAIN.tsv", rows))
+
+
+def test_labels_written_as_different_codes_of_one_number_are_refused(tmp_path):
+    """'01' and '1' silently became one class (and '01'/'1' alone 'one class 1')."""
+    rng = np.random.default_rng(0)
+    for labels in (["01", "1", "2"], ["01", "1"]):
+        path = _rows(tmp_path / "L_TRAIN.tsv", [[labels[i % len(labels)], *rng.normal(size=8).round(3)] for i in range(9)])
+        with pytest.raises(seqrep.SeqrepError, match=r"the labels '01' \(line 1\) and '1' \(line 2\) are one number "
+                           r"written as different codes.*one class '1'.*\(e\.g\. 'c01'\)"):
+            read_file(path)
+    _rows(tmp_path / "S_TRAIN.tsv", [[["1", "2"][i % 2], *rng.normal(size=8).round(3)] for i in range(8)])
+    _rows(tmp_path / "S_TEST.tsv", [[["01", "2"][i % 2], *rng.normal(size=8).round(3)] for i in range(8)])
+    with pytest.raises(seqrep.SeqrepError, match=r"S's train and test files: the labels '1' \(S_TRAIN.tsv, line 1\) "
+                       r"and '01' \(S_TEST.tsv, line 1\)"):
+        seqrep.load_dataset(tmp_path / "S_TRAIN.tsv")
+    # spellings of one number that are no codes stay one class, as UCR's '1.0000000e+00' does
+    path = _rows(tmp_path / "F_TRAIN.tsv", [[["1", "1.0", "1.0000000e+00", "2"][i % 4], *rng.normal(size=8).round(3)]
+                                            for i in range(8)])
+    assert read_file(path).class_names == ("1", "2")
+
+
+def test_a_row_number_column_is_refused_not_read_as_forty_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    path = _rows(tmp_path / "N_TRAIN.tsv", [[i, i % 3 + 1, *rng.normal(size=20).round(3)] for i in range(40)])
+    with pytest.raises(seqrep.SeqrepError, match=r"the first field counts the lines \(0, 1, 2, \.\.\. 39, line 1 to "
+                       r"40\).*second field holds 3 distinct whole numbers.*index=False"):
+        read_file(path)
+    # one series per class, listed in order, with measured values: a real dataset (Fungi's shape)
+    ok = _rows(tmp_path / "O_TRAIN.tsv", [[i + 1, *rng.normal(size=20).round(3)] for i in range(18)])
+    assert read_file(ok).n_classes == 18
+
+
+def test_a_symlink_loop_and_a_broken_link_are_named_as_such(tmp_path):
+    """A symlink loop said 'no such file'."""
+    loop, broken = tmp_path / "L_TRAIN.tsv", tmp_path / "B_TRAIN.tsv"
+    loop.symlink_to(loop)
+    broken.symlink_to(tmp_path / "gone.tsv")
+    for load in (read_file, seqrep.load_dataset):
+        with pytest.raises(seqrep.SeqrepError, match=r"L_TRAIN.tsv: a symbolic link loop"):
+            load(loop)
+        with pytest.raises(seqrep.SeqrepError, match=r"B_TRAIN.tsv: a broken symbolic link to '.*gone.tsv'"):
+            load(broken)
+
+
+@pytest.mark.parametrize("call", [lambda: seqrep.load_dataset(None), lambda: read_file(None),
+                                  lambda: seqrep.load_dataset(3), lambda: find_dataset(None)])
+def test_a_path_argument_that_is_no_path_is_a_clear_error(call):
+    """load_dataset(None) raised a raw TypeError from pathlib."""
+    with pytest.raises(seqrep.SeqrepError, match=r"must be a path \(a str or pathlib.Path\), got"):
+        call()
+
+
+def test_values_too_large_to_train_on_warn_when_read(tmp_path):
+    """A .tsv of 1e30 loaded silently and trained a constant model."""
+    rng = np.random.default_rng(0)
+    path = _rows(tmp_path / "B_TRAIN.tsv", [[i % 2 + 1, *(rng.normal(size=20) * 1e30)] for i in range(10)])
+    with pytest.warns(UserWarning, match=r"B_TRAIN.tsv: channel 0 is too large in scale to train on: fit will refuse "
+                      r"it .*z-normalise each series"):
+        read_file(path)
+    with pytest.warns(UserWarning, match="too large in scale"):
+        seqrep.load_dataset(path)
+
+
+def test_scale_problem_starts_where_float32_sums_come_within_the_margin():
+    from seqrep.data import scale_problem
+    from seqrep.data.validation import OVERFLOW_MARGIN
+
+    X = np.random.default_rng(0).normal(size=(100, 1, 100))  # 10^4 values of std ~1
+    limit = np.sqrt(float(np.finfo(np.float32).max) / OVERFLOW_MARGIN / (X - X.mean()).var() / X.size)
+    assert scale_problem(X * limit * 0.99) is None
+    assert "too large in scale" in scale_problem(X * limit * 1.01)
+    assert scale_problem(X * 1e-30) is None  # tiny values are no overflow
+
+
+def test_a_validation_set_on_another_scale_warns():
+    train, val = seqrep.make_sequences(n_classes=3, n_samples=60, length=80, seed=0).split(0.3, seed=0)
+    import dataclasses
+
+    with pytest.warns(UserWarning, match=r"channel 0 is on another scale than in synthetic \(train part\) "
+                      r"\(std 1e\+03 vs 1, .*Scale both splits the same way"):
+        seqrep.data.check_train_val(train, dataclasses.replace(val, X=val.X * 1000))
+
+
+def test_fingerprint_follows_the_content():
+    ds = seqrep.make_sequences(n_classes=3, n_samples=60, length=80, seed=0)
+    same = seqrep.make_sequences(n_classes=3, n_samples=60, length=80, seed=0)
+    other = seqrep.make_sequences(n_classes=3, n_samples=60, length=80, seed=1)
+    assert ds.fingerprint() == same.fingerprint() != other.fingerprint()
+    renamed = ds.subset(np.arange(len(ds)), name="another name")
+    assert renamed.fingerprint() == ds.fingerprint()  # the content, not the name
+
+
+@pytest.mark.parametrize(("call", "fragment"), [
+    (lambda ds: ds.split(0.2, seed=-1), "seed must be a whole number >= 0, got -1"),
+    (lambda ds: seqrep.make_sequences(n_classes=3, n_samples=30, length=80, seed=-1), "seed must be a whole number >= 0"),
+    (lambda ds: ds.subset(np.array([0, 100])), r"subset indices must be whole numbers in 0\.\.59, got \[0, 100\]"),
+    (lambda ds: ds.subset(np.array([True, False])), r"a boolean index needs one entry per sample \(60\)"),
+    (lambda ds: seqrep.make_sequences(n_classes=3, n_samples=30, length=80, noise=float("nan")), "noise >= 0"),
+    (lambda ds: seqrep.make_sequences(n_classes=3, n_samples=30, length=80, motif_widths=None),
+     r"motif_widths must be widths in steps, e\.g\. \(9, 27\), got None"),
+])
+def test_generator_and_split_arguments_are_checked(call, fragment):
+    """A negative seed was numpy's 'expected non-negative integer', an index out of range an
+    IndexError, noise=NaN blamed on 'missing values' of a file."""
+    ds = seqrep.make_sequences(n_classes=3, n_samples=60, length=80, seed=0)
+    with pytest.raises(seqrep.SeqrepError, match=fragment):
+        call(ds)

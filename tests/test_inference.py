@@ -56,3 +56,18 @@ def test_fit_trains_in_train_mode_whatever_a_callback_does_and_hands_back_eval(d
     seqrep.fit(model, *data, TINY, tmp_path, [Meddler()], progress=False, verbose=False)
     assert seen and all(training for _, training in seen) and {e for e, _ in seen} == {0, 1}
     assert not any(_modes(model))  # a trained model comes back ready for inference
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"batch_size": 0}, "batch_size must be a whole number >= 1, got 0"),
+    ({"device": "banana"}, "device 'banana' is not a device name"),
+])
+def test_inference_refuses_a_bad_batch_size_or_device(data, kwargs, fragment):
+    """batch_size=0 was range()'s raw ValueError; a bad device torch's RuntimeError."""
+    train, _ = data
+    model = seqrep.build_model(TINY, train)
+    for helper in (seqrep.predict_logits, seqrep.evaluate):
+        with pytest.raises(seqrep.SeqrepError, match=fragment):
+            helper(model, train, **kwargs)
+    with pytest.raises(seqrep.SeqrepError, match=r"expected a seqrep\.SequenceDataset, got tuple"):
+        seqrep.predict_logits(model, (train.X, train.y))

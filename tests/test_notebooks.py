@@ -194,3 +194,95 @@ def test_without_the_widget_manager_the_html_shows_the_static_fallback(tmp_path,
     assert f"data:image/png;base64,{png}" in page and "widget-view+json" not in page
     assert said == ["nb.html: widgets exported as their static images and text (fetching it needs npm)"]
     assert "application/vnd.jupyter.widget-view+json" in nb.cells[0].outputs[0]["data"]  # left as it was
+
+
+# ---------------------------------------------------------------------- hostile round two (issue 29)
+
+
+def test_an_unknown_parameter_is_refused_naming_the_known_ones(tmp_path):
+    """`run-notebooks -p nn=5` passed (papermill only warns), and index.json recorded nn=5 as applied."""
+    src = tmp_path / "nb"
+    src.mkdir()
+    _notebook(src / "01_a.ipynb", "pass")
+    with pytest.raises(seqrep.SeqrepError, match=r"unknown notebook parameter\(s\) \['valeu'\] \(did you mean "
+                       r"value\?\): no selected notebook sets it in its parameters cell.*Known: quick, value\."):
+        run_notebooks(None, {"valeu": 5}, notebooks_dir=src, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+def test_each_notebook_gets_and_records_only_the_parameters_it_has(tmp_path, monkeypatch):
+    import papermill
+
+    src, out = tmp_path / "nb", tmp_path / "out"
+    src.mkdir()
+    _notebook(src / "01_a.ipynb", "pass")
+    nb = nbformat.read(src / "01_a.ipynb", as_version=4)
+    nb.cells[1].source = "quick = False\nepochs, lr = 3, 0.1  # a tuple assignment\nsteps: int = 5"
+    nbformat.write(nb, src / "02_b.ipynb")
+    given = {}
+
+    def fake_execute(source, output, parameters, **kwargs):
+        given[Path(source).stem] = parameters
+        Path(output).write_text(Path(source).read_text())
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    monkeypatch.setattr(seqrep.notebooks, "export_html", lambda nb, path, log: Path(path).write_text("html"))
+    records = run_notebooks(None, {"value": 2, "lr": 0.5, "steps": 9}, notebooks_dir=src, out_dir=out, log=lambda *_: None)
+    assert given == {"01_a": {"value": 2}, "02_b": {"lr": 0.5, "steps": 9}}
+    assert [r["parameters"] for r in records] == [{"value": 2}, {"lr": 0.5, "steps": 9}]
+    assert json.loads((out / "index.json").read_text())[1]["parameters"] == {"lr": 0.5, "steps": 9}
+
+
+def test_two_runs_at_once_write_their_partial_output_to_files_of_their_own(tmp_path, monkeypatch):
+    """Two concurrent runs shared NAME.partial.ipynb (one's output overwrote the other's)."""
+    import papermill
+
+    from seqrep.notebooks import _execute
+
+    src, out = tmp_path / "nb", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    _notebook(src / "01_a.ipynb", "pass")
+    partials = []
+
+    def fake_execute(source, output, parameters, **kwargs):
+        partials.append(Path(output))
+        if len(partials) == 1:  # the first run is still writing when the second starts
+            _execute(src / "01_a.ipynb", out, {}, 60)
+        Path(output).write_text(Path(source).read_text())
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    _execute(src / "01_a.ipynb", out, {}, 60)
+    assert len(partials) == 2 and partials[0] != partials[1]
+    assert all(p.name.startswith("01_a.") and p.name.endswith(".partial.ipynb") for p in partials)
+    assert sorted(p.name for p in out.iterdir()) == ["01_a.ipynb"]  # no partial file left behind
+
+    def interrupted(source, output, parameters, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _execute(src / "01_a.ipynb", out, {}, 60)
+    assert sorted(p.name for p in out.iterdir()) == ["01_a.ipynb"]
+
+
+def test_an_unreadable_index_is_rebuilt_not_a_raw_error(tmp_path, monkeypatch):
+    import papermill
+
+    src, out = tmp_path / "nb", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    _notebook(src / "01_a.ipynb", "pass")
+    (out / "index.json").write_text("{not json")
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda source, output, parameters, **kw: Path(output).write_text(Path(source).read_text()))
+    monkeypatch.setattr(seqrep.notebooks, "export_html", lambda nb, path, log: Path(path).write_text("html"))
+    logs = []
+    records = run_notebooks(None, {}, notebooks_dir=src, out_dir=out, log=logs.append)
+    assert [r["notebook"] for r in records] == ["01_a"]
+    assert any("index.json: unreadable (JSONDecodeError" in line for line in logs)
+
+
+def test_a_parameter_given_twice_is_refused():
+    with pytest.raises(seqrep.SeqrepError, match=r"parameter 'epochs' is given twice \(epochs=30 and 'epochs=40'\)"):
+        parse_params(["epochs=30", "epochs=40"])

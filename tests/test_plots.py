@@ -99,3 +99,18 @@ def test_plot_remedies_draws_every_seed_and_refuses_unknown_remedies():
     with pytest.raises(seqrep.SeqrepError, match="no rows at ratio 50"):
         plots.plot_remedies(table, 50, order=["none", "missing"])
     assert np.isfinite(table["balanced_accuracy"]).all()
+
+
+def test_plot_runs_takes_one_run_directory_and_refuses_none(tmp_path):
+    """plot_runs('runs/a') read each letter of the path as a run ('/run.jsonl: no run log')."""
+    from seqrep.runlog import RunLog
+
+    log = RunLog(tmp_path / "run.jsonl")
+    log.append({"event": "start", "config": seqrep.TrainConfig().to_dict()})
+    for i in range(2):
+        log.append({"epoch": i, "epochs": 2, "val_accuracy": 0.5 + 0.1 * i, "val_balanced_accuracy": 0.5})
+    fig = seqrep.plot_runs(str(tmp_path))
+    assert len(fig.axes[0].get_lines()) >= 1
+    plt.close(fig)
+    with pytest.raises(seqrep.SeqrepError, match=r"plot_runs: runs must be run directories or FitResults .* got NoneType"):
+        seqrep.plot_runs(None)

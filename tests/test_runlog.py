@@ -285,3 +285,62 @@ def test_a_full_disk_while_appending_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(seqrep.runlog.os, "fsync", full)
     with pytest.raises(seqrep.SeqrepError, match=r"cannot write the run log \(No space left on device\); free disk space"):
         RunLog(tmp_path / "run.jsonl").append(_epoch(0))
+
+
+# ---------------------------------------------------------------------- hostile round two (issue 29)
+
+
+@pytest.mark.parametrize(("end", "said"), [({"event": "finished"}, "run finished; nothing more to follow"),
+                                           ({"event": "stopped", "reason": "interrupted (Ctrl-C)"},
+                                            "run stopped: interrupted (Ctrl-C); nothing more to follow")])
+def test_follow_ends_at_the_run_s_end_record(tmp_path, end, said):
+    """show-latest-epoch --follow polled forever after the last epoch."""
+    log = RunLog(tmp_path / "run.jsonl")
+    log.append(_epoch(0))
+    out, done = io.StringIO(), threading.Event()
+
+    def follow():
+        show_latest_epoch(tmp_path, follow=True, interval=0.01, out=out)
+        done.set()
+
+    threading.Thread(target=follow, daemon=True).start()
+    time.sleep(0.1)
+    log.append(_epoch(1))
+    assert not done.wait(0.2)  # still following: the run has not ended
+    log.append(end)
+    assert done.wait(10), "follow did not stop at the end record"
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("epoch 0/10") and lines[-1] == said
+    assert sum(line.startswith("epoch 1/10") for line in lines) == 1
+
+
+def test_follow_goes_on_after_a_stopped_run_was_resumed(tmp_path):
+    log = RunLog(tmp_path / "run.jsonl")
+    for record in (_epoch(0), {"event": "stopped", "reason": "x"}, {"event": "resume"}):
+        log.append(record)
+    out = io.StringIO()
+    assert show_latest_epoch(tmp_path, follow=True, interval=0.01, out=out, max_updates=1)["epoch"] == 0
+    assert "nothing more to follow" not in out.getvalue()
+
+
+def test_a_full_disk_while_rewriting_the_log_leaves_it_whole(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    log = RunLog(tmp_path / "run.jsonl")
+    for i in range(3):
+        log.append(_epoch(i))
+    before = log.path.read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(seqrep.SeqrepError, match=r"cannot rewrite the run log \(No space left on device\); it is left"):
+        log.truncate_after(1)
+    assert log.path.read_bytes() == before and not (tmp_path / "run.jsonl.tmp").exists()
+
+
+def test_read_log_of_no_path_is_a_clear_error():
+    with pytest.raises(seqrep.SeqrepError, match=r"read_log: run must be a path"):
+        read_log(None)

@@ -224,16 +224,17 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint(data, tmp_
 
 
 def test_checkpoint_of_another_config_or_architecture_is_refused(data, tmp_path):
-    _fit(data, tmp_path, TINY.replace(epochs=1))
+    _fit(data, tmp_path, TINY.replace(epochs=2), callbacks=[StopAt(0)])
     with pytest.raises(seqrep.SeqrepError, match=r"different config \(lr: 0.01 in the checkpoint vs 0.001 now\)"):
-        _fit(data, tmp_path, TINY.replace(epochs=1, lr=1e-3), resume=True)
-    train, val = data
-    wider = seqrep.build_model(TINY.replace(epochs=1), DataShape(train.channels, 7, train.length))
+        _fit(data, tmp_path, TINY.replace(epochs=2, lr=1e-3), resume=True)
+    ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    ckpt["model"]["readout.bias"] = torch.zeros(7)  # a checkpoint of another architecture
+    torch.save(ckpt, tmp_path / CHECKPOINT_NAME)
     with pytest.raises(seqrep.SeqrepError, match="does not fit this model's architecture"):
-        seqrep.fit(wider, train, val, TINY.replace(epochs=1), tmp_path, resume=True, progress=False, verbose=False)
+        _fit(data, tmp_path, TINY.replace(epochs=2), resume=True)
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
     with pytest.raises(seqrep.SeqrepError, match="not a readable seqrep checkpoint"):
-        _fit(data, tmp_path, TINY.replace(epochs=1), resume=True)
+        _fit(data, tmp_path, TINY.replace(epochs=2), resume=True)
 
 
 def test_fit_rejects_bad_inputs(data, tmp_path):
@@ -325,7 +326,7 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(data, tmp_path):
 
     with pytest.raises(KeyboardInterrupt, match="resume=True") as err:
         _fit(data, tmp_path, callbacks=[PressCtrlC()])
-    assert str(tmp_path) in str(err.value) and "seqrep train --resume" in str(err.value)
+    assert str(tmp_path) in str(err.value) and "same seqrep train command plus --resume" in str(err.value)
 
 
 def test_random_bytes_are_not_a_checkpoint_and_torch_advice_is_not_echoed(data, tmp_path):
@@ -401,3 +402,229 @@ def test_every_group_rate_is_logged_from_its_own_peak(data, tmp_path):
         factors = [record["lr"][g] / start["peak_lr"][g] for g in groups]
         assert factors == pytest.approx([factors[0]] * 4)  # one schedule, every group's own peak
     assert result.final["lr"]["readout"] < start["peak_lr"]["readout"]  # cosine: annealed
+
+
+# ---------------------------------------------------------------------- hostile round two (issue 29)
+
+
+def _stopped_after_first_epoch(data, run_dir, config=TINY):
+    _fit(data, run_dir, config, callbacks=[StopAt(0)])
+    return (run_dir / "run.jsonl").read_text()
+
+
+@pytest.mark.parametrize("change", ["seed", "length", "samples"])
+def test_resume_on_other_data_is_refused_and_the_log_is_left_as_it_is(data, tmp_path, change):
+    """Resuming with --data-seed 1 or --length 128 trained the rest of the run on another
+    dataset inside the same log; --samples 300 died in OneCycleLR."""
+    before = _stopped_after_first_epoch(data, tmp_path)
+    kw = {"n_classes": 4, "n_samples": 48, "length": 40, "motif_widths": (5, 9), "seed": 1}
+    kw.update({"seed": {"seed": 2}, "length": {"length": 44}, "samples": {"n_samples": 60}}[change])
+    other = seqrep.make_sequences(**kw).split(0.25, seed=0)
+    with pytest.raises(seqrep.SeqrepError, match=r"was made on different data \(.*train: 'synthetic \(train part\)' "
+                       r"\(\d+ series, fingerprint [0-9a-f]{16}\) in the checkpoint vs .* Resume with the data the run "
+                       r"started with"):
+        _fit(other, tmp_path, resume=True)
+    assert (tmp_path / "run.jsonl").read_text() == before
+    _, resumed = _fit(data, tmp_path, resume=True)  # the run's own data still resume
+    assert resumed.final["epoch"] == TINY.epochs - 1
+
+
+def test_resume_on_another_validation_set_is_refused(data, tmp_path):
+    train, val = data
+    _stopped_after_first_epoch(data, tmp_path)
+    with pytest.raises(seqrep.SeqrepError, match=r"different data \(val: 'synthetic \(validation part\)' \(13 series"):
+        _fit((train, val.subset(np.arange(5))), tmp_path, resume=True)
+
+
+def test_fit_refuses_a_model_that_does_not_match_its_config(data, tmp_path):
+    """build_model with width 32, fit with a config of width 64: trained, logged both widths,
+    and load_model on the run then failed."""
+    train, val = data
+    narrow = TINY.replace(model={"width": 16})
+    for model, fragment in (
+        (seqrep.build_model(narrow, train), "model.width: 16 in the model vs 8 in the config"),
+        (seqrep.build_model(TINY, DataShape(train.channels, 7, train.length)),
+         r"readout.weight: \(7, 16\) in the model vs \(4, 16\) for this config and data"),
+        (seqrep.build_model(TINY.replace(model={"extraction": "broken"}), train), "model.extraction: 'broken'"),
+    ):
+        with pytest.raises(seqrep.SeqrepError, match=r"fit: the model does not match its config and data \(.*"
+                           + fragment + r".*seqrep.build_model\(config, train\)"):
+            seqrep.fit(model, train, val, TINY, tmp_path / "run", progress=False, verbose=False)
+    assert not (tmp_path / "run").exists()
+    data_init = TrainConfig(epochs=1, batch_size=8)
+    with pytest.raises(seqrep.SeqrepError, match=r"readout\.weight"):  # built for longer series: other dilations
+        seqrep.fit(seqrep.build_model(data_init, DataShape(1, 4, 400)), train, val, data_init, tmp_path / "run",
+                   progress=False, verbose=False)
+
+    class Own(torch.nn.Module):  # a model of your own has no config to disagree with
+        def __init__(self):
+            super().__init__()
+            self.readout = torch.nn.Linear(train.length, train.n_classes)
+
+        def forward(self, x, training=None, mask=None):
+            return self.readout(x[:, 0])
+
+    seqrep.fit(Own(), train, val, TINY.replace(epochs=1, check_gradients=False), tmp_path / "own", progress=False,
+               verbose=False)
+    with pytest.raises(seqrep.SeqrepError, match=r"holds a Own, a model of your own: load_model rebuilds only "
+                       r"seqrep's models.*load_state_dict"):
+        seqrep.load_model(tmp_path / "own")
+
+
+def test_resuming_a_finished_run_is_refused_and_appends_nothing(data, tmp_path):
+    """It printed the last epoch as if it had trained and appended another resume event."""
+    _fit(data, tmp_path, TINY.replace(epochs=2))
+    before = (tmp_path / "run.jsonl").read_text()
+    assert seqrep.read_log(tmp_path)[-1]["event"] == "finished"
+    with pytest.raises(seqrep.SeqrepError, match=r"nothing to resume in .*: the run finished all 2 epochs \(its "
+                       r"checkpoint holds epoch 1\).*start a new run with more epochs.*load_model"):
+        _fit(data, tmp_path, TINY.replace(epochs=2), resume=True)
+    assert (tmp_path / "run.jsonl").read_text() == before
+
+
+def test_a_deleted_log_with_its_checkpoint_kept_names_both_and_the_fix(data, tmp_path):
+    _stopped_after_first_epoch(data, tmp_path)
+    (tmp_path / "run.jsonl").unlink()
+    with pytest.raises(seqrep.SeqrepError, match=r"checkpoint.pt \(epoch 0\) is here but its log run.jsonl is gone.*"
+                       r"create an empty log \(touch .*run.jsonl\) and resume.*load_model"):
+        _fit(data, tmp_path, resume=True)
+    (tmp_path / "run.jsonl").touch()  # the fix the message gives
+    _, resumed = _fit(data, tmp_path, resume=True)
+    assert [r["epoch"] for r in seqrep.read_log(tmp_path) if "epoch" in r] == [0, 1, 2, 3]
+    assert resumed.final["epoch"] == 3
+
+
+def test_the_non_finite_advice_does_not_suggest_the_clip_already_applied(data, tmp_path):
+    """The advice "clip gradients (grad_clip=1)" was the default already."""
+    class Poison(seqrep.Callback):
+        def after_step(self, state):
+            with torch.no_grad():
+                state.model.readout.weight.fill_(float("nan"))
+
+    with pytest.raises(seqrep.NonFiniteLossError, match=r"lr=0.01: try --lr 0.001\); gradients are already clipped "
+                       r"to norm 1 \(a smaller clip, --grad-clip 0.1"):
+        _fit(data, tmp_path / "a", callbacks=[Poison()])
+    with pytest.raises(seqrep.NonFiniteLossError, match=r"clip gradients \(grad_clip=1; --grad-clip 1\)"):
+        _fit(data, tmp_path / "b", TINY.replace(grad_clip=0), callbacks=[Poison()])
+
+
+def test_a_full_disk_at_a_checkpoint_is_named_leaves_no_temp_file_and_logs_no_epoch(data, tmp_path, monkeypatch):
+    """Disk full: a raw inline_container.cc error, a checkpoint.pt.tmp left filling the disk,
+    and the epoch logged without its checkpoint."""
+    import errno
+    import io
+
+    import seqrep.checkpoint
+
+    saves = []  # bytes written into each checkpoint file opened
+
+    class FullDisk(io.FileIO):  # the disk fills up 1000 bytes into the second checkpoint
+        def write(self, b):
+            saves[-1] += len(b)
+            if len(saves) == 2 and saves[-1] > 1000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(b)
+
+    def full_open(path, mode="r", *args, **kwargs):
+        saves.append(0)
+        return io.BufferedWriter(FullDisk(path, mode))
+
+    monkeypatch.setattr(seqrep.checkpoint, "open", full_open, raising=False)
+    with pytest.raises(seqrep.SeqrepError, match=r"checkpoint.pt: the checkpoint could not be written \(No space left "
+                       r"on device\)\. The previous checkpoint, if any, is intact, no partial file is left, and this "
+                       r"epoch was not logged\. Free disk space"):
+        _fit(data, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "run.jsonl", "run.lock"]
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["epoch"] == 0
+    log = seqrep.read_log(tmp_path)
+    assert [r["epoch"] for r in log if "epoch" in r] == [0]  # epoch 1 has no checkpoint: not logged
+    assert log[-1]["event"] == "stopped" and "No space left on device" in log[-1]["reason"]
+    monkeypatch.undo()
+    _, resumed = _fit(data, tmp_path, resume=True)  # space again: the run goes on from epoch 0's checkpoint
+    assert resumed.final["epoch"] == 3
+
+
+@pytest.mark.parametrize(("device", "fragment"), [
+    ("banana", "device 'banana' is not a device name; use 'cpu', 'cuda'"),
+    pytest.param("cuda", "device 'cuda' is not available here", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has CUDA")),
+])
+def test_a_device_this_machine_lacks_is_a_clear_error(data, tmp_path, device, fragment):
+    """--device cuda on a CPU build raised an AssertionError, --device banana a RuntimeError."""
+    with pytest.raises(seqrep.SeqrepError, match=re.escape(fragment)):
+        _fit(data, tmp_path / "run", device=device)
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_too_large_in_scale_is_refused_and_tiny_data_warns_for_init_random(data, tmp_path):
+    """Values around 1e20 trained a constant model, with warnings that never mentioned scale."""
+    import dataclasses
+
+    train, val = data
+    big = dataclasses.replace(train, X=train.X.astype(np.float64) * 1e20)
+    with pytest.raises(seqrep.SeqrepError, match=r"channel 0 is too large in scale to train on .*z-normalise each series"):
+        seqrep.fit(seqrep.build_model(TINY, big), big, val, TINY, tmp_path / "big", progress=False, verbose=False)
+    tiny = dataclasses.replace(train, X=train.X * 1e-4)
+    config = TINY.replace(epochs=1)
+    with pytest.warns(UserWarning, match=r"channel 0 varies little \(std 0.0001\): init='random' normalises the "
+                      r"input with BatchNorm.*use init='data'"):
+        seqrep.fit(seqrep.build_model(config, tiny), tiny, None, config, tmp_path / "tiny", progress=False,
+                   verbose=False)
+
+
+def test_fit_argument_mistakes_are_named(data, tmp_path):
+    train, val = data
+    model = seqrep.build_model(TINY, train)
+    with pytest.raises(seqrep.SeqrepError, match=r"fit: model must be a torch.nn.Module, got dict"):
+        seqrep.fit({"model": model}, train, val, TINY, tmp_path / "a")
+    with pytest.raises(seqrep.SeqrepError, match=r"callbacks must be a list of callbacks, got one StopAt; pass \[it\]"):
+        seqrep.fit(model, train, val, TINY, tmp_path / "a", StopAt(0))
+    (tmp_path / "run.jsonl").write_text("")
+    with pytest.raises(seqrep.SeqrepError, match=r"run.jsonl is a file, not a run directory; pass the folder"):
+        seqrep.fit(model, train, val, TINY, tmp_path / "run.jsonl", resume=True)
+    with pytest.raises(seqrep.SeqrepError, match=r"fit: run_dir must be a path"):
+        seqrep.fit(model, train, val, TINY, None)
+    with pytest.raises(seqrep.SeqrepError, match=r"build_model: config must be a TrainConfig or a ModelSpec, got NoneType"):
+        seqrep.build_model(None, train)
+    with pytest.raises(seqrep.SeqrepError, match=r"build_model: data must be a SequenceDataset or a DataShape"):
+        seqrep.build_model(TINY, None)
+    with pytest.raises(seqrep.SeqrepError, match=r"show_training_loop: config must be a seqrep.TrainConfig, got str"):
+        seqrep.show_training_loop(config="TINY")
+    assert not (tmp_path / "a").exists()
+    _fit(data, tmp_path / "b", TINY.replace(epochs=1), without="WatchTraining")  # one name ('W' was "no built-in")
+
+
+def test_a_checkpoint_that_is_incomplete_or_of_another_version_is_named(data, tmp_path):
+    from seqrep.checkpoint import FORMAT
+
+    _stopped_after_first_epoch(data, tmp_path)
+    ckpt = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    torch.save({"format": FORMAT, "model": {}}, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(seqrep.SeqrepError, match=r"an incomplete seqrep checkpoint \(missing or damaged: config, epochs"):
+        seqrep.load_model(tmp_path)
+    torch.save({**ckpt, "config": json.dumps({**json.loads(ckpt["config"]), "momentum": 0.9})}, tmp_path / CHECKPOINT_NAME)
+    for load in (lambda: seqrep.load_model(tmp_path), lambda: _fit(data, tmp_path, resume=True)):
+        with pytest.raises(seqrep.SeqrepError, match=r"checkpoint.pt: its config cannot be read \(TrainConfig has no "
+                           r"field\(s\) \['momentum'\].*written by another version of seqrep"):
+            load()
+    with pytest.raises(seqrep.SeqrepError, match=r"load_model: run_dir must be a path"):
+        seqrep.load_model(None)
+
+
+def test_sizes_beyond_memory_are_refused_before_allocating(monkeypatch):
+    import seqrep.build
+
+    with pytest.raises(seqrep.SeqrepError, match=r"10000000000 samples x 1 channel\(s\) x 128 steps need about .* GiB "
+                       r"to generate, more than this machine's"):
+        seqrep.make_sequences(n_samples=10**10)
+    with pytest.raises(seqrep.SeqrepError, match=r"n_samples must be a whole number, got 3.5"):
+        seqrep.make_sequences(n_samples=3.5)
+
+    def too_big(*args, **kwargs):  # what torch raises when a tensor does not fit
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 5100273664 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(seqrep.build, "SequenceClassifier", too_big)
+    with pytest.raises(seqrep.SeqrepError, match=r"does not fit in memory \(one of its tensors alone needs 4.8 GiB\); "
+                       r"use a smaller width"):
+        seqrep.build_model(TINY, DataShape(1, 4, 40))

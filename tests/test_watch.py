@@ -237,3 +237,11 @@ def test_a_parameter_with_a_tiny_or_zero_gradient_is_not_stale_while_others_move
                 loss.backward()
                 optimizer.step()
     assert [n for f in w.findings if f.kind == "stale_parameter" for n in f.names] == ["spare.weight", "spare.bias"]
+
+
+def test_the_doctor_refuses_what_is_no_model_or_optimizer():
+    model = nn.Linear(3, 2)
+    with pytest.raises(seqrep.SeqrepError, match=r"watch: give the model and the optimizer.*got a Linear and a str"):
+        watch(model, "adam").start()
+    with pytest.raises(seqrep.SeqrepError, match=r"check_training: model must be a torch.nn.Module, got NoneType"):
+        seqrep.check_training(None, (torch.zeros(2, 3), torch.zeros(2, dtype=torch.long)))

@@ -20,13 +20,21 @@ from .archives import (
 )
 from .classes import ClassStats, class_stats
 from .synthetic import class_sizes, make_sequences
-from .validation import SequenceDataset, check_arrays, check_train_val, stratified_split
+from .validation import (
+    SequenceDataset,
+    channel_spread,
+    check_arrays,
+    check_train_val,
+    scale_problem,
+    stratified_split,
+)
 
 __all__ = [
     "FORMATS",
     "SPLITS",
     "ClassStats",
     "SequenceDataset",
+    "channel_spread",
     "check_arrays",
     "check_train_val",
     "class_sizes",
@@ -39,5 +47,6 @@ __all__ = [
     "load_train_val",
     "make_sequences",
     "read_file",
+    "scale_problem",
     "stratified_split",
 ]

@@ -13,13 +13,14 @@ import importlib.util
 import os
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import SeqrepError
-from .validation import SequenceDataset, check_train_val
+from ..errors import SeqrepError, as_path, why_missing
+from .validation import SequenceDataset, check_train_val, scale_problem
 
 __all__ = ["FORMATS", "SPLITS", "data_dirs", "dataset_files", "find_dataset", "list_datasets",
            "load_dataset", "load_train_val", "read_file"]
@@ -39,6 +40,7 @@ class _Parsed:
     labels: list[str]
     declared: list[str] | None  # class labels the file header declares, in its order
     lines: list[int]  # the file line each series came from, for messages
+    written: list[str] | None = None  # each label as the file writes it (quotes stripped)
 
 
 _MISSING_LABELS = ("?", "nan")
@@ -57,6 +59,31 @@ def _label(token: str) -> str:
     except ValueError:
         return token
     return str(int(value)) if value.is_integer() else token
+
+
+def _written(token: str) -> str:
+    """A label as the file writes it, without its quotes and spaces."""
+    return token.strip().strip("'\"").strip()
+
+
+def _check_spellings(where: str, written: list[str], labels: list[str], places: list[str]) -> None:
+    """Refuse labels written as different codes that read as one number ('01' and '1', '007'
+    and '7'): merged they would silently join two classes, kept apart split one. Other
+    spellings of one number ('1', '1.0', '1.0000000e+00', as UCR files write) are one class.
+    places: where each label stands ('line 3'), for the message."""
+    seen: dict[str, dict[str, str]] = {}
+    for raw, label, place in zip(written, labels, places):
+        seen.setdefault(label, {}).setdefault(raw, place)
+    for label, spellings in seen.items():
+        codes = [raw for raw in spellings if re.fullmatch(r"[-+]?0\d+", raw)]
+        if codes and len(spellings) > 1:
+            shown = " and ".join(f"{raw!r} ({place})" for raw, place in list(spellings.items())[:3])
+            raise SeqrepError(
+                f"{where}: the labels {shown} are one number written as different codes, so seqrep "
+                f"would read them as one class {label!r}. If they are one class, write them the "
+                "same way; if they are different classes, give them names that are not the same "
+                f"number (e.g. 'c{codes[0]}')."
+            )
 
 
 def _class_label(token: str, path: Path, line_no: int, where: str) -> str:
@@ -153,7 +180,7 @@ def _refuse_odd_line(path: Path, counts: list[tuple[int, object]], what: str, fi
 def _parse_delimited(path: Path, lines: list[str]) -> _Parsed:
     """UCR 2018 .tsv and old UCR .txt: one series per line, the label first. Trailing NaN pad
     shorter series to a common width (length, not missing data)."""
-    series, labels, numbers, widths = [], [], [], []
+    series, labels, numbers, widths, written = [], [], [], [], []
     for line_no, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -172,10 +199,52 @@ def _parse_delimited(path: Path, lines: list[str]) -> _Parsed:
         widths.append((line_no, len(tokens)))
         series.append(_strip_padding(_floats(tokens[1:], path, line_no, "tabs, commas or spaces")[None, :]))
         labels.append(_class_label(tokens[0], path, line_no, "the first field"))
+        written.append(_written(tokens[0]))
         numbers.append(line_no)
+    _refuse_ragged(path, widths)
     _refuse_odd_line(path, widths, "fields", " Restore the file or delete that line.")
     _check_label_column(path, labels, numbers)
-    return _Parsed(series, labels, None, numbers)
+    _check_row_numbers(path, labels, series, numbers)
+    return _Parsed(series, labels, None, numbers, written)
+
+
+def _refuse_ragged(path: Path, widths: list[tuple[int, int]]) -> None:
+    """Refuse lines of many widths: series of different lengths written without the NaN
+    padding of UCR .tsv files (a single odd line is a truncated one: `_refuse_odd_line`)."""
+    common = Counter(w for _, w in widths).most_common(1)[0][0] if widths else None
+    odd = [(n, w) for n, w in widths if w != common]
+    if len(odd) < 2:
+        return
+    shown = ", ".join(f"line {n}: {w}" for n, w in [*widths[:1], *odd[:2]])
+    raise SeqrepError(
+        f"{path}: {len({w for _, w in widths})} different numbers of fields across its lines "
+        f"({shown}; {len(odd)} of {len(widths)} lines differ from the most common, {common}): the "
+        "series have different lengths. Pad the shorter ones with NaN up to the longest (as UCR "
+        ".tsv files do: the label, the values, then NaN NaN ...), or write them to a .ts file, "
+        "which allows variable length."
+    )
+
+
+def _check_row_numbers(path: Path, labels: list[str], series: list[np.ndarray], lines: list[int]) -> None:
+    """Refuse a row-number column written before the label (pandas' to_csv writes its index
+    first): first fields that count the lines 0, 1, 2 ... or 1, 2, 3 ... while every second
+    field is a whole number shared by several lines, as class labels are."""
+    n = len(labels)
+    if n < 10 or not all(lab.lstrip("-").isdigit() for lab in labels):
+        return
+    first = int(labels[0])
+    if first not in (0, 1) or any(int(lab) != first + i for i, lab in enumerate(labels)):
+        return
+    seconds = np.array([s[0, 0] if s.shape[1] else np.nan for s in series])
+    if not (np.isfinite(seconds).all() and (seconds == np.round(seconds)).all()) or len(set(seconds)) > n / 2:
+        return
+    raise SeqrepError(
+        f"{path}: the first field counts the lines ({labels[0]}, {labels[1]}, {labels[2]}, ... "
+        f"{labels[-1]}, line {lines[0]} to {lines[-1]}), so every series would be its own class, "
+        f"while the second field holds {len(set(seconds))} distinct whole numbers, as class labels "
+        "do. The first column is a row number (pandas writes its index first): delete it, e.g. "
+        "re-export with to_csv(..., index=False)."
+    )
 
 
 def _check_label_column(path: Path, labels: list[str], lines: list[int]) -> None:
@@ -245,7 +314,7 @@ def _parse_ts(path: Path, lines: list[str]) -> _Parsed:
     """sktime/aeon .ts: @-tagged header, then one sample per line, channels separated by ':',
     values by ',', the class label last. '?' marks a missing value."""
     header = {"declared": None, "equal_length": None, "series_length": None, "data_line": None}
-    series, labels, numbers, n_dims, widths = [], [], [], [], []
+    series, labels, numbers, n_dims, widths, written = [], [], [], [], [], []
     for line_no, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -281,6 +350,7 @@ def _parse_ts(path: Path, lines: list[str]) -> _Parsed:
         widths.append((line_no, len(values[0])))
         series.append(np.array(values, dtype=np.float64))
         labels.append(_class_label(label, path, line_no, "after the last ':'"))
+        written.append(_written(label))
         numbers.append(line_no)
     if header["data_line"] is None:
         raise SeqrepError(f"{path}: no @data line; the file is not a .ts file or is truncated.")
@@ -294,7 +364,7 @@ def _parse_ts(path: Path, lines: list[str]) -> _Parsed:
             f"{path}, line {line_no}: {n} values where the header says all series have equal "
             f"length ({said}); the line is truncated or malformed."
         )
-    return _Parsed(series, labels, declared, numbers)
+    return _Parsed(series, labels, declared, numbers, written)
 
 
 def _parse_arff(path: Path, lines: list[str]) -> _Parsed:
@@ -302,7 +372,7 @@ def _parse_arff(path: Path, lines: list[str]) -> _Parsed:
     "'c1v1,...\\nc2v1,...',label". The last attribute is the class; the header's numeric
     attributes give the series length when the data agree."""
     declared, in_data, n_numeric = None, False, 0
-    series, labels, numbers, shapes = [], [], [], []
+    series, labels, numbers, shapes, written = [], [], [], [], []
     for line_no, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("%"):
@@ -325,6 +395,7 @@ def _parse_arff(path: Path, lines: list[str]) -> _Parsed:
         else:
             *values, label = line.split(",")
             rows = [_floats(values, path, line_no)]
+        written.append(_written(label))
         label = _class_label(label, path, line_no, "the last field")
         shapes.append((line_no, (len(rows), max(len(r) for r in rows))))
         channels = np.full(shapes[-1][1], np.nan)
@@ -350,7 +421,7 @@ def _parse_arff(path: Path, lines: list[str]) -> _Parsed:
             f"({odd[2]}, as {odd[3]} of {len(shapes)} lines have); the line is truncated or "
             "malformed."
         )
-    return _Parsed(series, labels, declared, numbers)
+    return _Parsed(series, labels, declared, numbers, written)
 
 
 _PARSERS = {".ts": _parse_ts, ".tsv": _parse_delimited, ".txt": _parse_delimited, ".arff": _parse_arff}
@@ -402,6 +473,7 @@ def _parse_cached(path: Path, mtime: float, size: int) -> _Parsed:
     parsed = parser(path, _decode(path, raw).splitlines())
     if not parsed.series:
         raise SeqrepError(f"{path}: the file holds no series; is it truncated?")
+    _check_spellings(str(path), parsed.written, parsed.labels, [f"line {n}" for n in parsed.lines])
     return parsed
 
 
@@ -497,7 +569,7 @@ def read_file(path: str | os.PathLike, missing: str = "error", classes: list[str
     labels. `missing='interpolate'` fills missing values linearly; the default raises. The
     file must be UTF-8 (a byte-order mark is dropped) or carry a UTF-16 byte-order mark.
     """
-    path = Path(path)
+    path = as_path(path, "read_file: path", "read_file('data/GunPoint/GunPoint_TRAIN.tsv')")
     if missing not in ("error", "interpolate"):
         raise SeqrepError(f"missing must be 'error' or 'interpolate', got {missing!r}.")
     if path.is_dir():
@@ -505,10 +577,12 @@ def read_file(path: str | os.PathLike, missing: str = "error", classes: list[str
             f"{path}: a folder, not a file; pass one of its files, or load_dataset(folder)."
         )
     if not path.is_file():
-        raise SeqrepError(f"{path}: no such file.")
+        raise SeqrepError(f"{path}: {why_missing(path)}.")
     parsed = _parse(path)
     classes = classes or parsed.declared or _sort_labels(set(parsed.labels))
-    return _assemble(parsed, classes, path.name, missing, path)
+    ds = _assemble(parsed, classes, path.name, missing, path)
+    _warn_scale(ds, path)
+    return ds
 
 
 def _package_dirs() -> list[Path]:
@@ -583,6 +657,7 @@ def _choose(formats: dict[str, dict[str, Path]]) -> dict[str, Path]:
 
 def find_dataset(name: str) -> dict[str, Path]:
     """{'train': path, 'test': path} of the named dataset (case-insensitive) in `data_dirs()`."""
+    name = str(as_path(name, "find_dataset: name", "find_dataset('GunPoint')"))
     for root in data_dirs():
         folders = sorted(d for d in root.iterdir() if d.is_dir())
         named = [d for d in folders if d.name.lower() == name.lower()]
@@ -619,7 +694,7 @@ def dataset_files(name_or_path: str | os.PathLike) -> tuple[str, dict[str, Path]
     preferred, any other format else); a file without _TRAIN/_TEST in its name is a train
     split alone.
     """
-    path = Path(name_or_path)
+    path = as_path(name_or_path, "the dataset", "'GunPoint', 'data/GunPoint' or 'data/GunPoint/GunPoint_TRAIN.tsv'")
     if path.is_file():
         match = _SPLIT_NAME.fullmatch(path.name)
         if not match:
@@ -645,8 +720,9 @@ def dataset_files(name_or_path: str | os.PathLike) -> tuple[str, dict[str, Path]
             )
         name, formats = next(iter(found.items()))
         return name, _choose(formats)
-    if os.sep in str(name_or_path) or str(name_or_path).lower().endswith(FORMATS):
-        raise SeqrepError(f"{name_or_path}: no such file or folder.")
+    if os.sep in str(name_or_path) or str(name_or_path).lower().endswith(FORMATS) or path.is_symlink():
+        reason = why_missing(path)
+        raise SeqrepError(f"{name_or_path}: {'no such file or folder' if reason == 'no such file' else reason}.")
     files = find_dataset(str(name_or_path))
     return next(iter(files.values())).name.rsplit("_", 1)[0], files
 
@@ -680,6 +756,7 @@ def load_dataset(
         >>> ds.X.shape, ds.n_classes
         ((150, 1, 150), 2)
     """
+    as_path(name_or_path, "load_dataset: name_or_path", "load_dataset('GunPoint') or load_dataset('data/GunPoint')")
     if split is None:
         own = _SPLIT_NAME.fullmatch(Path(name_or_path).name) if Path(name_or_path).is_file() else None
         split = own.group(2).lower() if own else "train"
@@ -705,9 +782,22 @@ def load_dataset(
                if split == "test" else "; seqrep does not train on a test split.")
         )
     parsed = {s: _parse(p) for s, p in files.items()}
+    written, labels, places = [], [], []
+    for s, p in parsed.items():  # '01' in one split and '1' in the other join classes too
+        written, labels = written + p.written, labels + p.labels
+        places += [f"{files[s].name}, line {n}" for n in p.lines]
+    _check_spellings(f"{name}'s {' and '.join(parsed)} files", written, labels, places)
     ds = _assemble(parsed[split], _dataset_classes(parsed), f"{name} {split}", missing, files[split])
     ds.meta.update(source=str(files[split]), split=split, dataset=name)
+    _warn_scale(ds, files[split])
     return ds
+
+
+def _warn_scale(ds: SequenceDataset, path: Path) -> None:
+    """Warn, when a file's values are too large in scale to train on, what `fit` would refuse."""
+    problem = scale_problem(ds.X, ds.mask, str(path))
+    if problem:
+        warnings.warn(problem.replace("to train on", "to train on: fit will refuse it"), stacklevel=3)
 
 
 def load_train_val(

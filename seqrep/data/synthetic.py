@@ -26,10 +26,12 @@ Generative process (all draws from one `numpy.random.Generator(seed)`):
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..errors import SeqrepError
-from .validation import SequenceDataset
+from .validation import SequenceDataset, check_seed
 
 __all__ = ["class_sizes", "make_sequences"]
 
@@ -152,16 +154,38 @@ def _place(rng: np.random.Generator, n: int, length: int, widths: list[int]) -> 
     return starts
 
 
+def _check_size(n_samples, channels: int, length: int) -> None:
+    """Refuse sizes that are not whole numbers, or whose float64 work arrays (noise, drift and
+    the series: about four of n_samples x channels x length) exceed this machine's memory."""
+    for name, value in (("n_samples", n_samples), ("channels", channels), ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise SeqrepError(f"{name} must be a whole number, got {value!r}.")
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: let numpy say it
+        return
+    need = 4 * 8 * max(n_samples, 0) * max(channels, 0) * max(length, 0)
+    if need > memory:
+        raise SeqrepError(
+            f"{n_samples} samples x {channels} channel(s) x {length} steps need about {need / 2**30:,.0f} GiB "
+            f"to generate, more than this machine's {memory / 2**30:,.0f} GiB; use fewer samples or "
+            "shorter series."
+        )
+
+
 def _check_scenario(length, channels, noise, amplitude, n_distractors, n_distractor_shapes, motif_widths) -> list[int]:
     """The generator's arguments checked together; returns the motif widths as ints."""
     if length < 1 or channels < 1:
         raise SeqrepError(f"length and channels must be >= 1, got {length} and {channels}.")
-    if noise < 0 or amplitude <= 0 or n_distractors < 0 or n_distractor_shapes < 1:
+    if not (np.isfinite(noise) and np.isfinite(amplitude)) or noise < 0 or amplitude <= 0 or n_distractors < 0 \
+            or n_distractor_shapes < 1:
         raise SeqrepError(
             f"noise >= 0, amplitude > 0, n_distractors >= 0 and n_distractor_shapes >= 1 are "
             f"required, got noise={noise}, amplitude={amplitude}, n_distractors={n_distractors}, "
             f"n_distractor_shapes={n_distractor_shapes}."
         )
+    if isinstance(motif_widths, (str, bytes)) or not hasattr(motif_widths, "__iter__"):
+        raise SeqrepError(f"motif_widths must be widths in steps, e.g. (9, 27), got {motif_widths!r}.")
     widths = [int(w) for w in motif_widths]
     if not widths or min(widths) < 2:
         raise SeqrepError(f"motif_widths must be non-empty with widths >= 2, got {motif_widths}.")
@@ -218,6 +242,8 @@ def make_sequences(
     (one (n_classes, channels, width) array per scale), distractor windows and all arguments.
     """
     args = dict(locals())
+    _check_size(n_samples, channels, length)
+    check_seed(seed)
     widths = _check_scenario(length, channels, noise, amplitude, n_distractors, n_distractor_shapes, motif_widths)
     distractor_w = int(np.median(widths))
     sizes = class_sizes(n_classes, n_samples, imbalance, zipf, min_per_class)

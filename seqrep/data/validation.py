@@ -5,6 +5,7 @@ training) and `stratified_split`.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass, field, replace
 
@@ -14,7 +15,8 @@ import torch
 from ..errors import SeqrepError
 from .classes import class_stats
 
-__all__ = ["SequenceDataset", "check_arrays", "check_train_val", "stratified_split"]
+__all__ = ["SequenceDataset", "channel_spread", "check_arrays", "check_train_val", "scale_problem",
+           "stratified_split"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,6 +114,53 @@ def _check_float32_range(X: np.ndarray, mask: np.ndarray | None, where: str) -> 
                 f"{X[i, c, s]:.3g} at sample {i}, channel {c}, time {s}. Rescale the data "
                 "(e.g. z-normalise each series) before building the dataset."
             )
+
+
+def channel_spread(X: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per channel of X (n, channels, time), over every real step (mask (n, time)): the mean,
+    the standard deviation and the sum of squared deviations from the mean, in float64, each
+    (channels,)."""
+    means, stds, sums = [], [], []
+    for c in range(X.shape[1]):
+        values = X[:, c, :].astype(np.float64)
+        values = values[mask] if mask is not None else values.ravel()
+        deviations = values - values.mean()
+        sums.append(float(deviations @ deviations))
+        means.append(float(values.mean()))
+        stds.append(float(np.sqrt(sums[-1] / values.size)))
+    return np.array(means), np.array(stds), np.array(sums)
+
+
+# Both starts normalise the input with sums over many of its values in float32: the data-fitted
+# start sums each channel's squared deviations over the whole training set (seqrep.rocket),
+# init="random"'s input BatchNorm over one batch. Past float32's 3.4e38 the sum is inf, the
+# normalised input 0 and the model a constant. Measured on synthetic data (6 classes, 192
+# training series x 96 steps, std 1), scaled: init="data" 0.979 validation accuracy at x1.3e17,
+# 0.417 (the majority class) at x1.5e17 — the whole-set sum crosses 3.4e38 at x1.36e17;
+# init="random" (480 steps) 1.000 at x3e17, 0.417 at x5e17 — one batch's sum (16 x 96 values)
+# crosses at x4.7e17. Refused from a hundredth of the crossing: 10x in scale.
+OVERFLOW_MARGIN = 100.0
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def scale_problem(X: np.ndarray, mask: np.ndarray | None = None, where: str = "X") -> str | None:
+    """What goes wrong when a model trains on X (n, channels, time) at its scale, or None: a
+    channel whose sum of squared deviations (over every real step) comes within
+    OVERFLOW_MARGIN of float32's range, where the statistics the models normalise with
+    overflow and the model becomes a constant."""
+    _, stds, sums = channel_spread(X, mask)
+    worst = int(np.argmax(sums))
+    if sums[worst] <= _FLOAT32_MAX / OVERFLOW_MARGIN:
+        return None
+    peak = float(np.nanmax(np.abs(X[:, worst, :] if mask is None else X[:, worst, :][mask])))
+    return (
+        f"{where}: channel {worst} is too large in scale to train on (std {stds[worst]:.3g}, values up "
+        f"to {peak:.3g}): the models normalise the input with sums of squared values in float32, "
+        f"which reach its limit ({_FLOAT32_MAX:.3g}) and turn the model into a constant (measured: "
+        "series of std 1 scaled by 1.3e17 train, by 1.5e17 give a constant model; seqrep refuses "
+        "from a tenth of where the sums overflow). Rescale the data: z-normalise "
+        f"each series ((x - x.mean()) / x.std()), or divide every value by {10 ** np.floor(np.log10(peak)):.0e}."
+    )
 
 
 def _check_labels(y: np.ndarray, n: int, n_classes: int | None, where: str) -> None:
@@ -233,6 +282,13 @@ class SequenceDataset:
     def subset(self, index: np.ndarray, name: str | None = None) -> SequenceDataset:
         """The samples at `index` (indices or a boolean mask), same classes."""
         index = np.asarray(index)
+        n = len(self)
+        if index.dtype == bool:
+            if index.shape != (n,):
+                raise SeqrepError(f"{self.name}: a boolean index needs one entry per sample ({n}), got {index.shape}.")
+        elif index.size and (not np.issubdtype(index.dtype, np.integer) or index.min() < -n or index.max() >= n):
+            raise SeqrepError(f"{self.name}: subset indices must be whole numbers in 0..{n - 1}, got "
+                              f"{index.ravel()[:5].tolist()}{' ...' if index.size > 5 else ''}.")
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[index]
 
@@ -255,6 +311,17 @@ class SequenceDataset:
         va = self.subset(val, f"{self.name} (validation part)")
         va.meta["classes_without_val"] = [self.class_names[k] for k in missing]
         return tr, va
+
+    def fingerprint(self) -> str:
+        """A content hash (sha256, 16 hex digits) of the series, labels, padding mask and class
+        names: two datasets with one fingerprint hold the same data. A checkpoint keeps its
+        training and validation sets' fingerprints, so a resume on other data is refused."""
+        h = hashlib.sha256()
+        for part in (self.X, self.y, self.mask if self.mask is not None else np.zeros(0, bool)):
+            h.update(str(part.shape).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        h.update("\0".join(self.class_names).encode())
+        return h.hexdigest()[:16]
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(x, y, mask) as torch tensors: x (n, channels, time) float32, y (n,) int64,
@@ -279,6 +346,13 @@ class SequenceDataset:
         }
 
 
+def check_seed(seed) -> int:
+    """`seed` if numpy can seed a generator with it (a whole number >= 0), else SeqrepError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SeqrepError(f"seed must be a whole number >= 0, got {seed!r}.")
+    return int(seed)
+
+
 def stratified_split(
     y: np.ndarray, val_fraction: float = 0.2, seed: int = 0, require_val: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -293,7 +367,7 @@ def stratified_split(
     check_arrays(np.zeros((len(y), 1, 1)), y, where="labels")
     if not 0 < val_fraction < 1:
         raise SeqrepError(f"val_fraction must be between 0 and 1, got {val_fraction}.")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     train, val, missing = [], [], []
     for k in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == k))
@@ -356,6 +430,7 @@ def check_train_val(train: SequenceDataset, val: SequenceDataset | None = None) 
                 "dataset."
             )
         _warn_copies(train, val)
+        _warn_rescaled(train, val)
     val_counts = val.counts if val is not None else np.zeros(train.n_classes, dtype=np.int64)
     unseen = {train.class_names[k]: int(val_counts[k]) for k in np.flatnonzero(train.counts == 0)}
     if unseen:
@@ -369,6 +444,32 @@ def check_train_val(train: SequenceDataset, val: SequenceDataset | None = None) 
             stacklevel=1,  # one location: the CLI and fit both checking warn once, not twice
         )
     return unseen
+
+
+# A validation set on another scale than its training set (one z-normalised, the other not;
+# volts against millivolts) is scored by a model normalised for the training scale. Measured
+# on the 23 train/test pairs of the shipped and shared UCR/UEA sets: per-channel std ratios
+# 1.00-1.78 (Covid3Month_disc), mean shifts up to 0.26 training std (JapaneseVowels).
+RESCALED_RATIO, SHIFTED_STDS = 10.0, 5.0
+
+
+def _warn_rescaled(train: SequenceDataset, val: SequenceDataset) -> None:
+    """Warn when a channel of `val` has a std RESCALED_RATIO times larger or smaller than in
+    `train`, or a mean SHIFTED_STDS training stds away."""
+    (m_t, s_t, _), (m_v, s_v, _) = channel_spread(train.X, train.mask), channel_spread(val.X, val.mask)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.maximum(s_v / s_t, s_t / s_v)
+        shift = np.abs(m_v - m_t) / s_t
+    bad = np.flatnonzero((ratio > RESCALED_RATIO) | (shift > SHIFTED_STDS))
+    if bad.size:
+        c = int(bad[0])
+        warnings.warn(
+            f"{val.name}: channel {c} is on another scale than in {train.name} (std {s_v[c]:.3g} vs "
+            f"{s_t[c]:.3g}, mean {m_v[c]:.3g} vs {m_t[c]:.3g}); a model normalised for the "
+            "training data misreads it. Scale both splits the same way (e.g. z-normalise every "
+            "series of both), or check that they hold the same measurement in the same units.",
+            stacklevel=1,
+        )
 
 
 def _warn_copies(train: SequenceDataset, val: SequenceDataset) -> None:

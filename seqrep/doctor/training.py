@@ -64,6 +64,8 @@ def _failed_forward(trace: Trace, y, report: TrainingReport) -> TrainingReport:
 
 def _refuse_inputs(model: nn.Module, x) -> None:
     """Inputs no check can run on, refused with what to do instead of a library traceback."""
+    if not isinstance(model, nn.Module):
+        raise SeqrepError(f"check_training: model must be a torch.nn.Module, got {type(model).__name__}.")
     first_input(x)  # x must hold a tensor
     meta = [n for n, p in model.named_parameters() if p.is_meta]
     if meta:

@@ -58,8 +58,11 @@ class Watch:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Watch:
-        if self.model is None or self.optimizer is None:
-            raise SeqrepError("watch: give the model and the optimizer, e.g. watch(model, optimizer).start().")
+        if not isinstance(self.model, nn.Module) or not isinstance(self.optimizer, torch.optim.Optimizer):
+            raise SeqrepError(
+                f"watch: give the model and the optimizer, e.g. watch(model, optimizer).start(); got a "
+                f"{type(self.model).__name__} and a {type(self.optimizer).__name__}."
+            )
         if self._handles:
             return self
         opt = self.optimizer
