@@ -238,9 +238,20 @@ def _restore(state: FitState, ckpt: dict) -> None:
     state.global_step = max(state.global_step, state.start_epoch * state.steps_per_epoch)
 
 
+def _init_eval(state: FitState) -> dict:
+    """The validation metrics of the model as it starts, before the first step (the point at
+    epoch 0 of live curves): measured for a new run, read back from the log for a resumed one."""
+    if state.resumed:
+        return next((r.get("init_eval", {}) for r in read_log(state.log.path) if r.get("event") == "start"), {})
+    if state.val is None:
+        return {}
+    return {f"val_{k}": v for k, v in evaluate(state.model, state.val, device=state.device).items()}
+
+
 def _announce(state: FitState, verbose: bool) -> dict:
     counts = parameter_counts(state.model, state.optimizer)
     spec = getattr(state.model, "spec", None)
+    state.init_eval = _init_eval(state)
     state.log.append({
         "event": "resume" if state.resumed else "start",
         "time": time.time(),
@@ -253,6 +264,7 @@ def _announce(state: FitState, verbose: bool) -> dict:
                  "n_classes": state.train.n_classes, "channels": state.train.channels,
                  "length": state.train.length, "name": state.train.name},
         "from_epoch": state.start_epoch,
+        "init_eval": state.init_eval,
         **({"data_fitted_init": state.fitted_init} if state.fitted_init else {}),
     })
     if verbose:
