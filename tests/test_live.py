@@ -684,19 +684,23 @@ def test_panel_partial_epoch_is_no_epoch_done():
     assert run.accuracy().startswith("val acc 0.900 (after 14 steps of epoch 2) (best 0.500 at epoch 1)")
 
 
-def test_panel_stopped_mid_epoch_says_where_and_one_duration(panel):
+def test_panel_stopped_mid_epoch_says_where_and_one_duration(panel, monkeypatch):
+    class StopMidEpoch(seqrep.Callback):  # what a Stop click three steps into epoch 2 does
+        def after_step(self, state):
+            if state.epoch == 1 and state.step == 2:
+                state.request_stop("stop requested")
+
+    real_fit = live.panel.fit
+    monkeypatch.setattr(live.panel, "fit", lambda *args, callbacks=(), **kwargs: real_fit(
+        *args, callbacks=[*callbacks, StopMidEpoch()], **kwargs))
     panel.controls["epochs"].value = "10000"
     panel.train_button.click()
-    run = panel.runs[0]
-    _until(lambda: len(_epochs(run.run_dir)) >= 1 and "step 3/" in panel.status_text, "a step into epoch 2")
-    panel.stop.click()
     assert panel.wait(TIMEOUT)
+    run = panel.runs[0]
     last = _epochs(run.run_dir)[-1]
-    assert last.get("partial"), last
-    done = len(_epochs(run.run_dir)) - 1
-    assert re.match(rf"stopped #1 at epoch {done + 1}/10000, step {last['steps']}/5 \({done} epochs done\)",
-                    panel.status_text), panel.status_text
-    assert run.progress() == f"{done}/10000 + {last['steps']}/5 steps"
+    assert last["epoch"] == 1 and last["partial"] and last["steps"] == 3, last
+    assert panel.status_text.startswith("stopped #1 at epoch 2/10000, step 3/5 (1 epoch done)"), panel.status_text
+    assert run.progress() == "1/10000 + 3/5 steps" and run.best_epoch == 0
     # one duration: the status line and the live figure's title count from fit's start
     status = float(re.search(r"in (\d+) s \|", panel.status_text)[1])
     title = float(re.search(r"\| (\d+) s \|", panel.live.title)[1])

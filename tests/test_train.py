@@ -401,3 +401,23 @@ def test_every_group_rate_is_logged_from_its_own_peak(data, tmp_path):
         factors = [record["lr"][g] / start["peak_lr"][g] for g in groups]
         assert factors == pytest.approx([factors[0]] * 4)  # one schedule, every group's own peak
     assert result.final["lr"]["readout"] < start["peak_lr"]["readout"]  # cosine: annealed
+
+
+def test_the_start_record_holds_the_validation_metrics_before_the_first_step(data, tmp_path):
+    """Issue 28: the live curves start at the init's own accuracy; a resumed run keeps it."""
+    train, val = data
+    untouched = seqrep.evaluate(seqrep.build_model(TINY, train), val)  # the same seed: the same init
+    seen = []
+
+    class Sees(seqrep.Callback):
+        def before_fit(self, state):
+            seen.append(dict(state.init_eval))
+
+    _, first = _fit(data, tmp_path, callbacks=[Sees(), StopAt(1, step=1)])
+    start = next(r for r in seqrep.read_log(tmp_path) if r.get("event") == "start")
+    assert start["init_eval"] == {f"val_{k}": v for k, v in untouched.items()} == seen[0]
+    _fit(data, tmp_path, resume=True, callbacks=[Sees()])
+    assert seen[1] == seen[0]  # read back from the log, not measured on the trained model
+    result = seqrep.fit(seqrep.build_model(TINY, train), train, None, TINY, tmp_path / "no-val",
+                        progress=False, verbose=False)
+    assert next(r for r in seqrep.read_log(result.run_dir) if r.get("event") == "start")["init_eval"] == {}

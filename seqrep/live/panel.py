@@ -738,8 +738,9 @@ class Panel:
         (fit's time, its set-up included: the live figure's title says the same), accuracy."""
         final = result.final
         if final.get("partial"):
+            done = run.done()
             where = (f"epoch {final['epoch'] + 1}/{run.epochs}, step {final['steps']}/{run.steps_per_epoch} "
-                     f"({run.done()} epochs done)")
+                     f"({done} epoch{'s' * (done != 1)} done)")
         else:
             where = f"epoch {final.get('epoch', -1) + 1}/{run.epochs}"
         head = (f"stopped #{run.number} at {where} ({result.stopped})" if result.stopped
