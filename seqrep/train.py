@@ -44,7 +44,7 @@ from .callbacks import EVENTS, Callback, Events, FitState, ranked
 from .checkpoint import CHECKPOINT_NAME, check_fits, read_checkpoint
 from .config import ModelSpec, TrainConfig
 from .data import SequenceDataset, check_train_val
-from .errors import SeqrepError
+from .errors import SeqrepError, warn
 from .imbalance import make_loss
 from .inference import evaluate, modes
 from .model import fit_init, param_groups, parameter_counts
@@ -416,7 +416,7 @@ def fit(
     (after an error: in the modes it came in); torch's global RNG is left as it was.
     """
     for message in check_fit_inputs(config, train, val):
-        warnings.warn(message, stacklevel=2)
+        warn(message)
     without = _check_without(without)
     run_dir, device = Path(run_dir), torch.device(device)
     _prepare_run_dir(run_dir, resume)

@@ -237,3 +237,28 @@ def test_a_parameter_with_a_tiny_or_zero_gradient_is_not_stale_while_others_move
                 loss.backward()
                 optimizer.step()
     assert [n for f in w.findings if f.kind == "stale_parameter" for n in f.names] == ["spare.weight", "spare.bias"]
+
+
+def test_a_warning_names_the_module_not_a_file_path():
+    """Issue 28: a TrainingWarning printed the path of torch's optimizer (or of this checkout)
+    into notebook outputs that are shared."""
+    import os
+
+    model = _model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with watch(model, optimizer) as w:
+            for loss in _loop(model, optimizer, zero_grad=False):
+                w.after_loss(loss)
+    found = [c for c in caught if issubclass(c.category, TrainingWarning)]
+    assert found and all(c.filename == "seqrep.doctor.watch" for c in found)
+    shown = warnings.formatwarning(found[0].message, found[0].category, found[0].filename, found[0].lineno)
+    assert shown.startswith("seqrep.doctor.watch:") and os.sep not in shown.split("TrainingWarning")[0], shown
+    with warnings.catch_warnings(record=True) as caught:  # filtered by module, as any warning
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", module="seqrep.doctor.watch")
+        with watch(model, optimizer) as w:
+            for loss in _loop(model, optimizer, zero_grad=False):
+                w.after_loss(loss)
+    assert w.findings and not [c for c in caught if issubclass(c.category, TrainingWarning)]
