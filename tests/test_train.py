@@ -413,7 +413,7 @@ def test_the_start_record_holds_the_validation_metrics_before_the_first_step(dat
         def before_fit(self, state):
             seen.append(dict(state.init_eval))
 
-    _, first = _fit(data, tmp_path, callbacks=[Sees(), StopAt(1, step=1)])
+    _fit(data, tmp_path, callbacks=[Sees(), StopAt(1, step=1)])
     start = next(r for r in seqrep.read_log(tmp_path) if r.get("event") == "start")
     assert start["init_eval"] == {f"val_{k}": v for k, v in untouched.items()} == seen[0]
     _fit(data, tmp_path, resume=True, callbacks=[Sees()])

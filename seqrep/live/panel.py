@@ -530,8 +530,8 @@ class Panel:
             data["image/png"] = base64.b64encode(bytes(self.figure.value)).decode("ascii")
             frame = f"<img class='seqrep-live-figure' src='data:image/png;base64,{data['image/png']}'>"
         data["text/html"] = (f"<div class='seqrep-snapshot'><p><i>seqrep panel, a snapshot: no kernel is "
-                             f"behind it, its controls are not shown.</i></p>{self.status.value}{frame}"
-                             f"{self.table.value}</div>")
+                             f"behind it, its controls are not shown.</i></p><div class='seqrep-status'>"
+                             f"{self.status.value}</div>{frame}<div class='seqrep-runs'>{self.table.value}</div></div>")
         return data
 
     def _publish(self) -> None:
