@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -161,10 +162,15 @@ def test_index_shows_each_notebooks_headline_figure_beside_its_key_numbers(execu
     assert max(Image.open(thumb).size) <= 400
     row = next(line for line in index.split("<tr>") if "05_live_training" in line)
     assert row.index("<img src='thumbs/05_live_training.png'") < row.index("fixed_val_accuracy = ")
-    # The headline figure is the notebook's last one: the overlay of broken and fixed.
+    # The headline figure is the tagged one (broken vs fixed from the init, one panel), drawn
+    # at a size the 400 px thumbnail shrinks by less than half (issue 28: 05's was unreadable).
+    from seqrep.notebooks import _headline_png
+
     nb = nbformat.read(executed_05 / "05_live_training.ipynb", as_version=4)
-    last = next(c for c in reversed(nb.cells) if any("image/png" in o.get("data", {}) for o in c.get("outputs", [])))
-    assert "seqrep.plot_runs(" in last.source
+    tagged = [c for c in nb.cells if "headline" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "accuracy_from_init" in tagged[0].source
+    full = Image.open(io.BytesIO(_headline_png(nb)))
+    assert full.size[0] <= 2 * Image.open(thumb).size[0], (full.size, Image.open(thumb).size)
 
 
 def test_headline_figure_prefers_a_tagged_cell():

@@ -271,7 +271,8 @@ class PanelRun:
         else:
             text = f"val acc {final['val_accuracy']:.3f}"
             if final.get("partial"):
-                text += f" (after {final.get('steps', 0)} steps of epoch {final['epoch'] + 1})"
+                steps = final.get("steps", 0)
+                text += f" (after {steps} step{'s' * (steps != 1)} of epoch {final['epoch'] + 1})"
             if self.best_val_accuracy is not None:
                 text += f" (best {self.best_val_accuracy:.3f} at epoch {self.best_epoch + 1})"
             if final.get("val_balanced_accuracy") is not None:
