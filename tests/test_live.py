@@ -387,7 +387,7 @@ def test_panel_rewrites_what_it_accepts_as_it_will_run(panel, control, typed, sh
     else:  # automatic epochs: the log has the number planned, the table says it was automatic
         assert panel.runs[0].config.epochs == 0 and logged["epochs"] == panel.runs[0].epochs > 1
         header, rows = _table(panel)
-        assert rows[0][header.index("epochs done")].endswith(f"/{logged['epochs']} (auto)")
+        assert f"/{logged['epochs']} (auto)" in rows[0][header.index("epochs done")]
 
 
 def test_panel_shows_and_logs_the_width_that_trains(panel):

@@ -652,7 +652,7 @@ class Panel:
         """Block until the current run ends (or `timeout` seconds); True if it has ended.
 
         Once it has, the panel's state is sent again from the calling thread and its static
-        fallback (the last frame and the status line, for viewers without widget JavaScript)
+        fallback (the status line, the last frame and the runs table, for viewers without widget JavaScript)
         is brought up to date: a headless runner (nbclient, papermill) records only the
         messages of the cell that is running, and the training thread's may belong to none."""
         if self._thread is not None:
@@ -871,7 +871,8 @@ def _runs_table(runs: list[PanelRun], keys: list[str], facts: list[dict]) -> str
         best = "-" if run.best_val_accuracy is None else f"{run.best_val_accuracy:.3f} ({run.best_epoch + 1})"
         chance = "-" if not run.chance else (f"{run.chance['accuracy']:.3f} / "
                                              f"{run.chance['balanced_accuracy']:.3f}")
-        found = "; ".join(line.split(" (in every epoch")[0].split(" (e.g.")[0] for line in run.findings()) or "-"
+        found = "; ".join(line[:line.index("]") + 1] if line.startswith("[") else line.split(" (in every epoch")[0]
+                          for line in run.findings()) or "-"
         values = [str(run.number), *(format_value(f[k]) if k in f else "-" for k in keys), run.state,
                   run.progress() if final else "-", number("val_accuracy"), best,
                   number("val_accuracy", run.init_eval), number("val_balanced_accuracy"), chance, found,
