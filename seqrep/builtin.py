@@ -15,7 +15,6 @@ import math
 import signal
 import threading
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from tqdm.auto import tqdm
 from .callbacks import Callback, CancelFit, FitState
 from .checkpoint import data_summary, save_checkpoint
 from .doctor import BLOCKING, TrainingBugError, check_training, watch
-from .errors import SeqrepError
+from .errors import SeqrepError, warn
 from .plots import plot_monitor
 
 __all__ = [
@@ -227,7 +226,7 @@ class GradientGuard(Callback):
         # the loss is 0 there, so that finding is logged above but not warned about.
         expected = [f for f in report.findings if state.fitted_init and f.kind == "blocked_gradient" and report.loss == 0]
         if len(report.findings) > len(expected):
-            warnings.warn(f"pre-flight check: {report.verdict()}", stacklevel=2)
+            warn(f"pre-flight check: {report.verdict()}")
 
 
 class WatchTraining(Callback):

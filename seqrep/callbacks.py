@@ -101,6 +101,7 @@ class FitState:
     planning_seconds: float = 0.0  # time spent measuring steps for the plan
     started: float = field(default_factory=time.perf_counter)
     fitted_init: dict | None = None  # what seqrep.model.fit_init fitted before the first step
+    init_eval: dict = field(default_factory=dict)  # val_* metrics before the first step (fit's start record)
 
     def __post_init__(self) -> None:
         self.components = components(self.model)

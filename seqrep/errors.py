@@ -1,11 +1,14 @@
-"""The one exception type seqrep raises for bad input, and the two checks every function that
-takes a path shares: `as_path` (a path argument that is no path) and `why_missing` (what stands
-where a file was expected: nothing, a broken or looping symbolic link, a folder)."""
+"""The one exception type seqrep raises for bad input; `warn`, how seqrep warns; and the two
+checks every function that takes a path shares: `as_path` (a path argument that is no path) and
+`why_missing` (what stands where a file was expected: nothing, a broken or looping symbolic
+link, a folder)."""
 
 from __future__ import annotations
 
 import errno
 import os
+import sys
+import warnings
 from pathlib import Path
 
 
@@ -36,3 +39,15 @@ def why_missing(path: Path) -> str:
             return "no such file"
         return err.strerror or str(err)
     return "a folder, not a file" if path.is_dir() else "not a regular file"
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """`warnings.warn`, located at the seqrep module that warns, by its name and line
+    ("seqrep.doctor.watch:250: TrainingWarning: ..."), not by a file path: a path (of this
+    installation, or of torch's optimizer hook that runs `watch`) printed into a notebook's
+    output would travel with every copy shared. Filters by category or module work as for
+    any warning, and a location warns once by default, as with warnings.warn."""
+    frame = sys._getframe(1)
+    module = frame.f_globals.get("__name__", "seqrep")
+    warnings.warn_explicit(message, category, module, frame.f_lineno, module=module,
+                           registry=frame.f_globals.setdefault("__warningregistry__", {}))

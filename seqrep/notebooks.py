@@ -74,9 +74,10 @@ def parse_params(pairs: list[str]) -> dict:
 
 def export_html(nb, path: str | os.PathLike, log=print) -> Path:
     """Write an executed notebook (an nbformat node) as one self-contained HTML page that
-    opens with no network: JupyterLab's look, figures embedded, and widgets rendered from the
-    saved widget state by the inlined widget manager (`seqrep.offline`); nothing comes from
-    a CDN. Where the manager cannot be had (no npm at set-up), widgets are exported as their
+    opens with no network, titled with the notebook's name (the file's stem): JupyterLab's
+    look, figures embedded, and widgets rendered from the saved widget state by the inlined
+    widget manager (`seqrep.offline`), each under a note that its controls are inert (no
+    kernel is behind the page); nothing comes from a CDN. Where the manager cannot be had (no npm at set-up), widgets are exported as their
     static fallback (the panel's last frame and status line) and `log` says so. Returns the
     path."""
     from nbconvert import HTMLExporter
@@ -92,13 +93,20 @@ def export_html(nb, path: str | os.PathLike, log=print) -> Path:
             log(f"{path.name}: widgets exported as their static images and text ({err})")
             nb = _static_widgets(nb)
     exporter = HTMLExporter(template_name="seqrep-offline", extra_template_basedirs=[str(TEMPLATES)])
-    body, _ = exporter.from_notebook_node(nb, resources={"seqrep_widgets": widgets})
+    # The page's title is the notebook's name (without one nbconvert titles every page "Notebook").
+    body, _ = exporter.from_notebook_node(nb, resources={"seqrep_widgets": widgets,
+                                                         "metadata": {"name": path.stem}})
     path.write_text(body, encoding="utf-8")
     return path
 
 
 def _static_widgets(nb):
-    """A copy of `nb` whose widget outputs show their fallback (image, text) instead."""
+    """A copy of `nb` without widget state, whose widget outputs show their static fallback
+    (the panel's: status line, last frame and runs table) instead. The executed .ipynb is
+    saved so: JupyterLab draws saved widgets that no kernel backs under a red "disconnected"
+    icon each (26 on notebook 05's panel, measured by tests/test_browser.py), and their
+    controls would look live; the HTML page keeps the widgets, under a note that they are
+    inert."""
     import copy
 
     nb = copy.deepcopy(nb)
@@ -137,6 +145,19 @@ def _write_thumbnail(nb, out_dir: Path, stem: str) -> str | None:
     return path.relative_to(out_dir).as_posix()
 
 
+def _quick_note(records: list[dict]) -> str:
+    """A banner for an index some of whose notebooks ran with quick=True (the tests' tiny
+    settings): their numbers are no results, and the page must say so before any of them."""
+    quick = [r["notebook"] for r in records if r.get("parameters", {}).get("quick")]
+    if not quick:
+        return ""
+    which = "every notebook" if len(quick) == len(records) else ", ".join(quick)
+    return (f"<p class='quick' style='background:#fff3cd;border:1px solid #b08800;padding:.6em'><b>Quick "
+            f"build</b> ({html.escape(which)}: <code>quick=True</code>): the tiny settings the tests use, so "
+            "these figures and numbers are not the notebooks' results. <code>make notebooks</code> builds "
+            "those.</p>")
+
+
 def _write_index(out_dir: Path, records: list[dict]) -> Path:
     from importlib.metadata import version
 
@@ -152,9 +173,11 @@ def _write_index(out_dir: Path, records: list[dict]) -> Path:
         thumb = r.get("thumbnail")
         figure = (f"<a href='{html.escape(r['html'])}'><img src='{html.escape(thumb)}' "
                   f"alt='headline figure of {html.escape(r['notebook'])}'></a>" if thumb else "")
+        params = ", ".join(f"{k}={v!r}" for k, v in r.get("parameters", {}).items()) or "defaults"
         rows.append(
             f"<tr><td><a href='{html.escape(r['html'])}'>{html.escape(r['notebook'])}</a>"
             f" (<a href='{html.escape(r['ipynb'])}'>ipynb</a>)</td><td>{r['status']}</td>"
+            f"<td>{html.escape(params)}</td>"
             f"<td>{html.escape(r['ran_at'])}</td><td>{r['seconds']:.1f}</td>"
             f"<td class='figure'>{figure}</td><td>{numbers}</td></tr>"
         )
@@ -163,8 +186,9 @@ def _write_index(out_dir: Path, records: list[dict]) -> Path:
 td,th{{border:1px solid #ccc;padding:.4em .8em;vertical-align:top;text-align:left}}
 td.figure img{{display:block;max-width:400px;border:0}}</style>
 </head><body><h1>seqrep: executed notebooks</h1>
+{_quick_note(records)}
 <p>seqrep {__version__}, torch {torch.__version__}, built {dt.datetime.now():%Y-%m-%d %H:%M}.</p>
-<table><tr><th>notebook</th><th>status</th><th>run at</th><th>seconds</th><th>headline figure</th>
+<table><tr><th>notebook</th><th>status</th><th>parameters</th><th>run at</th><th>seconds</th><th>headline figure</th>
 <th>key numbers</th></tr>
 {chr(10).join(rows)}
 </table></body></html>
@@ -328,6 +352,7 @@ def run_notebooks(
         nb = nbformat.read(target, as_version=4)
         html_path = target.with_suffix(".html")
         export_html(nb, html_path, log)
+        nbformat.write(_static_widgets(nb), target)  # the .ipynb to share: its widgets' static fallback
         ours[nb_path.stem] = {
             "notebook": nb_path.stem, "ipynb": target.name, "html": html_path.name, "status": "ok",
             "seconds": round(seconds, 1), "ran_at": f"{dt.datetime.now():%Y-%m-%d %H:%M:%S}",

@@ -45,7 +45,7 @@ from .callbacks import EVENTS, Callback, Events, FitState, ranked
 from .checkpoint import CHECKPOINT_NAME, check_data, check_fits, read_checkpoint
 from .config import ModelSpec, TrainConfig, flatten
 from .data import SequenceDataset, channel_spread, check_train_val, scale_problem
-from .errors import SeqrepError, as_path
+from .errors import SeqrepError, as_path, warn
 from .imbalance import make_loss
 from .inference import check_device, evaluate, modes
 from .model import fit_init, param_groups, parameter_counts
@@ -315,9 +315,20 @@ def _restore(state: FitState, ckpt: dict) -> None:
     state.global_step = max(state.global_step, state.start_epoch * state.steps_per_epoch)
 
 
+def _init_eval(state: FitState) -> dict:
+    """The validation metrics of the model as it starts, before the first step (the point at
+    epoch 0 of live curves): measured for a new run, read back from the log for a resumed one."""
+    if state.resumed:
+        return next((r.get("init_eval", {}) for r in read_log(state.log.path) if r.get("event") == "start"), {})
+    if state.val is None:
+        return {}
+    return {f"val_{k}": v for k, v in evaluate(state.model, state.val, device=state.device).items()}
+
+
 def _announce(state: FitState, verbose: bool) -> dict:
     counts = parameter_counts(state.model, state.optimizer)
     spec = getattr(state.model, "spec", None)
+    state.init_eval = _init_eval(state)
     state.log.append({
         "event": "resume" if state.resumed else "start",
         "time": time.time(),
@@ -332,6 +343,7 @@ def _announce(state: FitState, verbose: bool) -> dict:
                  "fingerprints": {"train": state.train.fingerprint(),
                                   "val": state.val.fingerprint() if state.val is not None else None}},
         "from_epoch": state.start_epoch,
+        "init_eval": state.init_eval,
         **({"data_fitted_init": state.fitted_init} if state.fitted_init else {}),
     })
     if verbose:
@@ -490,7 +502,7 @@ def fit(
     (after an error: in the modes it came in); torch's global RNG is left as it was.
     """
     for message in check_fit_inputs(config, train, val):
-        warnings.warn(message, stacklevel=2)
+        warn(message)
     check_model(model, config, train)
     without = _check_without(without, callbacks)
     run_dir, device = as_path(run_dir, "fit: run_dir", "seqrep.new_run_dir() or 'runs/my-run'"), check_device(device)

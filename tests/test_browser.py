@@ -327,6 +327,14 @@ def _type(page: Page, label: str, value: str) -> None:
     box.press("Enter")  # the text box sends its value on Enter
 
 
+def _button(page: Page, label: str):
+    return page.locator(".widget-button", has_text=re.compile(rf"^\s*{label}\s*$"))
+
+
+def _toggle(page: Page, label: str) -> None:
+    page.locator(".widget-toggle-button", has_text=re.compile(rf"^\s*{label}\s*$")).click()
+
+
 def test_live_training_panel_start_frames_stop(page, lab):
     from playwright.sync_api import expect
 
@@ -335,32 +343,31 @@ def test_live_training_panel_start_frames_stop(page, lab):
     assert_no_errors(page, name)
     status = page.locator(".seqrep-status")
     figure = page.locator("img.seqrep-live-figure")
-    start = page.locator(".widget-button", has_text=re.compile(r"^\s*Start\s*$"))
-    stop = page.locator(".widget-button", has_text=re.compile(r"^\s*Stop\s*$"))
-    assert status.count() == figure.count() == start.count() == stop.count() == 1, (
-        "expected one panel (status line, live figure, Start, Stop) in the page, found "
-        f"{status.count()}, {figure.count()}, {start.count()}, {stop.count()}")
-    # The notebook presses Start itself once (a short broken run) and waits for it.
+    train, stop = _button(page, "Train"), _button(page, "Stop")
+    assert status.count() == figure.count() == train.count() == stop.count() == 1, (
+        "expected one panel (status line, live figure, Train, Stop) in the page, found "
+        f"{status.count()}, {figure.count()}, {train.count()}, {stop.count()}")
+    # The notebook presses Train itself once (a short broken run) and waits for it.
     assert status.inner_text().startswith("finished #1"), f"panel status after Run All: {status.inner_text()!r}"
     page.screenshot(path=_artifact(f"{name}-1-run-all"))
 
     # A broken run from the controls: the status line leads with the final validation
-    # accuracy, the best beside it, and the chance level (issue 20.1).
-    page.locator(".widget-toggle-button", has_text=re.compile(r"^\s*broken\s*$")).click()
+    # accuracy, the best beside it, the accuracy at init and the chance level (issues 20.1, 28).
+    _toggle(page, "broken")
     _type(page, "epochs", "3")
-    start.click()
+    train.click()
     ended = _ended(page, 2)
     assert re.match(r"finished #2: epoch 3/3 in \d+ s \| val acc (\d\.\d{3}) \(best \d\.\d{3} at epoch \d\), "
-                    r"balanced \d\.\d{3} \| chance: acc \d\.\d{3} \(majority class\), balanced "
-                    r"\d\.\d{3} \(1/\d+ classes\)", ended), f"status line of the broken run: {ended!r}"
+                    r"balanced \d\.\d{3} \| at init \d\.\d{3} \| chance: acc \d\.\d{3} \(majority class\), "
+                    r"balanced \d\.\d{3} \(1/\d+ classes\)", ended), f"status line of the broken run: {ended!r}"
     expect(page.locator(".seqrep-runs")).to_contain_text("broken", timeout=TRAIN_TIMEOUT * 1000)
     figure.scroll_into_view_if_needed()
     page.screenshot(path=_artifact(f"{name}-2-broken-run"))
 
-    page.locator(".widget-toggle-button", has_text=re.compile(r"^\s*fixed\s*$")).click()
+    _toggle(page, "fixed")
     _type(page, "epochs", str(PANEL_EPOCHS))
     page.evaluate(FRAMES)  # records every frame the live figure shows from now on
-    start.click()
+    train.click()
 
     # Two new frames while the run trains: the figure is redrawn live, not only at the end.
     page.wait_for_function("() => window.seqrepFrames.length >= 2", timeout=TRAIN_TIMEOUT * 1000)
@@ -382,7 +389,7 @@ def test_live_training_panel_start_frames_stop(page, lab):
     assert stopped, f"expected 'stopped #3 at epoch N/{PANEL_EPOCHS} ... (stop requested)', status line: {ended!r}"
     assert int(stopped[1]) < PANEL_EPOCHS, f"Stop did not end the run early: {ended!r}"
     # The buttons and the runs table follow the status line (the thread's last updates).
-    expect(start).to_be_enabled(timeout=TRAIN_TIMEOUT * 1000)
+    expect(train).to_be_enabled(timeout=TRAIN_TIMEOUT * 1000)
     expect(stop).to_be_disabled(timeout=TRAIN_TIMEOUT * 1000)
     expect(page.locator(".seqrep-runs")).to_contain_text("stopped", timeout=TRAIN_TIMEOUT * 1000)
     assert figure.evaluate("img => img.naturalWidth") > 0, "the live figure does not render as an image"
@@ -391,28 +398,84 @@ def test_live_training_panel_start_frames_stop(page, lab):
     page.screenshot(path=_artifact(f"{name}-4-stopped"))
     assert_no_errors(page, name)
 
+    # Issue 28: under the default init ("data") broken and fixed score alike; the status line
+    # must show the difference anyway: the broken representation gets no gradient.
+    _toggle(page, "data")
+    expect(page.get_by_label("model width", exact=True)).to_be_disabled()
+    expect(page.locator(".seqrep-init-reason")).to_contain_text("MiniRocket")
+    said, inits = {}, {}
+    for number, extraction in ((4, "broken"), (5, "fixed")):
+        _toggle(page, extraction)
+        _type(page, "epochs", "3")
+        train.click()
+        said[extraction] = _ended(page, number)
+        inits[extraction] = re.search(r"\| at init (\d\.\d{3}) \|", said[extraction])[1]
+        status.scroll_into_view_if_needed()
+        page.screenshot(path=_artifact(f"{name}-5-data-init-{extraction}"))
+    finding = page.locator(".seqrep-finding", has_text="no gradient reaches")
+    assert "no gradient reaches: representation" in said["broken"], said["broken"]
+    assert "no gradient reaches" not in said["fixed"], said["fixed"]
+    assert finding.count() == 0  # the fixed run's status shows no such line ...
+    assert inits["broken"] == inits["fixed"], inits  # ... from the same start
+    assert "learning rate applied (peak, per group): kernels" in said["fixed"]
+    expect(page.locator(".seqrep-runs")).to_contain_text("no gradient reaches: representation")
+    assert_no_errors(page, name)
+
+
+def test_shared_ipynb_shows_the_static_panel_in_jupyterlab(page, lab, executed_05):
+    """Issue 28: the executed 05_live_training.ipynb opened in JupyterLab showed its panel
+    under 26 red "disconnected" icons (saved widgets that no kernel backs). Saved without
+    widget state, it shows the panel's static snapshot: status line, last frame, runs table."""
+    import shutil
+
+    nb = nbformat.read(executed_05 / "05_live_training.ipynb", as_version=4)
+    fallback = next(o["data"]["text/plain"] for c in nb.cells for o in c.get("outputs", [])
+                    if str(o.get("data", {}).get("text/plain", "")).startswith("seqrep panel: "))
+    shutil.copy(executed_05 / "05_live_training.ipynb", lab.root / "shared_05.ipynb")
+    page.goto(lab.page_url("shared_05.ipynb"))
+    _wait_idle(page, KERNEL_TIMEOUT)
+    snapshot = page.locator(".seqrep-snapshot")
+    snapshot.wait_for(timeout=KERNEL_TIMEOUT * 1000)
+    snapshot.scroll_into_view_if_needed()
+    page.wait_for_timeout(2000)  # time for any widget view to be drawn (and flagged)
+    page.screenshot(path=_artifact("05-shared-ipynb-in-jupyterlab"))
+    shown = page.evaluate("""() => ({
+        disconnected: document.querySelectorAll('.jupyter-widgets-disconnected').length,
+        widgetErrors: [...document.querySelectorAll('.jp-OutputArea-output')]
+            .filter(o => /Error displaying widget/.test(o.innerText)).length,
+        frame: [...document.querySelectorAll('.seqrep-snapshot img')].map(i => i.naturalWidth),
+    })""")
+    assert shown == {"disconnected": 0, "widgetErrors": 0, "frame": [shown["frame"][0]]}, shown
+    assert shown["frame"][0] > 0, "the panel's last frame does not render"
+    text = snapshot.locator(".seqrep-status").inner_text().strip()
+    assert "seqrep panel: " + text.replace("\n", " | ") == fallback
+    assert "broken" in snapshot.locator(".seqrep-runs").inner_text()
+
 
 # --------------------------------------------------------------------------------------------
 # The shared HTML, offline
 # --------------------------------------------------------------------------------------------
 
 
-def _left_values(nb) -> dict[str, str]:
-    """The displayed panel's text boxes and extraction toggle as the executed notebook left
-    them (read from the widget state, under the panel output's model: the notebook's second,
-    undisplayed panel has the same controls)."""
-    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    root = next(o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for c in nb.cells
-                for o in c.get("outputs", []) if str(o.get("data", {}).get("text/plain", "")).startswith("seqrep panel: "))
-    values, todo = {}, [root]
+def _left_values(page_html: str) -> dict[str, str]:
+    """The displayed panel's text boxes and toggles as the executed notebook left them, read
+    from the widget state saved in the HTML page, under the model of its one widget output
+    (the panel; the notebook's second, undisplayed panel has the same controls)."""
+    def script(kind: str) -> dict:
+        found = re.search(rf'<script type="application/vnd.jupyter.widget-{kind}\+json">(.*?)</script>',
+                          page_html, re.S)
+        return json.loads(found[1])
+
+    state = script("state")["state"]
+    values, todo = {}, [script("view")["model_id"]]
     while todo:
         model = state[todo.pop()]
         s = model["state"]
         todo.extend(child.removeprefix("IPY_MODEL_") for child in s.get("children", []))
-        if model["model_name"] == "TextModel" and s.get("description") in ("epochs", "model width", "seed"):
+        if model["model_name"] == "TextModel" and s.get("description") in ("epochs", "model width", "random seed"):
             values[s["description"]] = s["value"]
-        if model["model_name"] == "ToggleButtonsModel" and s.get("description") == "extraction":
-            values["extraction"] = s["_options_labels"][s["index"]]
+        if model["model_name"] == "ToggleButtonsModel" and s.get("description") in ("extraction", "init"):
+            values[s["description"]] = s["_options_labels"][s["index"]]
     return values
 
 
@@ -440,19 +503,25 @@ def test_shared_html_renders_the_panel_offline(browser, executed_05):
         page.goto(html.as_uri())
         status = page.locator(".seqrep-status")
         status.wait_for(timeout=KERNEL_TIMEOUT * 1000)
-        left = _left_values(nb)
+        left = _left_values(html.read_text(encoding="utf-8"))
         assert left["extraction"] == "broken" and left["epochs"] == "2", left
-        for label in ("epochs", "model width", "seed"):
+        for label in ("epochs", "model width", "random seed"):
             assert page.get_by_label(label, exact=True).input_value() == left[label], label
-        toggles = page.locator(".widget-toggle-buttons", has=page.locator(".widget-label", has_text="extraction"))
-        active = toggles.locator(".widget-toggle-button.mod-active").inner_text().strip()
-        assert active == left["extraction"], f"extraction shows {active!r}, left at {left['extraction']!r}"
+        for label in ("extraction", "init"):
+            toggles = page.locator(".widget-toggle-buttons", has=page.locator(".widget-label", has_text=label))
+            active = toggles.locator(".widget-toggle-button.mod-active").inner_text().strip()
+            assert active == left[label], f"{label} shows {active!r}, left at {left[label]!r}"
+        # Issue 28: the page says its controls are inert, and is titled with the notebook's name.
+        note = page.locator(".seqrep-inert")
+        assert note.count() == 1 and note.is_visible() and "no kernel runs behind this page" in note.inner_text()
+        assert note.evaluate("n => n.nextElementSibling.classList.contains('jupyter-widgets')")
+        assert page.title() == "05_live_training"
         shown = status.inner_text().strip()
         assert shown.startswith("finished #1: epoch 2/2") and "chance: acc" in shown, shown
         assert "seqrep panel: " + shown.replace("\n", " | ") == fallback
         figure = page.locator("img.seqrep-live-figure")
         assert figure.evaluate("img => img.complete && img.naturalWidth > 0"), "the live figure is not drawn"
-        assert page.locator(".widget-button", has_text=re.compile(r"^\s*Start\s*$")).count() == 1
+        assert _button(page, "Train").count() == 1
         assert page.evaluate("document.fonts.check('900 12px \"Font Awesome 5 Free\"')"), "button icons missing"
         status.locator("xpath=..").screenshot(path=_artifact("05-offline-html-panel"))
     finally:

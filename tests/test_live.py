@@ -242,7 +242,7 @@ def _table(panel) -> tuple[list[str], list[list[str]]]:
 
 def test_panel_config_follows_the_widgets(panel):
     c = panel.controls
-    c["lr"].value, c["batch_size"].value, c["epochs"].value = 0.003, "4", "7"
+    c["lr"].value, c["batch_size"].value, c["epochs"].value = "0.003", "4", "7"
     c["kernel_sizes"].value, c["attention"].value, c["dropout"].value = "3, 5", False, 0.2
     c["remedy"].value, c["extraction"].value, c["seed"].value = "focal loss", "broken", "3"
     c["width"].value = "9"  # 3 branches with two kernel sizes
@@ -288,8 +288,8 @@ def test_panel_train_stop_keeps_log_checkpoint_and_status(panel):
     run_dir = panel.runs[0].run_dir
     _until(lambda: len(_epochs(run_dir)) >= 2, "two epochs in the run log")
     assert re.match(r"training #1: epoch \d+/10000, step \d+/\d+ \| val acc [\d.]+ \(best [\d.]+ at "
-                    r"epoch \d+\), balanced [\d.]+ \| chance: .* \| \d+ samples/s \| ETA [\d.]+ (s|min) \| ",
-                    panel.status_text), panel.status_text
+                    r"epoch \d+\), balanced [\d.]+ \| at init [\d.]+ \| chance: .* \| \d+ samples/s \| "
+                    r"ETA [\d.]+ (s|min|h) \| ", panel.status_text), panel.status_text
 
     out = io.StringIO()  # a terminal following the same run keeps working meanwhile
     seqrep.show_latest_epoch(run_dir, follow=True, interval=0.02, out=out, max_updates=2)
@@ -322,15 +322,16 @@ def test_panel_leads_with_the_final_accuracy_the_best_beside_it_and_chance(panel
     balanced = _epochs(run_dir)[-1]["val_balanced_accuracy"]
     counts = __import__("numpy").bincount(data[1].y)
     majority, k = counts.max() / counts.sum(), int((counts > 0).sum())
+    init = _start_event(run_dir)["init_eval"]["val_accuracy"]
     said = (f"val acc {final:.3f} (best {best:.3f} at epoch {best_epoch}), balanced {balanced:.3f} | "
-            f"chance: acc {majority:.3f} (majority class), balanced {1 / k:.3f} (1/{k} classes)")
+            f"at init {init:.3f} | chance: acc {majority:.3f} (majority class), balanced {1 / k:.3f} (1/{k} classes)")
     assert panel.status_text.startswith("finished #1: epoch 4/4 in ") and said in panel.status_text
     header, rows = _table(panel)
     assert rows[0][header.index("val acc (final)")] == f"{final:.3f}"
     assert rows[0][header.index("best val acc (epoch)")] == f"{best:.3f} ({best_epoch})"
     assert rows[0][header.index("chance acc / bal")] == f"{majority:.3f} / {1 / k:.3f}"
     assert header.index("val acc (final)") < header.index("best val acc (epoch)")
-    assert f"val acc {final:.3f} (best {best:.3f}) | chance {majority:.3f}" in panel.live.title
+    assert f"val acc {final:.3f} (best {best:.3f}) | at init {init:.3f} | chance {majority:.3f}" in panel.live.title
     chance_lines = [line.get_label() for line in panel.live._figure.axes["accuracy"].get_lines()
                     if line.get_label().startswith("chance")]
     assert chance_lines == [f"chance (majority class): {majority:.3f}", f"chance, balanced (1/{k}): {1 / k:.3f}"]
@@ -349,8 +350,8 @@ def test_panel_run_best_and_final_when_they_differ():
     ("batch_size", "0", "batch size '0' is out of range; write a whole number >= 1."),
     ("batch_size", "2.5", "batch size '2.5' is not a whole number"),
     ("batch_size", "1e3", "batch size 1000 is larger than the training set of tiny"),  # 1e3 is 1000, not 13
-    ("epochs", "-3", "epochs '-3' is out of range; write a whole number >= 1, or 'auto'."),
-    ("epochs", "", "epochs is empty; write a whole number >= 1, or 'auto'."),
+    ("epochs", "-3", "epochs '-3' is out of range; write a whole number from 1 to 100000, or 'auto'."),
+    ("epochs", "", "epochs is empty; write a whole number from 1 to 100000, or 'auto'."),
     ("width", "2", "model width '2' is out of range; write a whole number >= 4."),
     ("width", "abc", "model width 'abc' is not a number"),
     ("kernel_sizes", "3, 5, 7, 9, 11", "width 8 does not divide over 6 branches (5 kernel sizes + max-pool); use 6 or 12"),
@@ -386,7 +387,7 @@ def test_panel_rewrites_what_it_accepts_as_it_will_run(panel, control, typed, sh
     else:  # automatic epochs: the log has the number planned, the table says it was automatic
         assert panel.runs[0].config.epochs == 0 and logged["epochs"] == panel.runs[0].epochs > 1
         header, rows = _table(panel)
-        assert rows[0][header.index("epochs done")].endswith(f"/{logged['epochs']} (auto)")
+        assert f"/{logged['epochs']} (auto)" in rows[0][header.index("epochs done")]
 
 
 def test_panel_shows_and_logs_the_width_that_trains(panel):
@@ -419,7 +420,7 @@ def test_panel_locks_its_controls_while_a_run_trains(panel):
 def test_panel_runs_table_and_overlay_list_tell_runs_apart(panel):
     """Issue 20.4: two columns headed 'epochs'; a 4-row list whose entries were cut off and
     looked alike; legends named runs by their directories."""
-    for lr, epochs in ((0.003, "2"), (0.01, "2"), (0.01, "2"), (0.01, "1")):
+    for lr, epochs in (("0.003", "2"), ("0.01", "2"), ("0.01", "2"), ("0.01", "1")):
         panel.controls["epochs"].value, panel.controls["lr"].value = epochs, lr
         panel.train_button.click()
         assert panel.wait(TIMEOUT)
@@ -534,7 +535,7 @@ def test_panel_reports_a_failed_run_instead_of_raising(panel, monkeypatch):
 def test_panel_display_data_carries_a_static_fallback(panel):
     """Issue 18: viewers without widget JavaScript show the last frame and the status line."""
     bundle = panel._repr_mimebundle_()
-    assert set(bundle) == {"application/vnd.jupyter.widget-view+json", "text/plain"}  # no frame yet
+    assert set(bundle) == {"application/vnd.jupyter.widget-view+json", "text/plain", "text/html"}  # no frame yet
     assert bundle["text/plain"] == "seqrep panel: ready: set the controls and press Train"
     panel.controls["epochs"].value = "1"
     panel.train_button.click()
@@ -576,3 +577,178 @@ with open({str(tmp_path / "final.png")!r}, "wb") as f:
     final = (tmp_path / "final.png").read_bytes()
     assert base64.b64decode(outputs[0].data["image/png"]) == final
     assert not (tmp_path / "run" / live.LIVE_PNG).exists()  # drawn into the notebook instead
+
+
+# ---------------------------------------------------------------------- issue 28: the truth of a run
+
+
+def test_liveplot_starts_the_validation_curves_at_the_init(data, tmp_path):
+    """Issue 28: no point before the first step; the init's own accuracy was logged but not shown."""
+    plot = live.LivePlot(to="file", min_interval=0)
+    result = _fit(data, tmp_path, TINY.replace(epochs=2), [plot])
+    init = _start_event(result.run_dir)["init_eval"]
+    xs, ys = plot._figure.lines["val_accuracy"].get_data()
+    assert xs[0] == 0 and ys[0] == init["val_accuracy"] and len(xs) == 3
+    assert plot._figure.lines["train_accuracy"].get_xdata()[0] == 1  # training has no "before"
+    assert f"at init {init['val_accuracy']:.3f}" in plot.title
+    assert plot._figure.axes["accuracy"].get_xlim()[0] < 0  # the point at 0 is not cut in half
+
+
+def test_panel_broken_under_the_default_init_says_the_representation_gets_no_gradient(data, tmp_path):
+    """Issue 28: with init "data" broken and fixed scored alike and nothing said why."""
+    panel = seqrep.Panel(TrainConfig(epochs=2, batch_size=8), datasets={"tiny": data}, root=tmp_path,
+                         min_interval=0.05)
+    texts = {}
+    for extraction in ("broken", "fixed"):
+        panel.controls["extraction"].value = extraction
+        panel.train_button.click()
+        assert panel.wait(TIMEOUT) and panel.runs[-1].state == "finished", panel.status_text
+        texts[extraction] = panel.status_text
+    broken, fixed = panel.runs
+    assert broken.config.model.init == fixed.config.model.init == "data"
+    assert "no gradient reaches: representation (in every epoch so far): it does not learn" in texts["broken"]
+    assert "[stale_parameter] " in texts["broken"]
+    assert "no gradient reaches" not in texts["fixed"]
+    # Both start from the same fitted init; the status line says so beside the final accuracy.
+    assert broken.init_eval == fixed.init_eval
+    assert f"at init {broken.init_eval['val_accuracy']:.3f}" in texts["broken"]
+    # The rates the optimizer applies, per group, not the box's 1e-2 alone.
+    assert all(f"{name} {rate:.1e}" in texts["fixed"] for name, rate in fixed.peak_lr.items())
+    assert list(fixed.peak_lr) == ["kernels", "thresholds", "scorers", "readout"]
+    assert max(fixed.peak_lr.values()) < fixed.config.lr
+    header, rows = _table(panel)
+    assert rows[0][header.index("found")].startswith("no gradient reaches: representation")
+    assert rows[0][header.index("val acc at init")] == f"{broken.init_eval['val_accuracy']:.3f}"
+    # width and kernel sizes did not shape these runs: no column, no label says they did
+    assert "width" not in header and "width" not in panel.selection.options[0][0]
+
+
+def test_panel_says_why_a_control_is_off(panel):
+    panel.controls["init"].value = "data"
+    assert panel.controls["width"].disabled and "MiniRocket" in panel.init_note.value
+    assert panel.controls["width"].tooltip == live.panel.INIT_NOTES["data"]
+    panel.controls["init"].value = "random"
+    assert panel.init_note.value == "" and panel.controls["width"].tooltip == panel.controls["width"].placeholder
+
+
+@pytest.mark.parametrize(("typed", "message"), [
+    ("-0.01", "learning rate '-0.01' is out of range; write a number above 0 and at most 1"),
+    ("5", "learning rate '5' is out of range"),
+    ("0", "learning rate '0' is out of range"),
+    ("fast", "learning rate 'fast' is not a number"),
+    ("nan", "learning rate 'nan' is out of range"),
+])
+def test_panel_learning_rate_is_refused_never_clamped(panel, typed, message):
+    """Issue 28: -0.01 and 1e-7 became 1e-5 and 5 became 1.0 without a word."""
+    panel.controls["lr"].value = typed
+    panel.train_button.click()
+    assert f"cannot start: {message}" in panel.status_text and panel.runs == []
+    assert panel.controls["lr"].value == typed
+
+
+def test_panel_learning_rate_runs_as_typed(panel):
+    panel.controls["lr"].value = "1e-7"
+    assert panel.config().lr == 1e-7  # not raised to a slider's minimum
+
+
+def test_panel_refuses_epochs_beyond_any_useful_run(panel):
+    panel.controls["epochs"].value = "1e9"
+    panel.train_button.click()
+    assert "epochs '1e9' is out of range; write a whole number from 1 to 100000, or 'auto'" in panel.status_text
+    assert panel.runs == []
+
+
+def test_panel_warns_of_a_long_run_with_its_eta(panel, monkeypatch):
+    monkeypatch.setattr(live.panel, "LONG_RUN", 0.0)  # any run is "long": the warning's words
+    panel.controls["epochs"].value = "10000"
+    panel.train_button.click()
+    _until(lambda: "take" in panel.status_text, "the long-run warning")
+    assert re.search(r"the 10,000 epochs of run #1 take [\d.,]+ (s|min|h|days) more; OneCycle's warm-up "
+                     r"alone lasts [\d.,]+ (s|min|h|days)\. Stop ends it", panel.status_text), panel.status_text
+    assert "seqrep-notice-warning" in panel.status.value
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(12.4, "12 s"), (150, "2.5 min"), (3 * 3600, "3.0 h"),
+                                               (3 * 86400, "3 days"), (35080794.1 * 60, "66.7 years")])
+def test_one_duration_format(seconds, said):
+    assert live.figure.duration(seconds) == said
+
+
+def test_panel_partial_epoch_is_no_epoch_done():
+    """Issue 28: '1/20' for 14 of 25 steps, and 'best' taken from that partial epoch."""
+    run = live.PanelRun(1, Path("r"), TINY, "tiny", epochs=20, steps_per_epoch=25)
+    run.record({"epoch": 0, "val_accuracy": 0.5})
+    run.record({"epoch": 1, "val_accuracy": 0.9, "partial": True, "steps": 14})
+    assert run.progress() == "1/20 + 14/25 steps" and run.done() == 1
+    assert run.best_val_accuracy == 0.5 and run.best_epoch == 0
+    assert run.accuracy().startswith("val acc 0.900 (after 14 steps of epoch 2) (best 0.500 at epoch 1)")
+
+
+def test_panel_stopped_mid_epoch_says_where_and_one_duration(panel, monkeypatch):
+    class StopMidEpoch(seqrep.Callback):  # what a Stop click three steps into epoch 2 does
+        def after_step(self, state):
+            if state.epoch == 1 and state.step == 2:
+                state.request_stop("stop requested")
+
+    real_fit = live.panel.fit
+    monkeypatch.setattr(live.panel, "fit", lambda *args, callbacks=(), **kwargs: real_fit(
+        *args, callbacks=[*callbacks, StopMidEpoch()], **kwargs))
+    panel.controls["epochs"].value = "10000"
+    panel.train_button.click()
+    assert panel.wait(TIMEOUT)
+    run = panel.runs[0]
+    last = _epochs(run.run_dir)[-1]
+    assert last["epoch"] == 1 and last["partial"] and last["steps"] == 3, last
+    assert panel.status_text.startswith("stopped #1 at epoch 2/10000, step 3/5 (1 epoch done)"), panel.status_text
+    assert run.progress() == "1/10000 + 3/5 steps" and run.best_epoch == 0
+    # one duration: the status line and the live figure's title count from fit's start
+    status = float(re.search(r"in (\d+) s \|", panel.status_text)[1])
+    title = float(re.search(r"\| (\d+) s \|", panel.live.title)[1])
+    assert abs(status - title) <= 1, (panel.status_text, panel.live.title)
+
+
+def test_a_new_panel_stops_the_run_an_older_one_trains(panel, data, tmp_path):
+    """Issue 28: re-running the panel's cell left its run training with no Stop button."""
+    panel.controls["epochs"].value = "10000"
+    panel.train_button.click()
+    run = panel.runs[0]
+    _until(lambda: len(_epochs(run.run_dir)) >= 1, "an epoch in the run log")
+    again = seqrep.Panel(TINY, datasets={"tiny": data}, root=tmp_path / "again")
+    assert not panel.running and run.state == "stopped"
+    assert "a new panel replaced the one training run #1: that run stopped at " in again.status_text
+    assert str(run.run_dir) in again.status_text and "seqrep-notice-warning" in again.status.value
+    assert seqrep.Panel(TINY, datasets={"tiny": data}, root=tmp_path / "idle").status_text.startswith("ready")
+
+
+def test_overlay_selects_the_latest_runs_and_labels_what_differs_among_them(panel, data, tmp_path):
+    """Issue 28: every Train re-selected all runs; legends listed settings that differ across
+    all runs so far; 14 runs made a 2510 px strip."""
+    import shutil
+
+    from PIL import Image
+
+    logged = _fit(data, tmp_path / "logged", TINY.replace(epochs=2)).run_dir
+    for number in range(1, 15):  # 14 runs: lr differs in all, width only between #1 and the rest
+        run_dir = tmp_path / f"run{number}"
+        shutil.copytree(logged, run_dir)
+        config = TINY.replace(lr=number / 1000, model={"width": 12 if number == 1 else 8})
+        panel.runs.append(live.PanelRun(number, run_dir, config, "tiny", state="finished"))
+        panel._refresh_runs(new=number - 1)
+    assert panel.selection.value == tuple(range(8, 14))  # the latest six
+    panel.overlay_button.click()
+    assert panel.overlay_labels == [f"#{n} lr={n / 1000:g}" for n in range(9, 15)]  # width is the same among them
+    width, height = Image.open(io.BytesIO(bytes(panel.overlay_figure.value))).size
+    assert width <= 1200 and height <= 500, (width, height)
+    panel.selection.value = (0, 13)  # the user's choice is kept
+    panel.overlay_button.click()
+    assert panel.overlay_labels == ["#1 width=12, lr=0.001", "#14 width=8, lr=0.014"]
+
+
+def test_panel_static_snapshot_holds_status_frame_and_table(panel):
+    panel.controls["epochs"].value = "1"
+    panel.train_button.click()
+    assert panel.wait(TIMEOUT)
+    snapshot = panel._repr_mimebundle_()["text/html"]
+    assert panel.status.value in snapshot and panel.table.value in snapshot
+    assert "data:image/png;base64," + panel._repr_mimebundle_()["image/png"] in snapshot
+    assert "no kernel is behind it" in snapshot

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -84,21 +85,37 @@ def _panel_outputs(nb) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_executed_panel_output_carries_a_png_and_a_text_fallback(executed_05):
+def test_executed_panel_output_is_its_static_snapshot(executed_05):
+    """Issue 28: the shared .ipynb carried the widget state, which JupyterLab draws with no
+    kernel behind it under a red "disconnected" icon per widget (tests/test_browser.py
+    measures what it shows). It keeps the static snapshot; the HTML page keeps the widgets."""
     import base64
 
     nb = nbformat.read(executed_05 / "05_live_training.ipynb", as_version=4)
     outputs = _panel_outputs(nb)
     assert len(outputs) == 1, f"expected one panel output (the fallback beside the widget), got {len(outputs)}"
     data = outputs[0]["data"]
-    assert set(data) == {"application/vnd.jupyter.widget-view+json", "image/png", "text/plain"}
+    assert set(data) == {"text/html", "image/png", "text/plain"}
+    assert "widgets" not in nb.metadata
     assert base64.b64decode(data["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")
     # The last frame and status line of the run the notebook starts in the panel, not of its
     # empty start: the display was updated when the run ended.
     assert data["text/plain"].startswith("seqrep panel: finished #1: epoch 2/2")
     assert "chance: acc" in data["text/plain"] and "\n" not in data["text/plain"]
-    model_id = data["application/vnd.jupyter.widget-view+json"]["model_id"]
-    assert model_id in nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert f"data:image/png;base64,{data['image/png']}" in data["text/html"] and "seqrep-runs" in data["text/html"]
+    page = (executed_05 / "05_live_training.html").read_text(encoding="utf-8")
+    assert page.count('type="application/vnd.jupyter.widget-view+json"') == 1
+    assert 'type="application/vnd.jupyter.widget-state+json"' in page
+
+
+@pytest.mark.slow
+def test_html_pages_are_titled_and_say_their_widgets_are_inert(executed_05):
+    """Issue 28: every page was titled "Notebook"; the panel's controls looked live."""
+    page = (executed_05 / "05_live_training.html").read_text(encoding="utf-8")
+    assert "<title>05_live_training</title>" in page
+    note = page.index("class=\"seqrep-inert\"")
+    assert "no kernel runs behind this page" in page[note:note + 400]
+    assert note < page.index('type="application/vnd.jupyter.widget-view+json"')
 
 
 @pytest.mark.slow
@@ -118,6 +135,23 @@ def test_html_export_loads_nothing_from_the_network(executed_05):
 
 
 @pytest.mark.slow
+def test_a_quick_build_says_so_in_its_index(executed_05):
+    """Issue 28: a --quick build's index looked like the notebooks' results."""
+    index = (executed_05 / "index.html").read_text(encoding="utf-8")
+    assert "<b>Quick build</b> (every notebook: <code>quick=True</code>)" in index
+    assert index.index("Quick build") < index.index("<table")
+    assert "quick=True" in next(line for line in index.split("<tr>") if "05_live_training" in line)
+
+
+def test_a_full_build_has_no_quick_note():
+    from seqrep.notebooks import _quick_note
+
+    assert _quick_note([{"notebook": "01", "parameters": {}}, {"notebook": "02", "parameters": {"epochs": 30}}]) == ""
+    assert "(02: " in _quick_note([{"notebook": "01", "parameters": {}},
+                                    {"notebook": "02", "parameters": {"quick": True}}])
+
+
+@pytest.mark.slow
 def test_index_shows_each_notebooks_headline_figure_beside_its_key_numbers(executed_05):
     from PIL import Image
 
@@ -128,10 +162,15 @@ def test_index_shows_each_notebooks_headline_figure_beside_its_key_numbers(execu
     assert max(Image.open(thumb).size) <= 400
     row = next(line for line in index.split("<tr>") if "05_live_training" in line)
     assert row.index("<img src='thumbs/05_live_training.png'") < row.index("fixed_val_accuracy = ")
-    # The headline figure is the notebook's last one: the overlay of broken and fixed.
+    # The headline figure is the tagged one (broken vs fixed from the init, one panel), drawn
+    # at a size the 400 px thumbnail shrinks by less than half (issue 28: 05's was unreadable).
+    from seqrep.notebooks import _headline_png
+
     nb = nbformat.read(executed_05 / "05_live_training.ipynb", as_version=4)
-    last = next(c for c in reversed(nb.cells) if any("image/png" in o.get("data", {}) for o in c.get("outputs", [])))
-    assert "seqrep.plot_runs(" in last.source
+    tagged = [c for c in nb.cells if "headline" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "accuracy_from_init" in tagged[0].source
+    full = Image.open(io.BytesIO(_headline_png(nb)))
+    assert full.size[0] <= 2 * Image.open(thumb).size[0], (full.size, Image.open(thumb).size)
 
 
 def test_headline_figure_prefers_a_tagged_cell():

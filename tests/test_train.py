@@ -628,3 +628,23 @@ def test_sizes_beyond_memory_are_refused_before_allocating(monkeypatch):
     with pytest.raises(seqrep.SeqrepError, match=r"does not fit in memory \(one of its tensors alone needs 4.8 GiB\); "
                        r"use a smaller width"):
         seqrep.build_model(TINY, DataShape(1, 4, 40))
+
+
+def test_the_start_record_holds_the_validation_metrics_before_the_first_step(data, tmp_path):
+    """Issue 28: the live curves start at the init's own accuracy; a resumed run keeps it."""
+    train, val = data
+    untouched = seqrep.evaluate(seqrep.build_model(TINY, train), val)  # the same seed: the same init
+    seen = []
+
+    class Sees(seqrep.Callback):
+        def before_fit(self, state):
+            seen.append(dict(state.init_eval))
+
+    _fit(data, tmp_path, callbacks=[Sees(), StopAt(1, step=1)])
+    start = next(r for r in seqrep.read_log(tmp_path) if r.get("event") == "start")
+    assert start["init_eval"] == {f"val_{k}": v for k, v in untouched.items()} == seen[0]
+    _fit(data, tmp_path, resume=True, callbacks=[Sees()])
+    assert seen[1] == seen[0]  # read back from the log, not measured on the trained model
+    result = seqrep.fit(seqrep.build_model(TINY, train), train, None, TINY, tmp_path / "no-val",
+                        progress=False, verbose=False)
+    assert next(r for r in seqrep.read_log(result.run_dir) if r.get("event") == "start")["init_eval"] == {}

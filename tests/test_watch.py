@@ -245,3 +245,28 @@ def test_the_doctor_refuses_what_is_no_model_or_optimizer():
         watch(model, "adam").start()
     with pytest.raises(seqrep.SeqrepError, match=r"check_training: model must be a torch.nn.Module, got NoneType"):
         seqrep.check_training(None, (torch.zeros(2, 3), torch.zeros(2, dtype=torch.long)))
+
+
+def test_a_warning_names_the_module_not_a_file_path():
+    """Issue 28: a TrainingWarning printed the path of torch's optimizer (or of this checkout)
+    into notebook outputs that are shared."""
+    import os
+
+    model = _model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with watch(model, optimizer) as w:
+            for loss in _loop(model, optimizer, zero_grad=False):
+                w.after_loss(loss)
+    found = [c for c in caught if issubclass(c.category, TrainingWarning)]
+    assert found and all(c.filename == "seqrep.doctor.watch" for c in found)
+    shown = warnings.formatwarning(found[0].message, found[0].category, found[0].filename, found[0].lineno)
+    assert shown.startswith("seqrep.doctor.watch:") and os.sep not in shown.split("TrainingWarning")[0], shown
+    with warnings.catch_warnings(record=True) as caught:  # filtered by module, as any warning
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", module="seqrep.doctor.watch")
+        with watch(model, optimizer) as w:
+            for loss in _loop(model, optimizer, zero_grad=False):
+                w.after_loss(loss)
+    assert w.findings and not [c for c in caught if issubclass(c.category, TrainingWarning)]

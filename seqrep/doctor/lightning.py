@@ -9,10 +9,9 @@ Lightning is imported only when the callback is created, so seqrep works without
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Iterable
 
-from ..errors import SeqrepError
+from ..errors import SeqrepError, warn
 from .batch import tensors
 from .report import BLOCKING, TrainingBugError
 from .training import check_training
@@ -65,15 +64,15 @@ def _callback_class():
                 self.report = _check(self.options, trainer, pl_module, batch)
             except Exception as err:  # the detector must never abort the user's run
                 self.failed = True
-                warnings.warn(f"DoctorCallback could not check the first batch and lets training go on: "
-                              f"{err}", TrainingWarning, stacklevel=2)
+                warn(f"DoctorCallback could not check the first batch and lets training go on: {err}",
+                     TrainingWarning)
                 return
             o = self.options
             blocking = [f for f in self.report.findings if f.kind in BLOCKING]
             if blocking and o["on_blocking"] == "raise":
                 raise TrainingBugError(f"DoctorCallback: training would not learn.\n{self.report.verdict()}")
             if self.report.findings:
-                warnings.warn(f"DoctorCallback: {self.report.verdict()}", stacklevel=2)
+                warn(f"DoctorCallback: {self.report.verdict()}")
             if o["watch"]:
                 self.watch = watch(pl_module, trainer.optimizers[0], on_finding=o["watch"]).start()
 

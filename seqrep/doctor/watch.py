@@ -20,12 +20,11 @@ once; warn by default, raise with on_finding="raise", or only record with "recor
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import nn
 
-from ..errors import SeqrepError
+from ..errors import SeqrepError, warn
 from .batch import MODE_DEPENDENT
 from .graph import matches, outermost
 from .report import Finding, TrainingBugError, _plural
@@ -250,7 +249,7 @@ class Watch:
         if self.on_finding == "raise":
             raise TrainingBugError(f"watch: {text}")
         if self.on_finding == "warn":
-            warnings.warn(text, TrainingWarning, stacklevel=4)
+            warn(text, TrainingWarning)
 
 
 def watch(model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, *,

@@ -23,7 +23,7 @@ from ..callbacks import Callback, FitState
 from ..errors import SeqrepError
 from ..plots import chance_label, chance_levels
 
-__all__ = ["LIVE_PNG", "LivePlot"]
+__all__ = ["LIVE_PNG", "LivePlot", "duration"]
 
 LIVE_PNG = "live.png"
 _MAX_STEP_POINTS = 2000  # per-step curves are thinned to this many points when drawn
@@ -32,6 +32,20 @@ _MAX_STEP_POINTS = 2000  # per-step curves are thinned to this many points when 
 # --------------------------------------------------------------------------------------------
 # Where frames go
 # --------------------------------------------------------------------------------------------
+
+
+def duration(seconds: float) -> str:
+    """Seconds as people read them, the one format of every duration the live displays show:
+    '12 s', '3.5 min', '2.1 h', '41 days', '66.7 years'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    if seconds < 2 * 365 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    return f"{seconds / (365.25 * 86400):,.1f} years"
 
 
 def _in_kernel() -> bool:
@@ -127,6 +141,11 @@ def _legend_above(ax, columns: int, right: bool = False) -> None:
               handletextpad=0.4, labelspacing=0.25)
 
 
+def _x_limits(epochs: int) -> tuple[float, float]:
+    """The whole run, with room left of epoch 0 for the point before the first step."""
+    return (-0.02 * epochs, float(epochs))
+
+
 def _num(value) -> float:
     return math.nan if value is None else float(value)
 
@@ -156,7 +175,7 @@ class _LiveFigure:
         # label on every full redraw, a third of its cost.
         for ax in axes.values():
             ax.grid(alpha=0.3)
-            ax.set_xlim(0, epochs)
+            ax.set_xlim(*_x_limits(epochs))
             ax.yaxis.set_label_coords(-0.09, 0.5)
         for ax in grid[0]:
             ax.tick_params(labelbottom=False)  # the bottom row's epoch axis serves both
@@ -210,12 +229,12 @@ class _LiveFigure:
         peaks = list(peak_lr.values())
         if len(peaks) > 1 and max(peaks) >= 10 * min(peaks):
             _log_y(ax)
-            ax.set_title("learning rate (per step)", y=1.0, loc="left")
+            ax.set_title("learning rate applied (per step)", y=1.0, loc="left")
             ax.set(ylabel="learning rate", ylim=(1e-3 * min(peaks), 2 * max(peaks)))
             lines = [ax.plot([], [], label=name)[0] for name in peak_lr]
             _legend_above(ax, columns=2, right=True)
             return lines
-        ax.set_title("learning rate (per step)", y=1.0)
+        ax.set_title("learning rate applied (per step)", y=1.0)
         ax.set(ylabel="learning rate", ylim=(0, 1.1 * max(peaks)))
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
         return [ax.plot([], [], color="C3" if i == 0 else None, label=name)[0] for i, name in enumerate(peak_lr)]
@@ -234,13 +253,18 @@ class _LiveFigure:
         return self.grad[name]
 
     def update(self, epochs_x: list[float], records: list[dict], steps: list[tuple], title: str,
-               epochs: int) -> None:
-        if self.axes["loss"].get_xlim()[1] != epochs:  # a time budget re-planned the run
+               epochs: int, initial: dict | None = None) -> None:
+        """Draw the epoch records at epochs_x, the per-step (x, loss, lrs) and `initial`, the
+        validation metrics before the first step (drawn at epoch 0)."""
+        initial = initial or {}
+        if self.axes["loss"].get_xlim() != _x_limits(epochs):  # a time budget re-planned the run
             for ax in self.axes.values():
-                ax.set_xlim(0, epochs)
+                ax.set_xlim(*_x_limits(epochs))
             self.background = None
         for key, line in self.lines.items():
-            line.set_data(epochs_x, [_num(r.get(key)) for r in records])
+            # Validation curves start at epoch 0, the model as it starts (`FitState.init_eval`).
+            start = [(0.0, _num(initial[key]))] if key in initial else []
+            line.set_data([x for x, _ in start] + epochs_x, [y for _, y in start] + [_num(r.get(key)) for r in records])
         thin = steps[:: max(1, math.ceil(len(steps) / _MAX_STEP_POINTS))]
         self.step_loss.set_data([s[0] for s in thin], [s[1] for s in thin])
         for i, line in enumerate(self.lr):
@@ -308,9 +332,11 @@ class _LiveFigure:
 
 class LivePlot(Callback):
     """A `fit` callback drawing the run as it trains: train/validation loss and accuracy,
-    validation balanced accuracy, the learning rate of every optimizer group (per step) and
-    per-component gradient norm,
-    with the run, epoch, step and elapsed seconds in the title.
+    validation balanced accuracy, the learning rate the optimizer applies to each of its groups
+    (per step) and per-component gradient norm, with the run, epoch, step and time since `fit`
+    started (its set-up included, as `FitResult.seconds`) in the title. The validation curves
+    start at epoch 0 with the model as it starts (`FitState.init_eval`), so what training adds
+    is the distance from that point.
 
     to: "auto" (default) draws into the notebook when running in a Jupyter kernel and writes
     `run_dir/live.png` otherwise (scripts, the CLI); "display" or "file" force one of them; a
@@ -366,13 +392,14 @@ class LivePlot(Callback):
             self._show, self.path = _widget_sink(self.to), None
         val = state.val
         self.chance = chance_levels(val.y) if val is not None and len(val) else None
+        self._initial, self._fit_started = dict(state.init_eval), state.started
         self._figure = _LiveFigure(state.config.epochs, state.peak_lr, self.figsize, self.dpi,
                                    list(state.components), self.chance)
         self._records = list(state.history)  # a resumed run starts from its logged epochs
         self._steps: list[tuple[float, float, tuple[float, ...]]] = []
         # The first frame comes min_interval into the run, at a step or epoch end: drawn at
         # the start it would show empty axes, and cost a full redraw more.
-        self._started = self._last = self._share_from = t
+        self._last = self._share_from = t
         self._share_spent = 0.0
         self.redraws, self.draw_seconds, self.seconds = 0, 0.0, 0.0
         self.seconds += time.perf_counter() - t
@@ -415,17 +442,22 @@ class LivePlot(Callback):
 
     def _title(self, state: FitState, phase: str) -> str:
         """Two lines: the run and what it is doing; where it is, how long it took, the latest
-        validation accuracy with the best so far beside it, and the chance level."""
+        validation accuracy with the best complete epoch's beside it (a partial epoch, the
+        steps a stop left, is no epoch), the accuracy at the start, and the chance level."""
         epochs, per_epoch = state.config.epochs, max(state.steps_per_epoch, 1)
         done, step = divmod(state.global_step, per_epoch)
         where = (f"epoch {done + 1}/{epochs}, step {step}/{per_epoch}" if step
                  else f"{done}/{epochs} epochs done")
-        line = [where, f"{time.perf_counter() - self._started:.0f} s"]
-        scored = [r["val_accuracy"] for r in self._records if r.get("val_accuracy") is not None]
+        line = [where, duration(time.perf_counter() - self._fit_started)]
+        scored = [r for r in self._records if r.get("val_accuracy") is not None]
+        complete = [r["val_accuracy"] for r in scored if not r.get("partial")]
         if scored:
-            line.append(f"val acc {scored[-1]:.3f} (best {max(scored):.3f})")
-            if self.chance:
-                line.append(f"chance {self.chance['accuracy']:.3f}")
+            line.append(f"val acc {scored[-1]['val_accuracy']:.3f}"
+                        + (f" (best {max(complete):.3f})" if complete else ""))
+        if self._initial.get("val_accuracy") is not None:
+            line.append(f"at init {self._initial['val_accuracy']:.3f}")
+        if self.chance and (scored or self._initial):
+            line.append(f"chance {self.chance['accuracy']:.3f}")
         # Run directories start with a timestamp: the name after it is what tells runs apart.
         name = re.sub(r"^\d{8}-\d{6}-\d+-", "", Path(state.run_dir).name)
         return f"{name}: {phase}\n" + " | ".join(line)
@@ -434,7 +466,7 @@ class LivePlot(Callback):
         t = time.perf_counter()
         xs = [self._epoch_x(r, state.steps_per_epoch) for r in self._records]
         self.title = self._title(state, phase)
-        self._figure.update(xs, self._records, self._steps, self.title, state.config.epochs)
+        self._figure.update(xs, self._records, self._steps, self.title, state.config.epochs, self._initial)
         self.png = self._figure.png()
         self._show(self.png)
         self.redraws += 1

@@ -3,12 +3,16 @@ figure, and the runs of the session with a one-click overlay. Training runs in a
 thread, so the kernel keeps handling the Stop click; the session's runs are changed under a
 lock, so what the kernel's thread reads of them is never half-updated.
 
-What it shows is what ran: number boxes are parsed as typed (a value that cannot run is
-refused in the status line, never clamped), a setting the model changes (the width under
-automatic kernel sizes) is changed in its control with the reason, and the controls are
-locked while a run trains. Its display data carries a static fallback (the last frame of the
-live figure and the status line, as of the last `wait()`) for viewers that do not run widget
-JavaScript.
+What it shows is what ran: number boxes, the learning rate's too, are parsed as typed (a
+value that cannot run is refused in the status line, never clamped), a setting the model
+changes (the width under automatic kernel sizes) is changed in its control with the reason,
+a control the chosen init has no use for is disabled with the reason beside it, and the
+controls are locked while a run trains. The status line leads with the truth of the run: the
+final validation accuracy beside the accuracy at init (what training added) and the chance
+level, then what the doctor and the gradient statistics found (no gradient, stale
+parameters, blocking findings), then the learning rate each optimizer group gets. Its display
+data carries a static fallback (the last frame of the live figure, the status line and the
+runs table, as of the last `wait()`) for viewers that do not run widget JavaScript.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +35,7 @@ from ..build import build_model
 from ..callbacks import Callback, FitState
 from ..config import RANDOM_INIT_ONLY, ModelSpec, TrainConfig
 from ..data import list_datasets, load_train_val
+from ..doctor import BLOCKING
 from ..errors import SeqrepError
 from ..imbalance import PLAIN, REMEDIES, remedy_of
 from ..plots import (
@@ -40,15 +46,31 @@ from ..plots import (
     history,
     plot_runs,
 )
+from ..runlog import read_log
 from ..train import check_fit_inputs, fit, new_run_dir
-from .figure import LivePlot
+from .figure import LivePlot, duration
 
 __all__ = ["SHIPPED_DATASETS", "Panel", "PanelRun", "default_datasets", "parse_kernel_sizes",
-           "parse_whole"]
+           "parse_rate", "parse_whole"]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 SEED_MAX = 2**31 - 1  # seeds derived from it per epoch stay inside torch's and numpy's range
 DOUBLE_CLICK = 1.0  # s: a Train click this soon after a run started is the second click of a double-click
+LR_MAX = 1.0  # the learning-rate box's upper bound: AdamW at a peak above 1 diverges on every model here
+# Epochs beyond this are refused: 100,000 epochs of the post-mortem's scenario (25 steps each)
+# already take about 35 h on the 2-core machine the notebooks are measured on.
+EPOCHS_MAX = 100_000
+LONG_RUN = 3600.0  # s: a run whose ETA exceeds this is told so in a warning, with the ETA
+OVERLAY_MAX = 6  # runs selected for the overlay by default: more make its legend unreadable
+INIT_NOTES = {
+    "data": ("init 'data': model width and kernel sizes are MiniRocket's (84 kernels of length 9), "
+             "so their boxes are off; each parameter group trains at its own fraction of the learning "
+             "rate, shown under the status line when a run starts."),
+    "random": "",
+}
+# Every live panel of this process: a new one stops a run an older one still trains (re-running
+# the panel's cell would otherwise leave that run training with no Stop button on screen).
+_PANELS: weakref.WeakSet = weakref.WeakSet()
 _COLORS = {"error": "#b00020", "warning": "#8a4b00", "info": "#1f4e79"}
 
 
@@ -66,12 +88,11 @@ def _controls(c: TrainConfig, datasets: list[str]) -> dict:
                       continuous_update=False, style=style)
 
     return {
-        "lr": w.FloatLogSlider(value=c.lr, base=10, min=-5, max=0, step=0.1,
-                               description="learning rate", readout_format=".1e",
-                               continuous_update=False, style=style),
+        "lr": number(f"{c.lr:g}", "learning rate",
+                     f"the peak rate, a number in (0, {LR_MAX:g}], e.g. 1e-2 (init 'data' gives each group a fraction)"),
         "batch_size": number(str(c.batch_size), "batch size", "a whole number >= 1"),
         "epochs": number(str(c.epochs or "auto"), "epochs",
-                         "auto (as many as the budget or 500 optimiser steps need), or a whole number >= 1"),
+                         f"auto (as many as the budget or 500 optimiser steps need), or 1 to {EPOCHS_MAX:,}"),
         "width": number(str(c.model.width), "model width", "a whole number >= 4"),
         "kernel_sizes": w.Text(value=format_kernel_sizes(c.model.kernel_sizes), description="kernel sizes",
                                placeholder="auto, or e.g. 9, 19, 39", continuous_update=False, style=style),
@@ -154,6 +175,21 @@ def parse_whole(text: str, what: str, minimum: int, maximum: int | None = None,
     return int(number)
 
 
+def parse_rate(text: str) -> float:
+    """The learning-rate box's text as the peak rate it says: '1e-2' -> 0.01. Raises
+    SeqrepError for anything but a number in (0, LR_MAX]: refused with what to write, never
+    clamped (a slider would turn -0.01 into its minimum without a word)."""
+    value = str(text).strip()
+    hint = f"write a number above 0 and at most {LR_MAX:g}, e.g. 1e-2"
+    try:
+        rate = float(value)
+    except ValueError:
+        raise SeqrepError(f"learning rate {text!r} is not a number; {hint}.") from None
+    if not math.isfinite(rate) or not 0 < rate <= LR_MAX:
+        raise SeqrepError(f"learning rate {text!r} is out of range; {hint}.")
+    return rate
+
+
 def _settle_width(config: TrainConfig, length: int) -> tuple[TrainConfig, str]:
     """With automatic kernel sizes the model rounds its width up to split evenly over its
     branches: the config takes the width that will run (so the runs table and the run log
@@ -177,11 +213,14 @@ def _prepare(config: TrainConfig, train, val, dataset: str):
 
 @dataclass
 class PanelRun:
-    """One run started from a panel: where it logs, what it was, how far it got, how it ended.
+    """One run started from a panel: where it logs, what it was, how far it got, how it ended,
+    and what was found on the way.
 
     config is what the controls said (epochs 0 = automatic); epochs the number planned (fit
     resolves automatic epochs, a time budget may re-plan them). chance: `chance_levels` of the
-    validation labels."""
+    validation labels. init_eval: the validation metrics before the first step; peak_lr: the
+    peak rate of each optimizer group; checked: the pre-flight check's findings (all three
+    from fit's start, `_StatusUpdates.before_fit`). history: the epoch records so far."""
 
     number: int
     run_dir: Path
@@ -194,65 +233,115 @@ class PanelRun:
     best_val_accuracy: float | None = None
     best_epoch: int | None = None
     note: str = ""  # what the panel said at the Train click (a changed width, fit's warnings)
+    init_eval: dict = field(default_factory=dict)
+    peak_lr: dict = field(default_factory=dict)
+    steps_per_epoch: int = 0
+    checked: list = field(default_factory=list)
+    history: list = field(default_factory=list)
 
     def record(self, record: dict) -> None:
-        """Take an epoch's log record: the latest values and the best validation accuracy."""
+        """Take an epoch's log record: the latest values, and the best validation accuracy of
+        a complete epoch (a partial one, the steps a stop left, is not an epoch done)."""
         self.final = record
+        self.history.append(record)
         accuracy = record.get("val_accuracy")
-        if accuracy is not None and (self.best_val_accuracy is None or accuracy > self.best_val_accuracy):
+        if record.get("partial") or accuracy is None:
+            return
+        if self.best_val_accuracy is None or accuracy > self.best_val_accuracy:
             self.best_val_accuracy, self.best_epoch = accuracy, record["epoch"]
 
+    def done(self) -> int:
+        """Complete epochs."""
+        return sum(not r.get("partial") for r in self.history)
+
     def progress(self) -> str:
-        """'3/40' epochs done of planned ('3/125 (auto)' when automatic)."""
-        done = self.final.get("epoch", -1) + 1
-        return f"{done}/{self.epochs}" + (" (auto)" if not self.config.epochs else "")
+        """'3/40' epochs done of planned ('3/125 (auto)' when automatic; '1/20 + 14/25 steps'
+        after a stop mid-epoch)."""
+        text = f"{self.done()}/{self.epochs}" + (" (auto)" if not self.config.epochs else "")
+        if self.final.get("partial"):
+            text += f" + {self.final.get('steps', 0)}/{self.steps_per_epoch or '?'} steps"
+        return text
 
     def accuracy(self) -> str:
-        """Final validation accuracy first, the best beside it, then the chance level."""
-        final = self.final
+        """Final validation accuracy first, the best complete epoch's beside it, the accuracy
+        at init (what training added is the difference), then the chance level."""
+        final, init = self.final, self.init_eval.get("val_accuracy")
         if final.get("val_accuracy") is None:
-            return "val acc -"
-        text = (f"val acc {final['val_accuracy']:.3f} (best {self.best_val_accuracy:.3f} at epoch "
-                f"{self.best_epoch + 1})")
-        if final.get("val_balanced_accuracy") is not None:
-            text += f", balanced {final['val_balanced_accuracy']:.3f}"
+            text = "val acc -"
+        else:
+            text = f"val acc {final['val_accuracy']:.3f}"
+            if final.get("partial"):
+                steps = final.get("steps", 0)
+                text += f" (after {steps} step{'s' * (steps != 1)} of epoch {final['epoch'] + 1})"
+            if self.best_val_accuracy is not None:
+                text += f" (best {self.best_val_accuracy:.3f} at epoch {self.best_epoch + 1})"
+            if final.get("val_balanced_accuracy") is not None:
+                text += f", balanced {final['val_balanced_accuracy']:.3f}"
+        if init is not None:
+            text += f" | at init {init:.3f}"
         if self.chance:
             c = self.chance
             text += (f" | chance: acc {c['accuracy']:.3f} (majority class), balanced "
                      f"{c['balanced_accuracy']:.3f} (1/{round(1 / c['balanced_accuracy'])} classes)")
         return text
 
+    def findings(self) -> list[str]:
+        """What was found so far, blocking first: the pre-flight check's and `watch`'s
+        findings (seqrep.doctor), and the components no gradient reached in every epoch."""
+        found = [*self.checked, *(f for r in self.history for f in r.get("watch") or ())]
+        lines = [_finding_line(f) for f in found if f["kind"] in BLOCKING]
+        logged = [r["grad_norm"] for r in self.history if r.get("grad_norm")]
+        dead = [name for name in (logged[0] if logged else {}) if all(g.get(name) is None for g in logged)]
+        if dead:
+            lines.append(f"no gradient reaches: {', '.join(dead)} (in every epoch so far): "
+                         f"{'it does' if len(dead) == 1 else 'they do'} not learn")
+        return lines + [_finding_line(f) for f in found if f["kind"] not in BLOCKING]
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    def rates(self) -> str:
+        """The peak learning rate the optimizer applies to each group, when any differs from
+        the box's (init "data": each group at its own fraction, `seqrep.model.param_groups`)."""
+        if all(rate == self.config.lr for rate in self.peak_lr.values()):
+            return ""
+        groups = ", ".join(f"{name} {rate:.1e}" for name, rate in self.peak_lr.items())
+        return f"learning rate applied (peak, per group): {groups} (the box: {self.config.lr:g})"
+
+
+def _finding_line(finding: dict) -> str:
+    """'[kind] what (blocks training)': a logged finding's message up to its explanation."""
+    what = finding["message"].split(": ")[0].rstrip(".")
+    return f"[{finding['kind']}] {what}" + (" (blocks training)" if finding["kind"] in BLOCKING else "")
 
 
 class _StatusUpdates(Callback):
     """Feeds the panel's status line from the training thread: every epoch, and between
-    epochs at most once per `interval` seconds."""
+    epochs at most once per `interval` seconds. `show` is the panel's `_show`."""
 
-    def __init__(self, show: Callable[[str], None], run: PanelRun, on_epoch: Callable[[], None],
+    def __init__(self, show: Callable[..., None], run: PanelRun, on_epoch: Callable[[], None],
                  lock: threading.RLock, interval: float = 0.5):
         self.show, self.run, self.on_epoch, self.interval = show, run, on_epoch, interval
         self.lock = lock  # the panel's lock on its runs
-        self.last, self.samples_per_s = -math.inf, None
+        self.last, self.samples_per_s, self.warned = -math.inf, None, False
 
     def before_fit(self, state: FitState) -> None:
         self.started, self.first_step = time.perf_counter(), state.global_step
+        checked = [r for r in read_log(state.log.path) if r.get("event") == "checked"]
         with self.lock:
             self.run.epochs = state.config.epochs  # automatic epochs planned
-        self.show(f"starting #{self.run.number}: {state.run_dir}")
+            self.run.init_eval, self.run.peak_lr = dict(state.init_eval), dict(state.peak_lr)
+            self.run.steps_per_epoch = state.steps_per_epoch
+            self.run.checked = checked[-1]["findings"] if checked else []
+        self.show(progress=f"starting #{self.run.number}: {self.run.accuracy()} | {state.run_dir}")
 
     def after_step(self, state: FitState) -> None:
         if time.perf_counter() - self.last >= self.interval:
-            self.show(self.text(state))
+            self.show(progress=self.text(state))
 
     def after_epoch(self, state: FitState) -> None:
         self.samples_per_s = state.record.get("samples_per_s")
         with self.lock:
             self.run.epochs = state.config.epochs  # a time budget may have re-planned
             self.run.record(state.record)
-        self.show(self.text(state))
+        self.show(progress=self.text(state))
         self.on_epoch()
 
     def text(self, state: FitState) -> str:
@@ -262,10 +351,17 @@ class _StatusUpdates(Callback):
         elapsed = now - self.started
         rate = self.samples_per_s or done * state.config.batch_size / max(elapsed, 1e-9)
         eta = elapsed / done * (total - state.global_step)
+        if eta > LONG_RUN and not self.warned and (done >= 10 or elapsed >= 5):
+            self.warned = True
+            warm_up = (f"; OneCycle's warm-up alone lasts {duration(0.3 * elapsed / done * total)}"
+                       if state.config.schedule == "onecycle" else "")
+            self.show(notice=f"at the speed so far, the {state.config.epochs:,} epochs of run "
+                             f"#{self.run.number} take {duration(eta)} more{warm_up}. Stop ends it "
+                             "(log and checkpoint kept); fewer epochs end sooner.", level="warning")
         auto = "" if self.run.config.epochs else " (auto)"
         return (f"training #{self.run.number}: epoch {state.epoch + 1}/{state.config.epochs}{auto}, "
                 f"step {state.step + 1}/{state.steps_per_epoch} | {self.run.accuracy()} | "
-                f"{rate:.0f} samples/s | ETA {_duration(eta)} | {state.run_dir}")
+                f"{rate:.0f} samples/s | ETA {duration(eta)} | {state.run_dir}")
 
 
 def _hidden_until_set(image) -> None:
@@ -288,11 +384,16 @@ class Panel:
     a `threading.Event` that `fit` checks before every step, ending the run at the next step
     boundary with its log and checkpoint written. Invalid settings are reported in the status
     line, not raised, and the controls are locked while a run trains, so they always describe
-    the run on screen; with init "data" the width and kernel-size boxes are disabled (that
-    start has none to set). The status line, the live figure's title and the runs table lead with
-    the final validation accuracy, with the best beside it and the chance level (what always
-    predicting one class scores). Runs go to `root` (one directory each, `seqrep
-    show-latest-epoch DIR --follow` follows them from a terminal).
+    the run on screen; with init "data" the width and kernel-size boxes are disabled, the
+    reason written beside them (that init has none to set). The status line, the live figure's
+    title and the runs table lead with the final validation accuracy, with the best complete
+    epoch's beside it, the accuracy at init (the live figure's point at epoch 0) and the chance
+    level (what always predicting one class scores); under it, what was found (no gradient
+    reaching a component, stale parameters, blocking findings: `PanelRun.findings`) and the
+    learning rate each optimizer group gets. Runs go to `root` (one directory each, `seqrep
+    show-latest-epoch DIR --follow` follows them from a terminal). A new Panel stops a run that
+    an older one in this process still trains (re-running the panel's cell leaves no run
+    training unseen) and says so in its status line.
 
     config: the starting values (and every field without a control); datasets: {name: (train,
     val) or a loader returning them}, by default the synthetic scenario and the shipped real
@@ -336,8 +437,25 @@ class Panel:
         self._runs_lock = threading.RLock()  # runs and their fields: the training thread writes them
         self._started_at = -math.inf
         self._progress, self._notice, self._level = "ready: set the controls and press Train", "", "info"
+        self._details: list[tuple[str, str]] = []  # (css class, text) lines of the latest run
         self._handles: list = []  # display handles of the panel's outputs (for the static fallback)
         self._build_widgets()
+        replaced = [text for text in (older._hand_over() for older in list(_PANELS)) if text]
+        _PANELS.add(self)
+        if replaced:
+            self._show(notice=" ".join(replaced), level="warning")
+
+    def _hand_over(self) -> str:
+        """Stop this panel's run for a newer panel (re-running the cell that showed this one):
+        what happened, for the newer panel's status line; "" when nothing was training."""
+        if not self.running:
+            return ""
+        run = self.runs[-1]
+        self._stop_event.set()
+        self._thread.join(60)  # a step, or the data-fitted init, ends well within this
+        where = "is still stopping" if self.running else f"stopped at {run.progress()} epochs"
+        return (f"a new panel replaced the one training run #{run.number}: that run {where} (log "
+                f"and checkpoint kept in {run.run_dir}; seqrep.plot_runs overlays it).")
 
     # widgets ----------------------------------------------------------------------------
 
@@ -351,6 +469,8 @@ class Panel:
                              tooltip="end the run at the next step; log and checkpoint are kept")
         self.status = w.HTML(layout=w.Layout(width="100%"))
         self.status.add_class("seqrep-status")
+        self.init_note = w.HTML(layout=w.Layout(width="100%"))
+        self.init_note.add_class("seqrep-init-note")
         self.figure = w.Image(format="png", layout=w.Layout(max_width="100%"))
         self.figure.add_class("seqrep-live-figure")
         self.table = w.HTML()
@@ -373,6 +493,7 @@ class Panel:
         half = (len(boxes) + 1) // 2
         self.widget = w.VBox([
             w.HBox([w.VBox(boxes[:half]), w.VBox(boxes[half:])]),
+            self.init_note,
             w.HBox([self.train_button, self.stop]),
             self.status,
             self.figure,
@@ -398,13 +519,20 @@ class Panel:
 
     def _bundle(self) -> dict:
         """The widget view, and for viewers without widget JavaScript (GitHub, most notebook
-        viewers) the last frame of the live figure (image/png) and the status line
-        (text/plain). JupyterLab and the HTML export render the widget, the richest of the
-        three, and only it."""
+        viewers, JupyterLab on a saved copy whose widget state was left out) a static
+        snapshot: the status line, the last frame of the live figure and the runs table
+        (text/html), the frame alone (image/png) and the status line (text/plain). A viewer
+        shows the richest it can render, and only it: JupyterLab with a kernel and the HTML
+        export the widget."""
         data = {WIDGET_VIEW: self.widget._repr_mimebundle_()[WIDGET_VIEW],
                 "text/plain": "seqrep panel: " + self.status_text.replace("\n", " | ")}
+        frame = ""
         if self.figure.value:
             data["image/png"] = base64.b64encode(bytes(self.figure.value)).decode("ascii")
+            frame = f"<img class='seqrep-live-figure' src='data:image/png;base64,{data['image/png']}'>"
+        data["text/html"] = (f"<div class='seqrep-snapshot'><p><i>seqrep panel, a snapshot: no kernel is "
+                             f"behind it, its controls are not shown.</i></p><div class='seqrep-status'>"
+                             f"{self.status.value}</div>{frame}<div class='seqrep-runs'>{self.table.value}</div></div>")
         return data
 
     def _publish(self) -> None:
@@ -435,19 +563,37 @@ class Panel:
 
     @property
     def status_text(self) -> str:
-        """The status line as plain text: the run's state, then the answer to the last click."""
+        """The status line as plain text: the run's state, what was found in it, the learning
+        rates applied, then the answer to the last click."""
         with self._lock:
-            return "\n".join(p for p in (self._progress, self._notice) if p)
+            return "\n".join(p for p in (self._progress, *(t for _, t in self._details), self._notice) if p)
+
+    def _run_details(self) -> list[tuple[str, str]]:
+        """(css class, text) lines about the latest run: its findings (blocking ones as
+        errors), then the learning rate each optimizer group gets."""
+        with self._runs_lock:
+            if not self.runs:
+                return []
+            run = self.runs[-1]
+            lines = [("seqrep-finding-error" if "(blocks training)" in f else "seqrep-finding", f)
+                     for f in run.findings()]
+            return lines + ([("seqrep-rates", run.rates())] if run.rates() else [])
 
     def _show(self, progress: str | None = None, notice: str | None = None, level: str = "info") -> None:
         """Update the status line (from any thread): `progress` is the run's state, `notice`
         the answer to the last click, in the colour of its `level` (error, warning, info);
-        each part stays until replaced."""
+        each part stays until replaced. The latest run's findings and rates are read anew."""
+        details = self._run_details()
+        styles = {"seqrep-finding": f"color:{_COLORS['warning']};font-weight:bold",
+                  "seqrep-finding-error": f"color:{_COLORS['error']};font-weight:bold",
+                  "seqrep-rates": "color:#555"}
         with self._lock:
             self._progress = self._progress if progress is None else progress
+            self._details = details
             if notice is not None:
                 self._notice, self._level = notice, level
-            text = html.escape(self._progress)
+            text = html.escape(self._progress) + "".join(
+                f"<br><span class='{css}' style='{styles[css]}'>{html.escape(line)}</span>" for css, line in details)
             if self._notice:
                 text += (f"<br><b class='seqrep-notice-{self._level}' style='color:{_COLORS[self._level]}'>"
                          f"{html.escape(self._notice)}</b>")
@@ -465,8 +611,8 @@ class Panel:
         else:  # a box typed before switching to "data" is not what runs: the defaults are
             model.update({name: getattr(ModelSpec(), name) for name in RANDOM_INIT_ONLY})
         return self.defaults.replace(
-            lr=float(v["lr"]), batch_size=parse_whole(v["batch_size"], "batch size", 1),
-            epochs=parse_whole(v["epochs"], "epochs", 1, auto=True), model=model,
+            lr=parse_rate(v["lr"]), batch_size=parse_whole(v["batch_size"], "batch size", 1),
+            epochs=parse_whole(v["epochs"], "epochs", 1, EPOCHS_MAX, auto=True), model=model,
             seed=parse_whole(v["seed"], "seed", 0, SEED_MAX),
             # The broken model is trained on purpose here: the gradient-flow guard would refuse it.
             check_gradients=self.defaults.check_gradients and not broken,
@@ -477,6 +623,7 @@ class Panel:
         """Write `config` back into the number boxes as it will run ('1e3' -> '1000',
         '0' -> 'auto', a rounded width): the controls show the run, not what was typed."""
         c = self.controls
+        c["lr"].value = f"{config.lr:g}"
         c["batch_size"].value, c["seed"].value = str(config.batch_size), str(config.seed)
         c["epochs"].value = str(config.epochs or "auto")
         c["width"].value = str(config.model.width)
@@ -484,10 +631,15 @@ class Panel:
 
     def _lock_controls(self, locked: bool) -> None:
         """While a run trains its controls are read-only: they keep describing the run shown.
-        With init "data" the width and kernel sizes stay disabled: that start has none."""
-        shaped_by_random = {"width", "kernel_sizes"}
+        With init "data" the width and kernel sizes stay disabled, the reason in their
+        tooltips and in the note under the controls: that init has none to set."""
+        init = self.controls["init"].value
+        self.init_note.value = (f"<i class='seqrep-init-reason' style='color:#555'>{html.escape(INIT_NOTES[init])}</i>"
+                                if INIT_NOTES[init] else "")
+        for name in ("width", "kernel_sizes"):
+            self.controls[name].tooltip = INIT_NOTES["data"] if init == "data" else self.controls[name].placeholder
         for name, control in self.controls.items():
-            control.disabled = locked or (name in shaped_by_random and self.controls["init"].value == "data")
+            control.disabled = locked or (name in ("width", "kernel_sizes") and init == "data")
         self.train_button.disabled, self.stop.disabled = locked, not locked
 
     def _data(self, name: str) -> tuple:
@@ -500,7 +652,7 @@ class Panel:
         """Block until the current run ends (or `timeout` seconds); True if it has ended.
 
         Once it has, the panel's state is sent again from the calling thread and its static
-        fallback (the last frame and the status line, for viewers without widget JavaScript)
+        fallback (the status line, the last frame and the runs table, for viewers without widget JavaScript)
         is brought up to date: a headless runner (nbclient, papermill) records only the
         messages of the cell that is running, and the training thread's may belong to none."""
         if self._thread is not None:
@@ -545,9 +697,10 @@ class Panel:
         )
         run.note = " ".join([note, *warnings]).strip()
         self._lock_controls(True)
-        self._show(progress=f"starting #{number}: {run.run_dir}", notice=run.note,
-                   level="warning" if warnings else "info")
-        self._refresh_runs()
+        fitting = "fitting the init to the training data, " if config.model.init == "data" else ""
+        self._show(progress=f"starting #{number}: {fitting}checking the first batch | {run.run_dir}",
+                   notice=run.note, level="warning" if warnings else "info")
+        self._refresh_runs(new=run.number - 1)
         self._started_at = time.monotonic()
         self._thread.start()
 
@@ -582,12 +735,18 @@ class Panel:
                 self._draw_overlay()
 
     def _ended_text(self, run: PanelRun, result) -> str:
+        """How the run ended: where (complete epochs; steps of an unfinished one), how long
+        (fit's time, its set-up included: the live figure's title says the same), accuracy."""
         final = result.final
-        where = (f"epoch {final.get('epoch', 0) + 1}/{run.epochs}"
-                 + (f", step {final['steps']}" if final.get("partial") else ""))
+        if final.get("partial"):
+            done = run.done()
+            where = (f"epoch {final['epoch'] + 1}/{run.epochs}, step {final['steps']}/{run.steps_per_epoch} "
+                     f"({done} epoch{'s' * (done != 1)} done)")
+        else:
+            where = f"epoch {final.get('epoch', -1) + 1}/{run.epochs}"
         head = (f"stopped #{run.number} at {where} ({result.stopped})" if result.stopped
                 else f"finished #{run.number}: {where}")
-        return (f"{head} in {_duration(result.seconds)} | {run.accuracy()} | "
+        return (f"{head} in {duration(result.seconds)} | {run.accuracy()} | "
                 f"log and checkpoint: {run.run_dir}")
 
     def _after_epoch(self, run: PanelRun) -> None:
@@ -600,21 +759,27 @@ class Panel:
 
     # runs table and overlay ---------------------------------------------------------------
 
-    def _facts(self) -> tuple[list[dict], list[str]]:
-        """Each run's settings as short labels, and the keys of those that differ between
-        runs (dataset and extraction for a single run)."""
+    def _facts(self, runs: list[PanelRun] | None = None) -> tuple[list[dict], list[str]]:
+        """Each of `runs`' (default: every run's) settings as short labels, and the keys of
+        those that differ between them (dataset, extraction and init for a single run). A
+        run with init "data" has no width or kernel sizes (MiniRocket's are fixed): they are
+        left out of its labels rather than shown at values that did not shape it."""
         facts = []
-        for run in self.runs:
+        for run in self.runs if runs is None else runs:
             f = {"dataset": run.dataset, **config_facts(run.config.to_dict())}
             f["epochs"] = f["epochs"] or "auto"
+            if run.config.model.init == "data":
+                for name in RANDOM_INIT_ONLY:
+                    f.pop(name, None)
             facts.append(f)
-        keys = config_differences(facts) if len(facts) > 1 else ["dataset", "extraction"]
+        keys = config_differences(facts) if len(facts) > 1 else ["dataset", "extraction", "init"]
         return facts, keys
 
-    def _refresh_runs(self) -> None:
+    def _refresh_runs(self, new: int | None = None) -> None:
         """The runs table, and the overlay list: one wide row per run, '#n' as in the table,
-        its distinguishing settings, state and final accuracy. A new run selects every run
-        again; otherwise the selection is kept."""
+        its distinguishing settings, state and final accuracy. A `new` run (its index) joins
+        the selection, which keeps at most OVERLAY_MAX runs (the latest); otherwise the
+        user's selection is kept."""
         with self._runs_lock:
             facts, keys = self._facts()
             self.table.value = _runs_table(self.runs, keys, facts)
@@ -624,10 +789,10 @@ class Panel:
                     f", val acc {run.final['val_accuracy']:.3f}")
                 options.append((f"#{run.number}  {_settings(f, keys)}  ({run.state}{done})", run.number - 1))
         if options != list(self.selection.options):
-            chosen = self.selection.value if len(options) == len(self.selection.options) else range(len(options))
+            chosen = sorted(set(self.selection.value) | ({new} if new is not None else set()))
             self.selection.options = options
             self.selection.rows = min(max(len(options), 4), 12)
-            self.selection.value = tuple(chosen)
+            self.selection.value = tuple(chosen[-OVERLAY_MAX:] if new is not None else chosen)
 
     def _on_overlay(self, _button=None) -> None:
         if not self.selection.value:
@@ -643,16 +808,16 @@ class Panel:
         its log goes and redrawn as it trains (see `_after_epoch`)."""
         with self._overlay_lock:
             with self._runs_lock:
-                facts, keys = self._facts()
                 runs = [self.runs[i] for i in self.overlaid]
+                facts, keys = self._facts(runs)  # the legend tells apart the runs it shows
                 training = [f"#{r.number}" for r in runs if r.state == "running"]
                 datasets = {r.dataset for r in runs}
                 chance = runs[0].chance if len(datasets) == 1 else None
                 title = (f"{len(runs)} run{'s' * (len(runs) > 1)} as of {dt.datetime.now():%H:%M:%S}"
                          + (f"; {', '.join(training)} still training (redrawn as it trains)" if training else "")
                          + ("" if chance or not runs[0].chance else "; datasets differ: no chance line"))
-                curves = {f"#{r.number} {_settings(facts[r.number - 1], keys)}".strip(): _records(r.run_dir)
-                          for r in runs}
+                curves = {f"#{r.number} {_settings(f, keys)}".strip(): _records(r.run_dir)
+                          for r, f in zip(runs, facts)}
             try:
                 png = _overlay_png(curves, chance, title)
             except SeqrepError as err:
@@ -665,7 +830,7 @@ class Panel:
 
 
 def _settings(facts: dict, keys: list[str]) -> str:
-    return ", ".join(f"{k}={format_value(facts[k])}" for k in keys)
+    return ", ".join(f"{k}={format_value(facts[k])}" for k in keys if k in facts)
 
 
 def _records(run_dir: Path) -> list[dict]:
@@ -689,24 +854,28 @@ def _overlay_png(curves: dict, chance: dict | None, title: str) -> bytes:
 
 
 def _runs_table(runs: list[PanelRun], keys: list[str], facts: list[dict]) -> str:
-    """The session's runs as an HTML table: '#n', the settings that differ, state, epochs
-    done, final validation accuracy (first), the best, balanced accuracy, chance level."""
+    """The session's runs as an HTML table: '#n', the settings that differ ('-' where a run's
+    init has no such setting), state, epochs done, final validation accuracy (first), the
+    best, the accuracy at init, balanced accuracy, chance level, what was found."""
     cell = "style='border:1px solid #ccc;padding:2px 6px'"
     head = ["#", *(f"{k} (setting)" if k == "epochs" else k for k in keys), "state", "epochs done",
-            "val acc (final)", "best val acc (epoch)", "val bal acc (final)", "chance acc / bal",
-            "run directory"]
+            "val acc (final)", "best val acc (epoch)", "val acc at init", "val bal acc (final)",
+            "chance acc / bal", "found", "run directory"]
     rows = ["<tr>" + "".join(f"<th {cell}>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for run, f in zip(runs, facts):
         final = run.final
 
-        def number(key, final=final):
-            return "-" if final.get(key) is None else f"{final[key]:.3f}"
+        def number(key, record=final):
+            return "-" if record.get(key) is None else f"{record[key]:.3f}"
 
         best = "-" if run.best_val_accuracy is None else f"{run.best_val_accuracy:.3f} ({run.best_epoch + 1})"
         chance = "-" if not run.chance else (f"{run.chance['accuracy']:.3f} / "
                                              f"{run.chance['balanced_accuracy']:.3f}")
-        values = [str(run.number), *(format_value(f[k]) for k in keys), run.state,
+        found = "; ".join(line[:line.index("]") + 1] if line.startswith("[") else line.split(" (in every epoch")[0]
+                          for line in run.findings()) or "-"
+        values = [str(run.number), *(format_value(f[k]) if k in f else "-" for k in keys), run.state,
                   run.progress() if final else "-", number("val_accuracy"), best,
-                  number("val_balanced_accuracy"), chance, run.run_dir.name]
+                  number("val_accuracy", run.init_eval), number("val_balanced_accuracy"), chance, found,
+                  run.run_dir.name]
         rows.append("<tr>" + "".join(f"<td {cell}>{html.escape(v)}</td>" for v in values) + "</tr>")
     return "<table style='border-collapse:collapse;font-size:12px'>" + "".join(rows) + "</table>"
