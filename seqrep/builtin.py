@@ -27,7 +27,7 @@ from .checkpoint import save_checkpoint
 from .doctor import BLOCKING, TrainingBugError, check_training, watch
 from .errors import SeqrepError
 from .inference import modes
-from .model import has_ridge_readout
+from .model import frozen_by_design, has_ridge_readout
 from .plots import plot_monitor
 from .rocket import LeaveOneOut
 
@@ -229,19 +229,25 @@ class RidgeReadout(Callback):
         state.init_features = None  # (n, feature_dim) is large: not kept past the first solve
 
     def _refit(self, state: FitState, source: dict | None = None, features: torch.Tensor | None = None) -> None:
-        """Solve the readout and bank the features: `features` when given (fit_init's), else
-        those of the weights in `source` (a resumed run's bank) or of the current weights."""
+        """Solve the readout and bank the training set's features: `features` when given
+        (fit_init's); a resumed run's, of the weights in `source` it banked; else the last
+        features with the learned groups' columns computed again (no other column changes)."""
         representation = state.model.representation
-        current = {k: v.clone() for k, v in representation.state_dict().items()}
-        if source is not None:  # a resumed run: the bank of the weights it was made from
+        if features is None and source is None:
+            features = self.features.clone()
+            with modes(state.model, False), torch.no_grad():
+                fresh = [representation.learned_features(x, mask) for x, mask in training_batches(state)]
+            features[:, representation.learned_columns()] = torch.cat(fresh)
+        elif features is None:
+            current = {k: v.clone() for k, v in representation.state_dict().items()}
             representation.load_state_dict(source)
-        if features is None:
             with modes(state.model, False):
                 features = self.objective.features(state.model, training_batches(state))
+            representation.load_state_dict(current)
+        self.features = features
         y = torch.from_numpy(state.train.y).long().to(features.device)
         self.objective.refit(state.model.readout, features, y)
-        kept = {k: v.clone() for k, v in representation.state_dict().items()}
-        representation.load_state_dict(current)
+        kept = source or {k: v.clone() for k, v in representation.state_dict().items()}
         state.resumable[type(self).__name__] = {"representation": kept}
 
     def after_loss(self, state: FitState) -> None:
@@ -284,7 +290,7 @@ class GradientGuard(Callback):
         report = check_training(
             state.model, (x, y), loss_fn=loss_fn, optimizer=state.optimizer, mask=m,
             forward=lambda model, inputs: model(inputs, training=True, mask=m),
-            expect_frozen=("readout",) if has_ridge_readout(state.model) else (),
+            expect_frozen=frozen_by_design(state.model),
         )
         state.log.append({"event": "checked", "time": time.time(), "seconds": sum(report.seconds.values()),
                           "findings": [{"kind": f.kind, "names": list(f.names), "message": f.message}

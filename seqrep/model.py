@@ -37,6 +37,7 @@ __all__ = [
     "SequenceClassifier",
     "components",
     "fit_init",
+    "frozen_by_design",
     "has_ridge_readout",
     "make_readout",
     "make_representation",
@@ -238,6 +239,15 @@ def has_ridge_readout(model: nn.Module) -> bool:
     """True for a data-fitted start (`ModelSpec(init="data")`, fixed or broken): its readout is
     solved by ridge regression and its representation trains on `seqrep.rocket.LeaveOneOut`."""
     return isinstance(getattr(model, "representation", None), RocketRepresentation)
+
+
+def frozen_by_design(model: nn.Module) -> list[str]:
+    """Names of the parameters a data-fitted start keeps out of training on purpose: its solved
+    readout and the groups that stay as fitted (`RocketRepresentation.learned_groups`); none
+    for other models. The pre-flight check is told to expect them frozen."""
+    if not has_ridge_readout(model):
+        return []
+    return [name for name, p in model.named_parameters() if not p.requires_grad]
 
 
 def make_readout(feature_dim: int, n_classes: int, spec: ModelSpec) -> tuple[nn.Module, nn.Linear]:

@@ -83,6 +83,17 @@ def _seconds_per_step(state: FitState, steps: int = 5) -> float:
     return sorted(times[1:])[len(times[1:]) // 2]
 
 
+def _seconds_per_solve(state: FitState) -> float:
+    """A data-fitted start solves its readout every epoch (`seqrep.builtin.RidgeReadout`): the
+    learned groups' features of the training set, then the ridge solve. Estimated from what
+    fit_init took for all groups (a pass over the training set and the same solve), scaled by
+    the share of features the learned groups produce; 0 for other models."""
+    if not state.fitted_init:
+        return 0.0
+    representation = state.model.representation
+    return state.fitted_init["seconds"] * max(len(representation.learned_columns()) / representation.feature_dim, 0.25)
+
+
 def _seconds_per_evaluation(state: FitState, probe: int = 256) -> float:
     """Wall time of one evaluation of the validation set, from inference on up to `probe` of
     its series (0 without a validation set)."""
@@ -106,9 +117,7 @@ def plan_for_budget(state: FitState) -> int:
     """Epochs that fit in what is left of config.budget, from a measured step, per-epoch work
     and evaluation time (at least one)."""
     step = _seconds_per_step(state)
-    # a data-fitted start solves its readout on the training set's features every epoch: about
-    # what fit_init took (a pass over the training set and the ridge solve)
-    extra = state.fitted_init["seconds"] if state.fitted_init else 0.0
+    extra = _seconds_per_solve(state)
     evaluation = _seconds_per_evaluation(state)
     per_epoch = state.steps_per_epoch * step + extra + evaluation
     left = state.config.budget - (time.perf_counter() - state.started)

@@ -1,27 +1,32 @@
 """The data-fitted start (`ModelSpec(init="data")`): the post-mortem's architecture — learned
 multi-scale 1-D convolutions, pooling with attention over time, a linear readout — whose first
-step is not random.
+step is not random, and whose training has something to learn.
 
     x (batch, channels, time)
       -> standardise each channel (training-set statistics); for long series the post-mortem's
          avg/max/min stem down to <= 512 steps
-      -> one group per time scale: 84 length-9 kernels at dilation d (MiniRocket's fixed
-         patterns: weights -1, three taps +2), learnable
+      -> two views: the series and its first difference (MultiRocket's)
+      -> one group per view and time scale: 84 length-9 kernels at dilation d (MiniRocket's
+         fixed patterns: weights -1, three taps +2), two dilations per octave
       -> 4 thresholds per kernel, fitted to quantiles of its outputs on a training series;
          "proportion of positive values" (PPV) over time, and the same weighted by attention
-      -> features standardised (training-set statistics) -> linear readout, initialised by
-         ridge regression (penalty chosen by exact leave-one-out error)
+      -> features standardised (training-set statistics) -> linear readout, solved by ridge
+         regression (penalty chosen by exact leave-one-out error)
 
 MiniRocket (Dempster et al., KDD 2021) with the same kernels, biases and pooling, and a ridge
 readout, is the strongest cheap baseline on small many-class sets: its biases are fitted to the
-data, exactly what the post-mortem's frozen random features lacked. Starting from it, `fit`
-trains everything end to end (the thresholds through a straight-through estimator: the forward
-pass is the hard PPV, the backward pass the sigmoid's slope) with small steps: each data-fitted
-tensor at a peak learning rate of config.lr * `STEP` * its RMS (`seqrep.model.param_groups`
-sets every group's rate). Measured on 5 many-class sets
-over 150 steps, larger steps lost accuracy (peak 4e-4, 1.3e-3, 4e-3 of the RMS: mean accuracy
-0.808, 0.795, 0.777). The start fits the training set closely (its training loss is near 0),
-so Adam, which normalises even tiny gradients to a full step, would otherwise walk away from it.
+data, exactly what the post-mortem's frozen random features lacked.
+
+Training. A ridge readout fits the training set almost exactly, so a loss of its own
+predictions (cross-entropy, as the post-mortem's loop used) has nothing left to teach, and
+steps on it moved accuracy down as often as up. What the start does get wrong is what it would
+predict for a series it had not seen: `LeaveOneOut` is that error, exact for ridge regression
+and differentiable in the features. `fit` trains the representation on it — the kernels, the
+thresholds (through a straight-through estimator: the forward pass is the hard PPV, the
+backward pass the sigmoid's slope) and the attention of the series view at one dilation per
+octave (the other groups stay as fitted: they would triple each step's cost) — and solves the
+readout again on the new features every epoch. Measurements behind each choice:
+benchmarks/results/learning.md.
 """
 
 from __future__ import annotations
@@ -273,6 +278,20 @@ class RocketRepresentation(nn.Module):
             att = real.float() / real.sum(-1, keepdim=True).clamp(min=1)
         return torch.cat([f for f, _ in parts], 1), att
 
+    def learned_columns(self) -> torch.Tensor:
+        """(p_learned,) the feature columns the learned groups produce (the rest never change)."""
+        width = self.feature_dim // len(self.groups)
+        return torch.cat([torch.arange(i * width, (i + 1) * width, device=self.f_mean.device)
+                          for i, g in enumerate(self.groups) if g.weight.requires_grad])
+
+    def learned_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The standardised features of the learned groups only, (batch, p_learned), in the
+        order of `learned_columns`: what a step can change (the series view alone is computed)."""
+        views, length, m = self._prepared(x, mask)
+        parts = [group(views[v], length, self.pad, m)[0] for v, group in self._view_groups() if group.weight.requires_grad]
+        cols = self.learned_columns()
+        return (torch.cat(parts, 1) - self.f_mean[cols]) * self.f_inv_std[cols]
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
         features, att = self.raw_features(x, mask)
         features = (features - self.f_mean) * self.f_inv_std
@@ -302,15 +321,15 @@ class RocketRepresentation(nn.Module):
         views, length, m = self._prepared(x[pick], None if mask is None else mask[pick])
         for i, (v, group) in enumerate(self._view_groups()):
             group.fit(views[v], length, self.pad, m, first=i * N_KERNELS * N_BIAS, generator=generator)
-        features = torch.cat([
+        raw = torch.cat([
             self.raw_features(x[i:i + batch_size], None if mask is None else mask[i:i + batch_size])[0]
-            for i in range(0, len(x), batch_size)]).double()
-        mean, std = features.mean(0), features.std(0)
+            for i in range(0, len(x), batch_size)])
+        mean, std = raw.double().mean(0), raw.double().std(0)
         std = torch.where(std > 1e-8, std, torch.ones_like(std))
         self.f_mean.copy_(mean.float())
         self.f_inv_std.copy_((1 / std).float())
         self.fitted.fill_(True)
-        return ((features - mean) / std).float()
+        return (raw - self.f_mean) * self.f_inv_std  # as forward() computes them, to the bit
 
     def learned_groups(self) -> list[ScaleGroup]:
         """The groups that train: the series view at one dilation per octave. The others (the

@@ -29,8 +29,10 @@ def test_dilations_follow_minirocket_rule():
         d = dilations_for(length)
         assert d[0] == 1 and d == sorted(set(d))
         assert 8 * d[-1] <= length - 1 or d == [1]  # a length-9 kernel fits the series
-    assert len(dilations_for(512)) == 11  # two per octave up to (512 - 1) / 8
-    assert len(dilations_for(512, per_octave=1)) == 6
+    assert dilations_for(512, per_octave=1) == [1, 2, 5, 12, 27, 63]  # one per octave up to (512 - 1) / 8
+    assert len(dilations_for(512)) == 10  # two per octave (1 and 1.5 are both dilation 1)
+    for length in (24, 99, 251, 360, 512):  # the learned groups' dilations are among the finer rule's
+        assert set(dilations_for(length, per_octave=1)) <= set(dilations_for(length))
 
 
 def test_fit_init_fits_thresholds_statistics_and_readout(data):
@@ -119,10 +121,17 @@ def test_fit_starts_from_the_data_trains_end_to_end_and_resumes_exactly(data, tm
     train, val = data
     model = seqrep.build_model(DATA, train)
     kernels = [g.weight.clone() for g in model.representation.groups]
-    straight = seqrep.fit(model, train, val, DATA, tmp_path / "a", progress=False, verbose=False)
+    readout = model.readout.weight.clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no pre-flight finding: the frozen parts are frozen by design
+        straight = seqrep.fit(model, train, val, DATA, tmp_path / "a", progress=False, verbose=False)
     start = seqrep.read_log(tmp_path / "a")[0]
     assert start["data_fitted_init"]["loo_accuracy"] >= 0.5
-    assert all(not torch.equal(a, g.weight) for a, g in zip(kernels, model.representation.groups))
+    learned = [g.weight.requires_grad for g in model.representation.groups]
+    assert any(learned) and not all(learned)  # the series view at one dilation per octave
+    moved = [not torch.equal(a, g.weight) for a, g in zip(kernels, model.representation.groups)]
+    assert moved == learned  # the learned groups trained, the others stayed as fitted
+    assert not torch.equal(readout, model.readout.weight)  # solved again on the trained features
     assert straight.final["val_accuracy"] >= 0.6
 
     class StopAfterFirst(seqrep.Callback):
