@@ -222,7 +222,8 @@ class RidgeReadout(Callback):
         self.active = has_ridge_readout(state.model)
         if not self.active:
             return
-        self.objective = state.objective = LeaveOneOut(torch.Generator().manual_seed(state.config.seed))
+        learned = state.model.representation.learned_columns()
+        self.objective = state.objective = LeaveOneOut(torch.Generator().manual_seed(state.config.seed), learned)
         self.objective.attach(state.model.readout)
         saved = state.resumable.get(type(self).__name__)
         self._refit(state, saved["representation"] if saved else None, state.init_features)
@@ -250,6 +251,10 @@ class RidgeReadout(Callback):
         kept = source or {k: v.clone() for k, v in representation.state_dict().items()}
         state.resumable[type(self).__name__] = {"representation": kept}
 
+    def before_epoch(self, state: FitState) -> None:
+        if self.active:  # steps skip the fixed groups: their features are banked (after the pre-flight check)
+            state.model.representation.skip_fixed = True
+
     def after_loss(self, state: FitState) -> None:
         if self.active:
             state.loss, state.logits = self.objective.loss(self.objective.captured, state.index.to(state.device))
@@ -265,6 +270,7 @@ class RidgeReadout(Callback):
     def after_fit(self, state: FitState) -> None:
         if self.active:
             self.objective.detach()
+            state.model.representation.skip_fixed = False
 
 
 class GradientGuard(Callback):

@@ -62,8 +62,10 @@ def _seconds_per_step(state: FitState, steps: int = 5) -> float:
     objective, times = None, []
     try:
         if state.init_features is not None:  # a data-fitted start trains on LeaveOneOut
-            objective = LeaveOneOut(torch.Generator().manual_seed(state.config.seed))
+            objective = LeaveOneOut(torch.Generator().manual_seed(state.config.seed),
+                                    model.representation.learned_columns())
             objective.attach(model.readout)
+            model.representation.skip_fixed = True
             objective.refit(model.readout, state.init_features, torch.from_numpy(state.train.y).long().to(x.device))
         with modes(model, True):
             for _ in range(steps):

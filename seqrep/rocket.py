@@ -245,6 +245,7 @@ class RocketRepresentation(nn.Module):
         self.feature_dim = len(self.groups) * N_KERNELS * N_BIAS * (2 if spec.attention else 1)
         self.register_buffer("f_mean", torch.zeros(self.feature_dim))
         self.register_buffer("f_inv_std", torch.ones(self.feature_dim))
+        self.skip_fixed = False  # fit sets it while training: see raw_features
 
     def _prepared(self, x: torch.Tensor, mask: torch.Tensor | None):
         """Each view (the standardised series, its first difference) stem-pooled and
@@ -267,9 +268,14 @@ class RocketRepresentation(nn.Module):
 
     def raw_features(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         """Unstandardised features (batch, feature_dim) and the attention weights averaged over
-        the groups (batch, pooled time), uniform without attention."""
+        the groups (batch, pooled time), uniform without attention. With `skip_fixed` set (fit's
+        training steps), the groups that stay as fitted are not computed while autograd is on:
+        their columns are zeros, which `LeaveOneOut` fills from the features it banked."""
         views, length, m = self._prepared(x, mask)
-        parts = [group(views[v], length, self.pad, m) for v, group in self._view_groups()]
+        skip = self.skip_fixed and torch.is_grad_enabled()
+        parts = [group(views[v], length, self.pad, m) if not skip or group.weight.requires_grad
+                 else (x.new_zeros(x.shape[0], self.feature_dim // len(self.groups)), None)
+                 for v, group in self._view_groups()]
         weights = [w for _, w in parts if w is not None]
         if weights:
             att = torch.stack(weights).mean(0)
@@ -411,10 +417,13 @@ class LeaveOneOut:
     1 - lambda (A^-1)_ii + 1/m (the intercept), so the leave-one-out residual is
     lambda (A^-1 Y)_i / (lambda (A^-1)_ii - 1/m). The bank holds at most MAX_BANK series (a
     random subset drawn by `generator` at each refit, the batch's rows added when missing).
+    `learned`: the feature columns a step can change (`RocketRepresentation.learned_columns`);
+    the batch's other columns are taken from the banked features (so a forward that skipped
+    computing them, `RocketRepresentation.skip_fixed`, loses nothing).
     """
 
-    def __init__(self, generator: torch.Generator):
-        self.generator = generator
+    def __init__(self, generator: torch.Generator, learned: torch.Tensor | None = None):
+        self.generator, self.learned = generator, learned
         self.bank = self.captured = self.handle = None
 
     def attach(self, readout: nn.Module) -> None:
@@ -444,6 +453,7 @@ class LeaveOneOut:
         """Solve `readout` by ridge on features (n, p) of the training set with labels y (n,),
         and bank them for the steps until the next refit. Returns ridge_readout's info."""
         weight, bias, info = ridge_readout(features, y, readout.out_features)
+        self.source = features
         readout.weight.copy_(weight)
         readout.bias.copy_(bias)
         n = len(y)
@@ -468,7 +478,10 @@ class LeaveOneOut:
         index, back = torch.unique(index, return_inverse=True)  # a balanced order may repeat a series
         first = torch.full((len(index),), len(back), dtype=torch.long, device=back.device)
         first = first.scatter_reduce(0, back, torch.arange(len(back), device=back.device), "amin")
-        fresh = features[first].double() - self.mean  # centred by the refit's mean, like the bank
+        features = features[first]
+        if self.learned is not None:  # only these columns can have changed since the refit
+            features = self.source[index].index_copy(1, self.learned, features[:, self.learned])
+        fresh = features.double() - self.mean  # centred by the refit's mean, like the bank
         missing = self.position[index] < 0
         rows = torch.cat([self.rows, index[missing]])
         where = self.position[index].clone()
