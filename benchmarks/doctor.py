@@ -35,6 +35,7 @@ from seqrep.doctor import Watch, dynamics, losses, mixing, zoo
 from seqrep.doctor.batch import default_forward
 from seqrep.doctor.gallery import CLEAN, REPORTED_BUGS
 from seqrep.doctor.toy import make_toy
+from seqrep.rocket import LeaveOneOut
 
 
 def _timed_check(setup, seed: int = 0):
@@ -254,27 +255,38 @@ def big_model(pairs: int) -> dict:
 
 def default_model(repeats: int) -> dict:
     """check_training on the default model (its start fitted) and batch (16 x 1 x 128, 60
-    classes), interleaved with one plain training step of the same model."""
+    classes), interleaved with one plain training step of the same model, both on the
+    objective it trains on (its ridge readout's leave-one-out error, seqrep.rocket.LeaveOneOut)."""
     config = seqrep.TrainConfig()
     model = seqrep.build_model(config, DataShape(1, 60, 128))
-    # as fit does: the data-fitted start on a training set (240 random series), the optimizer's
-    # groups, the schedule's first learning rates, and a check on the first 16 training series
+    # as fit does: the data-fitted start on a training set (240 random series), the objective,
+    # the optimizer's groups, the schedule's first learning rates, and a check on the first 16
+    # training series with the parts frozen by design named
     torch.manual_seed(0)
     train = seqrep.SequenceDataset(torch.randn(240, 1, 128).numpy(), np.arange(240) % 60,
                                    [str(c) for c in range(60)])
-    seqrep.model.fit_init(model, train, seed=config.seed)
+    _, features = seqrep.model.fit_init(model, train, seed=config.seed, with_features=True)
+    objective = LeaveOneOut(torch.Generator().manual_seed(0))
+    objective.attach(model.readout)
+    objective.refit(model.readout, features, torch.from_numpy(train.y).long())
+    index = torch.arange(16)
     x, y = torch.from_numpy(train.X[:16]), torch.from_numpy(train.y[:16]).long()
+
+    def loss_fn(logits, target):
+        return objective.loss(objective.captured, index)[0]
+
     optimizer = torch.optim.AdamW(seqrep.model.param_groups(model, config.lr), lr=config.lr)
     seqrep.plan.make_scheduler(optimizer, config, 100)
-    seqrep.check_training(model, (x, y), optimizer=optimizer)  # warm-up
+    frozen = seqrep.model.frozen_by_design(model)
+    seqrep.check_training(model, (x, y), optimizer=optimizer, loss_fn=loss_fn, expect_frozen=frozen)  # warm-up
     checks, steps = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        report = seqrep.check_training(model, (x, y), optimizer=optimizer)
+        report = seqrep.check_training(model, (x, y), optimizer=optimizer, loss_fn=loss_fn, expect_frozen=frozen)
         checks.append(time.perf_counter() - start)
         start = time.perf_counter()
         optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(x, training=True), y).backward()
+        loss_fn(model(x, training=True), y).backward()
         optimizer.step()
         steps.append(time.perf_counter() - start)
     return {"check_s": summary(checks), "step_s": summary(steps), "findings": len(report.findings),

@@ -1,7 +1,7 @@
 """fit's built-in callbacks, and `GradientMonitor`, the finer gradient statistics you add.
 
 Built in, in the order they run (`seqrep.train.show_training_loop()` prints it): `StopSignals`
-(-100), the `NonFiniteGuard` (-60), the pre-flight `GradientGuard` (-50,
+(-100), `RidgeReadout` (-70, a data-fitted start's objective and readout), the `NonFiniteGuard` (-60), the pre-flight `GradientGuard` (-50,
 `seqrep.check_training`; config.check_gradients), `WatchTraining` (-45, `seqrep.watch`),
 `GradientStats` (-40: per-component gradient norm and update ratio in every epoch record), the
 user's callbacks (0), `TimeBudget` (80, budget-planned runs; `seqrep.plan`), the
@@ -21,11 +21,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .callbacks import Callback, CancelFit, FitState
+from .callbacks import Callback, CancelFit, FitState, training_batches
 from .checkpoint import data_summary, save_checkpoint
 from .doctor import BLOCKING, TrainingBugError, check_training, watch
 from .errors import SeqrepError, warn
+from .inference import modes
+from .model import frozen_by_design, has_ridge_readout
 from .plots import plot_monitor
+from .rocket import LeaveOneOut
 
 __all__ = [
     "Checkpointer",
@@ -35,6 +38,7 @@ __all__ = [
     "NonFiniteGuard",
     "NonFiniteLossError",
     "ProgressBar",
+    "RidgeReadout",
     "RunLogger",
     "StopSignals",
     "WatchTraining",
@@ -194,6 +198,80 @@ def _mean_over(rows: list[dict], key: str) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+class RidgeReadout(Callback):
+    """Built in for a data-fitted start: the readout is solved, never stepped; the
+    representation trains on the readout's leave-one-out error (`seqrep.rocket.LeaveOneOut`).
+
+    before_fit: solve the readout on the training set's features (the readout's inputs,
+    captured by a forward pre-hook, so the broken model's numpy round trip is read as it is) and
+    bank them. after_loss: the loss becomes the mean squared leave-one-out residual and
+    state.logits the batch's leave-one-out scores (so the epoch's train_accuracy is a
+    leave-one-out accuracy). after_step, at each epoch's last step: solve again on the new
+    features, so evaluation and the checkpoint see the readout of the weights they hold (an
+    epoch cut short is solved at after_epoch, after its evaluation). The representation's
+    weights the bank came from are kept in `state.resumable`, so a resumed run rebuilds the
+    same bank and continues bitwise. With the post-mortem's bug the captured features carry no
+    gradient: the loss has none, nothing steps, and the readout is solved on the start's
+    features every epoch.
+    """
+
+    order = -70
+
+    def before_fit(self, state: FitState) -> None:
+        self.active = has_ridge_readout(state.model)
+        if not self.active:
+            return
+        learned = state.model.representation.learned_columns()
+        self.objective = state.objective = LeaveOneOut(torch.Generator().manual_seed(state.config.seed), learned)
+        self.objective.attach(state.model.readout)
+        saved = state.resumable.get(type(self).__name__)
+        self._refit(state, saved["representation"] if saved else None, state.init_features)
+        state.init_features = None  # (n, feature_dim) is large: not kept past the first solve
+
+    def _refit(self, state: FitState, source: dict | None = None, features: torch.Tensor | None = None) -> None:
+        """Solve the readout and bank the training set's features: `features` when given
+        (fit_init's); a resumed run's, of the weights in `source` it banked; else the last
+        features with the learned groups' columns computed again (no other column changes)."""
+        representation = state.model.representation
+        if features is None and source is None:
+            features = self.features.clone()
+            with modes(state.model, False), torch.no_grad():
+                fresh = [representation.learned_features(x, mask) for x, mask in training_batches(state)]
+            features[:, representation.learned_columns()] = torch.cat(fresh)
+        elif features is None:
+            current = {k: v.clone() for k, v in representation.state_dict().items()}
+            representation.load_state_dict(source)
+            with modes(state.model, False):
+                features = self.objective.features(state.model, training_batches(state))
+            representation.load_state_dict(current)
+        self.features = features
+        y = torch.from_numpy(state.train.y).long().to(features.device)
+        self.objective.refit(state.model.readout, features, y)
+        kept = source or {k: v.clone() for k, v in representation.state_dict().items()}
+        state.resumable[type(self).__name__] = {"representation": kept}
+
+    def before_epoch(self, state: FitState) -> None:
+        if self.active:  # steps skip the fixed groups: their features are banked (after the pre-flight check)
+            state.model.representation.skip_fixed = True
+
+    def after_loss(self, state: FitState) -> None:
+        if self.active:
+            state.loss, state.logits = self.objective.loss(self.objective.captured, state.index.to(state.device))
+
+    def after_step(self, state: FitState) -> None:
+        if self.active and state.steps_done == state.steps_per_epoch:
+            self._refit(state)
+
+    def after_epoch(self, state: FitState) -> None:
+        if self.active and state.steps_done < state.steps_per_epoch:
+            self._refit(state)
+
+    def after_fit(self, state: FitState) -> None:
+        if self.active:
+            self.objective.detach()
+            state.model.representation.skip_fixed = False
+
+
 class GradientGuard(Callback):
     """Built in (config.check_gradients, new runs only): `seqrep.check_training` on the first
     batch_size training series before the first step. A finding whose kind is in
@@ -208,10 +286,16 @@ class GradientGuard(Callback):
         if not state.config.check_gradients or state.resumed:
             return
         n = min(state.config.batch_size, len(state.train))
-        x, y, m = state.batch(torch.arange(n, device="cpu"))  # indices into the CPU-held training set
+        index = torch.arange(n, device="cpu")  # indices into the CPU-held training set
+        x, y, m = state.batch(index)
+        loss_fn = state.loss_fn
+        if state.objective is not None:  # the loss a data-fitted start trains on
+            def loss_fn(logits, y):
+                return state.objective.loss(state.objective.captured, index.to(state.device))[0]
         report = check_training(
-            state.model, (x, y), loss_fn=state.loss_fn, optimizer=state.optimizer, mask=m,
+            state.model, (x, y), loss_fn=loss_fn, optimizer=state.optimizer, mask=m,
             forward=lambda model, inputs: model(inputs, training=True, mask=m),
+            expect_frozen=frozen_by_design(state.model),
         )
         state.log.append({"event": "checked", "time": time.time(), "seconds": sum(report.seconds.values()),
                           "findings": [{"kind": f.kind, "names": list(f.names), "message": f.message}
@@ -332,6 +416,7 @@ class Checkpointer(Callback):
             "next_step": state.steps_done,
             "progress": state.sums,
             "record": state.record,
+            "resumable": state.resumable,
             "data": self.data,
         })
         state.checkpointed_epoch = state.epoch

@@ -86,6 +86,7 @@ class FitState:
     x: torch.Tensor | None = None
     y: torch.Tensor | None = None
     mask: torch.Tensor | None = None
+    index: torch.Tensor | None = None  # the batch's rows in the training set (CPU)
     logits: torch.Tensor | None = None
     loss: torch.Tensor | None = None
     loss_value: float = math.nan  # the last step's loss as a number
@@ -102,6 +103,10 @@ class FitState:
     started: float = field(default_factory=time.perf_counter)
     fitted_init: dict | None = None  # what seqrep.model.fit_init fitted before the first step
     init_eval: dict = field(default_factory=dict)  # val_* metrics before the first step (fit's start record)
+    init_features: torch.Tensor | None = None  # (n, feature_dim): the training set's, at fit_init
+    objective: object | None = None  # a data-fitted start's seqrep.rocket.LeaveOneOut (RidgeReadout sets it)
+    plan: dict | None = None  # how a time budget was turned into epochs (seqrep.plan.plan_for_budget)
+    resumable: dict = field(default_factory=dict)  # {callback name: tensors/data a resume needs}; checkpointed
 
     def __post_init__(self) -> None:
         self.components = components(self.model)
@@ -119,7 +124,7 @@ class FitState:
         self.stop_reason = self.stop_reason or reason
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Training samples `index` on the run's device: x, y, mask (or None)."""
+        """Training samples `index` (CPU) on the run's device: x, y, mask (or None)."""
         m = None if self._m is None else self._m[index].to(self.device)
         return self._x[index].to(self.device), self._y[index].to(self.device), m
 
@@ -220,6 +225,15 @@ def _meant(name: str) -> str | None:
     if _HOOK_LIKE.match(name):
         return None
     return next(iter(difflib.get_close_matches(name, EVENTS, n=1, cutoff=0.75)), None)
+
+
+def training_batches(state: FitState, size: int = 256):
+    """(x, mask) of the whole training set in its order, `size` series at a time, on the run's
+    device (for inference passes over the training set)."""
+    n = len(state.train)
+    for i in range(0, n, size):
+        x, _, mask = state.batch(torch.arange(i, min(n, i + size)))
+        yield x, mask
 
 
 def check_callback(cb) -> None:

@@ -29,8 +29,12 @@ SAMPLERS = ("shuffle", "balanced")  # TrainConfig.sampler
 EXTRACTIONS = ("fixed", "broken")
 INITS = ("data", "random")
 # Fields that only the post-mortem's representation (init="random") has: the data-fitted start
-# has MiniRocket's fixed kernel shapes, so it refuses them when they differ from the defaults.
-RANDOM_INIT_ONLY = ("width", "kernel_sizes", "blocks", "bottleneck")
+# has MiniRocket's fixed kernel shapes and a readout solved by ridge regression (no dropout before
+# it), so it refuses them when they differ from the defaults.
+RANDOM_INIT_ONLY = ("width", "kernel_sizes", "blocks", "bottleneck", "dropout")
+# Training fields of a loss on the readout's logits: init="data" trains on its ridge readout's
+# leave-one-out error instead (seqrep.rocket.LeaveOneOut), so it refuses them when changed.
+LOGIT_LOSS_ONLY = ("loss", "label_smoothing", "class_weights", "focal_gamma", "logit_tau", "effective_beta")
 # Names a field had in an earlier version of seqrep: from_dict and the CLI say the new one.
 RENAMED = {"start": "init"}
 # What other libraries call a field: the "did you mean" for TrainConfig(learning_rate=...).
@@ -165,13 +169,14 @@ class TrainConfig:
         "epochs to train; 0 = automatic: as many as fit in `budget`, or with budget 0 at least "
         "30 epochs and 500 optimiser steps"))
     budget: float = field(default=60.0, metadata=_doc(
-        "seconds of training that automatic epochs plan for, the data-fitted start included "
-        "(timed on this machine, re-planned if its speed changes); 0 = plan by step count"))
+        "seconds of training that automatic epochs plan for, the data-fitted start included: "
+        "planned once from a timed step, the plan recorded as `epochs` in the logged config "
+        "(re-running that config repeats the run bitwise); 0 = plan by step count"))
     batch_size: int = field(default=16, metadata=_doc("samples per optimiser step"))
     lr: float = field(default=1e-2, metadata=_doc(
-        "peak learning rate of AdamW; with init='data' each parameter group peaks at its own "
-        "multiple of it (seqrep.model.param_groups: kernels, thresholds and readout far "
-        "below, the attention scorers at a tenth), and the run log records every group's rate"))
+        "peak learning rate of AdamW; with init='data' the kernels and thresholds peak at lr "
+        "times their RMS (steps relative to their size) and the attention scorers at lr "
+        "(seqrep.model.param_groups); the run log records every group's rate"))
     weight_decay: float = field(default=1e-2, metadata=_doc("AdamW weight decay"))
     schedule: str = field(default="onecycle", metadata=_doc(
         "learning-rate schedule, stepped every batch", choices=SCHEDULES))
@@ -223,6 +228,7 @@ class TrainConfig:
              "is not defined for loss='focal'; set it to 0"),
         ]
         _raise_first(self, checks)
+        _refuse_logit_loss(self)
 
     def to_dict(self) -> dict:
         """Plain data: the nested spec as a dict too."""
@@ -289,9 +295,26 @@ def _refuse_ignored(spec: ModelSpec) -> None:
     if changed:
         raise SeqrepError(
             f"ModelSpec: {', '.join(changed)} would be ignored: init='data' (the default) uses "
-            "MiniRocket's fixed kernels, which have no width, kernel sizes, blocks or bottleneck "
-            f"to set. Use init='random' (--init random) for the post-mortem's representation, "
+            "MiniRocket's fixed kernels and a ridge readout, which have no width, kernel sizes, "
+            f"blocks, bottleneck or dropout to set. Use init='random' (--init random) for the post-mortem's representation, "
             f"which they shape, or leave {', '.join(RANDOM_INIT_ONLY)} at their defaults."
+        )
+
+
+def _refuse_logit_loss(config: TrainConfig) -> None:
+    """init='data' trains on its ridge readout's leave-one-out error, not on a loss of logits:
+    a changed loss field is refused, naming it and what to do."""
+    if config.model.init != "data":
+        return
+    changed = [f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config)
+               if f.name in LOGIT_LOSS_ONLY and getattr(config, f.name) != f.default]
+    if changed:
+        raise SeqrepError(
+            f"TrainConfig: {', '.join(changed)} would be ignored: init='data' (the default) solves its "
+            "readout by ridge regression and trains the representation on that readout's "
+            "leave-one-out error (seqrep.rocket.LeaveOneOut), not on a loss of the logits. Use "
+            "init='random' (--init random), whose readout trains on the loss these fields shape, or "
+            f"leave {', '.join(LOGIT_LOSS_ONLY)} at their defaults."
         )
 
 

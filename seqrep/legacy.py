@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import ModelSpec
 from .errors import SeqrepError
-from .model import make_representation
+from .model import make_readout, make_representation
 
 __all__ = ["BUG_LINES", "AblatedClassifier", "LegacyClassifier"]
 
@@ -32,10 +32,9 @@ class LegacyClassifier(nn.Module):
         super().__init__()
         self.spec = (spec or ModelSpec()).resolved(length)
         self.representation = make_representation(in_channels, self.spec, length)
-        self.dropout = nn.Dropout(self.spec.dropout)
         # the original sizes the readout by formula (a data-fitted start knows its own size)
         width = getattr(self.representation, "feature_dim", 2 * self.spec.width)
-        self.readout = nn.Linear(width, n_classes)
+        self.dropout, self.readout = make_readout(width, n_classes, self.spec)
 
     def extract_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
         self.representation.eval()  # BUG 1: always eval(), even while training

@@ -19,8 +19,6 @@ from torch import nn
 from .config import ModelSpec
 from .errors import SeqrepError
 from .rocket import (
-    SCORER_STEP,
-    STEP,
     RocketRepresentation,
     amm_pool,
     pool_mask,
@@ -39,6 +37,9 @@ __all__ = [
     "SequenceClassifier",
     "components",
     "fit_init",
+    "frozen_by_design",
+    "has_ridge_readout",
+    "make_readout",
     "make_representation",
     "param_groups",
     "parameter_counts",
@@ -186,8 +187,7 @@ class SequenceClassifier(nn.Module):
         self.spec = (spec or ModelSpec()).resolved(length)
         self.representation = make_representation(in_channels, self.spec, length)
         self.feature_dim = self._probe_feature_dim(in_channels, length)
-        self.dropout = nn.Dropout(self.spec.dropout)
-        self.readout = nn.Linear(self.feature_dim, n_classes)
+        self.dropout, self.readout = make_readout(self.feature_dim, n_classes, self.spec)
 
     def _probe_feature_dim(self, in_channels: int, length: int) -> int:
         """The readout's input size, measured by one forward pass of a dummy sample (in eval
@@ -235,6 +235,32 @@ class SequenceClassifier(nn.Module):
         return self.representation.attention(x, mask)
 
 
+def has_ridge_readout(model: nn.Module) -> bool:
+    """True for a data-fitted start (`ModelSpec(init="data")`, fixed or broken): its readout is
+    solved by ridge regression and its representation trains on `seqrep.rocket.LeaveOneOut`."""
+    return isinstance(getattr(model, "representation", None), RocketRepresentation)
+
+
+def frozen_by_design(model: nn.Module) -> list[str]:
+    """Names of the parameters a data-fitted start keeps out of training on purpose: its solved
+    readout and the groups that stay as fitted (`RocketRepresentation.learned_groups`); none
+    for other models. The pre-flight check is told to expect them frozen."""
+    if not has_ridge_readout(model):
+        return []
+    return [name for name, p in model.named_parameters() if not p.requires_grad]
+
+
+def make_readout(feature_dim: int, n_classes: int, spec: ModelSpec) -> tuple[nn.Module, nn.Linear]:
+    """(dropout, readout) for `spec`: init="random" trains a linear readout behind dropout;
+    init="data" solves its readout by ridge regression (`fit` re-solves it every epoch, see
+    `seqrep.rocket.LeaveOneOut`), so it has no dropout and its parameters take no gradient."""
+    readout = nn.Linear(feature_dim, n_classes)
+    if spec.init == "data":
+        readout.requires_grad_(False)
+        return nn.Identity(), readout
+    return nn.Dropout(spec.dropout), readout
+
+
 def make_representation(in_channels: int, spec: ModelSpec, length: int) -> nn.Module:
     """The representation `spec.init` names (spec resolved for `length`): the post-mortem's
     `Representation` (init="random") or the data-fitted `seqrep.rocket.RocketRepresentation`."""
@@ -244,16 +270,18 @@ def make_representation(in_channels: int, spec: ModelSpec, length: int) -> nn.Mo
 
 
 @torch.no_grad()
-def fit_init(model: nn.Module, train: SequenceDataset, seed: int = 0) -> dict | None:
+def fit_init(model: nn.Module, train: SequenceDataset, seed: int = 0, with_features: bool = False):
     """Fit a data-fitted start (`ModelSpec(init="data")`) to the training set: the
     representation's thresholds and statistics (random picks from a generator seeded by
     `seed`; the global RNG is left alone), then the readout by ridge regression on its
     features. Every tensor is made on the model's device. `fit` calls it before the first
     step. Returns what was fitted ({"alpha", "temperature", "loo_accuracy", "seconds"}), or
-    None when the model has no data-fitted start or it is fitted already."""
+    None when the model has no data-fitted start or it is fitted already; with_features=True,
+    also the training set's features it solved the readout on, (n, feature_dim): (info,
+    features), or (None, None)."""
     representation = getattr(model, "representation", None)
     if not isinstance(representation, RocketRepresentation) or bool(representation.fitted):
-        return None
+        return (None, None) if with_features else None
     started = time.perf_counter()
     device = model.readout.weight.device
     x = torch.from_numpy(train.X).to(device)
@@ -264,7 +292,8 @@ def fit_init(model: nn.Module, train: SequenceDataset, seed: int = 0) -> dict | 
     weight, bias, info = ridge_readout(features, y, model.readout.out_features)
     model.readout.weight.copy_(weight)
     model.readout.bias.copy_(bias)
-    return {**info, "seconds": time.perf_counter() - started}
+    info = {**info, "seconds": time.perf_counter() - started}
+    return (info, features) if with_features else info
 
 
 def param_groups(model: nn.Module, lr: float) -> list[dict]:
@@ -273,28 +302,28 @@ def param_groups(model: nn.Module, lr: float) -> list[dict]:
     schedule (`seqrep.plan.make_scheduler`) scales every group by the same factor at each step,
     so the proportions below hold throughout a run.
 
-    | group | parameters | peak learning rate |
-    |---|---|---|
-    | "all" | every trainable one: the post-mortem's representation, the broken model | lr |
-    | "kernels", "thresholds" | a data-fitted start's kernels and thresholds | lr * STEP * their RMS at the start |
-    | "scorers" | its attention scorers (randomly initialised) | lr * SCORER_STEP |
-    | "readout" | its readout, fitted by ridge regression | lr * STEP * the weight's RMS |
-    | "rest" | any other trainable parameter | lr |
+    | group | parameters | peak learning rate | weight decay |
+    |---|---|---|---|
+    | "all" | every trainable one: the post-mortem's representation, the broken model | lr | config's |
+    | "kernels", "thresholds" | a data-fitted start's kernels and thresholds | lr * their RMS at the start | none |
+    | "scorers" | its attention scorers (randomly initialised) | lr | none |
+    | "rest" | any other trainable parameter | lr | config's |
 
-    STEP and SCORER_STEP are the data-fitted start's recipe (`seqrep.rocket`, with the
-    measurements behind them). Each group also carries "lr_scale" (its peak / lr) for the
-    record — nothing multiplies by it; the doctor's step-size check reads it (every group
-    below 1: small steps on purpose). Call after `fit_init` (the RMS is of the fitted tensors).
+    Adam's steps are about lr per element whatever the gradient's size, so the data-fitted
+    tensors step by lr relative to their own size (thresholds are held in units of their
+    kernel's output spread, kernels are MiniRocket's -1/+2 patterns): at lr = 1e-2, a percent
+    of a threshold's scale per step. Weight decay would pull fitted thresholds towards zero, so
+    those groups have none ("weight_decay": 0). A data-fitted start's readout is solved by
+    ridge regression, never stepped (`seqrep.rocket.LeaveOneOut`), so it is in no group. Each
+    group also carries "lr_scale" (its peak / lr) for the record. Call after `fit_init` (the
+    RMS is of the fitted tensors).
     """
     representation = getattr(model, "representation", None)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not isinstance(representation, RocketRepresentation):
         return [{"name": "all", "params": trainable, "lr": lr, "lr_scale": 1.0}]
-    tensors = representation.tensor_groups()
-    readout = [model.readout.weight, model.readout.bias]
-    scales = {"kernels": STEP * rms(tensors["kernels"]), "thresholds": STEP * rms(tensors["thresholds"]),
-              "scorers": SCORER_STEP, "readout": STEP * rms([model.readout.weight])}
-    named = {**tensors, "readout": readout}
+    named = representation.tensor_groups()
+    scales = {"kernels": rms(named["kernels"]), "thresholds": rms(named["thresholds"]), "scorers": 1.0}
     grouped = {id(p) for params in named.values() for p in params}
     named["rest"] = [p for p in trainable if id(p) not in grouped]
     groups = []
@@ -302,7 +331,8 @@ def param_groups(model: nn.Module, lr: float) -> list[dict]:
         params = [p for p in params if p.requires_grad]
         scale = scales.get(name, 1.0)
         if params:
-            groups.append({"name": name, "params": params, "lr": lr * scale, "lr_scale": scale})
+            decay = {"weight_decay": 0.0} if name in scales else {}
+            groups.append({"name": name, "params": params, "lr": lr * scale, "lr_scale": scale, **decay})
     return groups
 
 

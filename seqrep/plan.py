@@ -1,13 +1,17 @@
 """How long a run is: the epochs `fit` plans, the learning-rate schedule that follows the plan,
-and the `TimeBudget` callback that re-plans when the machine's speed changes.
+and the `TimeBudget` callback that ends a run far past its budget.
 
 Explicit `TrainConfig.epochs` are kept as given. With epochs=0 (automatic) and a time budget
-(`TrainConfig.budget` seconds), `fit` times a few training steps on copies of the model and an
-evaluation pass, and plans as many epochs as fit in the budget; at every epoch's end
-`TimeBudget` compares the time spent with the plan and, when the rest of the run would end
-more than 5 % off the budget, re-plans the remaining epochs and stretches or shrinks the
-schedule to match; a run still going 5 % past the budget (epochs too long to re-plan in time)
-ends at that step. With budget=0, automatic epochs follow a step count (`plan_epochs`).
+(`TrainConfig.budget` seconds), `fit` times a few training steps on copies of the model (with
+the run's objective and, for a data-fitted start, its per-epoch readout solve) and an
+evaluation pass, and plans once, before the first step, as many epochs as fit in what is left
+of the budget. The plan is the run's `config.epochs` — in the run log, the checkpoint and
+`FitResult.config` — so re-running that config trains the same steps on the same schedule and
+gives bitwise the same weights, whatever the machine's load (a plan that changed with the
+load as the run went could not be repeated). A machine that slows down mid-run makes the run
+late: `TimeBudget` ends it at the first step past `OVERRUN` times the budget, and says so in
+the log (such a run is the one case its config does not repeat). With budget=0, automatic
+epochs follow a step count (`plan_epochs`).
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import torch
 from .callbacks import Callback, FitState
 from .config import TrainConfig
 from .inference import modes, predict_logits
+from .model import param_groups
+from .rocket import LeaveOneOut
 
 __all__ = ["AUTO_EPOCHS", "MIN_STEPS", "TimeBudget", "make_scheduler", "plan_epochs", "plan_for_budget",
            "replan"]
 
 AUTO_EPOCHS, MIN_STEPS = 30, 500
-REPLAN_TOLERANCE = 0.05  # re-plan when the projected end is further than this from the budget
+OVERRUN = 1.5  # a budget-planned run still going at this multiple of its budget ends there
 
 
 def plan_epochs(
@@ -44,20 +50,29 @@ def plan_epochs(
     return config.replace(epochs=max(floor, math.ceil((min_steps or MIN_STEPS) / steps_per_epoch)))
 
 
-def _seconds_per_step(state: FitState, steps: int = 4) -> float:
-    """Median wall time of a training step, measured on copies of the model and optimizer
-    (the first step warms up and is not counted); the run's own state and RNG are untouched."""
+def _seconds_per_step(state: FitState, steps: int = 5) -> float:
+    """Median wall time of a training step, measured on copies of the model and optimizer with
+    the run's objective (the first step warms up and is not counted); the run's own state and
+    RNG are untouched."""
     rng = torch.get_rng_state()
     model = copy.deepcopy(state.model)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=state.config.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, state.config.lr), lr=state.config.lr)
     index = torch.arange(min(state.config.batch_size, len(state.train)), device="cpu")
     x, y, mask = state.batch(index)
-    times = []
+    objective, times = None, []
     try:
+        if state.init_features is not None:  # a data-fitted start trains on LeaveOneOut
+            objective = LeaveOneOut(torch.Generator().manual_seed(state.config.seed),
+                                    model.representation.learned_columns())
+            objective.attach(model.readout)
+            model.representation.skip_fixed = True
+            objective.refit(model.readout, state.init_features, torch.from_numpy(state.train.y).long().to(x.device))
         with modes(model, True):
             for _ in range(steps):
                 start = time.perf_counter()
-                loss = state.loss_fn(model(x, training=True, mask=mask), y)
+                logits = model(x, training=True, mask=mask)
+                loss = (state.loss_fn(logits, y) if objective is None else
+                        objective.loss(objective.captured, index.to(x.device))[0])
                 optimizer.zero_grad(set_to_none=True)
                 if loss.requires_grad:
                     loss.backward()
@@ -65,7 +80,20 @@ def _seconds_per_step(state: FitState, steps: int = 4) -> float:
                 times.append(time.perf_counter() - start)
     finally:
         torch.set_rng_state(rng)
+        if objective is not None:
+            objective.detach()
     return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def _seconds_per_solve(state: FitState) -> float:
+    """A data-fitted start solves its readout every epoch (`seqrep.builtin.RidgeReadout`): the
+    learned groups' features of the training set, then the ridge solve. Estimated from what
+    fit_init took for all groups (a pass over the training set and the same solve), scaled by
+    the share of features the learned groups produce; 0 for other models."""
+    if not state.fitted_init:
+        return 0.0
+    representation = state.model.representation
+    return state.fitted_init["seconds"] * max(len(representation.learned_columns()) / representation.feature_dim, 0.25)
 
 
 def _seconds_per_evaluation(state: FitState, probe: int = 256) -> float:
@@ -88,11 +116,18 @@ def replan(state: FitState, epochs: int) -> None:
 
 
 def plan_for_budget(state: FitState) -> int:
-    """Epochs that fit in what is left of config.budget, from a measured step and evaluation
-    time (at least one)."""
-    per_epoch = state.steps_per_epoch * _seconds_per_step(state) + _seconds_per_evaluation(state)
+    """Epochs that fit in what is left of config.budget, from a measured step, per-epoch work
+    and evaluation time (at least one)."""
+    step = _seconds_per_step(state)
+    extra = _seconds_per_solve(state)
+    evaluation = _seconds_per_evaluation(state)
+    per_epoch = state.steps_per_epoch * step + extra + evaluation
     left = state.config.budget - (time.perf_counter() - state.started)
-    return max(1, int(left // per_epoch))
+    epochs = max(1, int(left // per_epoch))
+    state.plan = {"epochs": epochs, "steps": epochs * state.steps_per_epoch, "seconds_left": round(left, 2),
+                  "seconds_per_step": round(step, 4), "seconds_per_epoch": round(per_epoch, 3),
+                  "of_which_readout_solve": round(extra, 3), "of_which_evaluation": round(evaluation, 3)}
+    return epochs
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int, done: int = 0,
@@ -125,34 +160,14 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_
 
 
 class TimeBudget(Callback):
-    """Built in for runs planned by a time budget: after each epoch, project the run's end
-    from the wall time of its recent epochs (the median of the last three: the first one also
-    pays for warm-ups, and a machine's speed drifts); if it would end more than
-    REPLAN_TOLERANCE off the budget, re-plan the remaining epochs (none, at the least) and
-    rebuild the schedule for the new total, continuing from the current step."""
+    """Built in for runs planned by a time budget: a run still going at OVERRUN times its
+    budget (the machine slowed down after the plan was made) ends at that step, its last
+    epoch partial, with the reason in the log."""
 
-    order = 80  # after the epoch's other work, before it is logged: the record shows the new plan
-
-    def before_fit(self, state: FitState) -> None:
-        self.last, self.durations = time.perf_counter(), []
+    order = 80
 
     def after_step(self, state: FitState) -> None:
-        """An epoch longer than the tolerance cannot be re-planned in time: past the budget
-        (plus REPLAN_TOLERANCE), the run ends at this step, its last epoch partial."""
-        if time.perf_counter() - state.started > state.config.budget * (1 + REPLAN_TOLERANCE):
-            state.request_stop("time budget reached")
-
-    def after_epoch(self, state: FitState) -> None:
-        now = time.perf_counter()
-        self.durations.append(now - self.last)
-        self.last = now
-        recent = sorted(self.durations[-3:])
-        per_epoch = recent[len(recent) // 2]
-        elapsed, budget, planned = now - state.started, state.config.budget, state.config.epochs
-        projected = elapsed + (planned - state.epoch - 1) * per_epoch
-        if abs(projected - budget) <= REPLAN_TOLERANCE * budget:
-            return
-        epochs = state.epoch + 1 + max(0, round((budget - elapsed) / per_epoch))
-        if epochs != planned:
-            replan(state, epochs)
-            state.record["epochs"] = epochs
+        elapsed = time.perf_counter() - state.started
+        if elapsed > state.config.budget * OVERRUN:
+            state.request_stop(f"time budget: {elapsed:.0f} s, past {OVERRUN:g} x the {state.config.budget:g} s "
+                               f"planned for (the machine slowed down after the plan was made)")

@@ -1,27 +1,32 @@
 """The data-fitted start (`ModelSpec(init="data")`): the post-mortem's architecture — learned
 multi-scale 1-D convolutions, pooling with attention over time, a linear readout — whose first
-step is not random.
+step is not random, and whose training has something to learn.
 
     x (batch, channels, time)
       -> standardise each channel (training-set statistics); for long series the post-mortem's
          avg/max/min stem down to <= 512 steps
-      -> one group per time scale: 84 length-9 kernels at dilation d (MiniRocket's fixed
-         patterns: weights -1, three taps +2), learnable
+      -> two views: the series and its first difference (MultiRocket's)
+      -> one group per view and time scale: 84 length-9 kernels at dilation d (MiniRocket's
+         fixed patterns: weights -1, three taps +2), two dilations per octave
       -> 4 thresholds per kernel, fitted to quantiles of its outputs on a training series;
          "proportion of positive values" (PPV) over time, and the same weighted by attention
-      -> features standardised (training-set statistics) -> linear readout, initialised by
-         ridge regression (penalty chosen by exact leave-one-out error)
+      -> features standardised (training-set statistics) -> linear readout, solved by ridge
+         regression (penalty chosen by exact leave-one-out error)
 
 MiniRocket (Dempster et al., KDD 2021) with the same kernels, biases and pooling, and a ridge
 readout, is the strongest cheap baseline on small many-class sets: its biases are fitted to the
-data, exactly what the post-mortem's frozen random features lacked. Starting from it, `fit`
-trains everything end to end (the thresholds through a straight-through estimator: the forward
-pass is the hard PPV, the backward pass the sigmoid's slope) with small steps: each data-fitted
-tensor at a peak learning rate of config.lr * `STEP` * its RMS (`seqrep.model.param_groups`
-sets every group's rate). Measured on 5 many-class sets
-over 150 steps, larger steps lost accuracy (peak 4e-4, 1.3e-3, 4e-3 of the RMS: mean accuracy
-0.808, 0.795, 0.777). The start fits the training set closely (its training loss is near 0),
-so Adam, which normalises even tiny gradients to a full step, would otherwise walk away from it.
+data, exactly what the post-mortem's frozen random features lacked.
+
+Training. A ridge readout fits the training set almost exactly, so a loss of its own
+predictions (cross-entropy, as the post-mortem's loop used) has nothing left to teach, and
+steps on it moved accuracy down as often as up. What the start does get wrong is what it would
+predict for a series it had not seen: `LeaveOneOut` is that error, exact for ridge regression
+and differentiable in the features. `fit` trains the representation on it — the kernels, the
+thresholds (through a straight-through estimator: the forward pass is the hard PPV, the
+backward pass the sigmoid's slope) and the attention of the series view at one dilation per
+octave (the other groups stay as fitted: they would triple each step's cost) — and solves the
+readout again on the new features every epoch. Measurements behind each choice:
+benchmarks/results/learning.md.
 """
 
 from __future__ import annotations
@@ -33,23 +38,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SCORER_STEP", "STEP", "RocketRepresentation", "amm_pool", "dilations_for", "pool_mask",
-           "ridge_readout", "rms", "spread_to_steps"]
+__all__ = ["DILATIONS_PER_OCTAVE", "MAX_BANK", "VIEWS", "LeaveOneOut", "RocketRepresentation", "amm_pool",
+           "dilations_for", "pool_mask", "ridge_readout", "rms", "spread_to_steps"]
 
 PATTERNS = torch.tensor(list(itertools.combinations(range(9), 3)))  # (84, 3): the +2 taps
 N_KERNELS, N_BIAS, SHARPNESS = 84, 4, 10.0
-STEP = 0.04  # data-fitted tensors: peak lr = config.lr * STEP * RMS (4e-4 RMS at lr 1e-2)
-SCORER_STEP = 0.1  # the attention scorers (randomly initialised): peak lr = config.lr * SCORER_STEP
+DILATIONS_PER_OCTAVE = 2  # MiniRocket spaces its dilations exponentially; two per doubling
+VIEWS = ("series", "difference")  # MultiRocket's two views: the series and its first difference
+MAX_BANK = 1024  # training series the leave-one-out objective holds at once (an n x n inverse)
 SCORE_SCALE = 0.1  # attention scores are scaled by this: attention starts near the plain mean
 PHI = (math.sqrt(5) - 1) / 2  # quantile levels {(i + 1) * PHI mod 1}: spread evenly, no repeats
 
 
-def dilations_for(length: int) -> list[int]:
-    """Dilations 1 .. (length - 1) / 8, one per octave: a length-9 kernel spans up to the
-    whole series (MiniRocket's rule with one dilation per octave)."""
+def dilations_for(length: int, per_octave: int = DILATIONS_PER_OCTAVE) -> list[int]:
+    """Dilations 1 .. (length - 1) / 8, about `per_octave` per doubling: a length-9 kernel spans
+    up to the whole series (MiniRocket's exponential spacing). The octaves are the points of
+    per_octave=1, so its dilations are among every finer rule's."""
     top = math.log2(max((length - 1) / 8, 1))
-    n = int(top) + 1
-    return sorted({int(2 ** (i * top / max(n - 1, 1))) for i in range(n)}) if n > 1 else [1]
+    octaves = int(top)
+    if octaves == 0:
+        return [1]
+    n = per_octave * octaves
+    return sorted({int(2 ** (i * top / n)) for i in range(n + 1)})
 
 
 def amm_pool(x: torch.Tensor, pool: int) -> torch.Tensor:
@@ -139,7 +149,8 @@ class _PPV(torch.autograd.Function):
 
 class ScaleGroup(nn.Module):
     """One time scale: 84 pattern kernels at `dilation`, N_BIAS thresholds each, PPV pooled by
-    the mean and by attention over time.
+    the mean and by attention over time. Thresholds are held in units of their kernel's output
+    spread (1 / inv_scale), so one learning rate suits every scale and view.
 
     xp: (batch, channels, time + 2 * pad) zero-padded input -> (batch, 84 * N_BIAS * 2)
     features (or * 1 without attention), and the attention weights (batch, time) or None.
@@ -175,7 +186,7 @@ class ScaleGroup(nn.Module):
             scores = SCORE_SCALE * self.score((z * self.inv_scale[:, None]).transpose(1, 2))[..., 0]
             weights = w = torch.softmax(scores.masked_fill(~real, float("-inf")), -1)
         scale = SHARPNESS * self.inv_scale
-        out = _PPV.apply(z * scale[:, None], self.bias * scale[:, None], torch.stack([v, w], 2))
+        out = _PPV.apply(z * scale[:, None], SHARPNESS * self.bias, torch.stack([v, w], 2))
         features = out[..., 0].flatten(1) if self.score is None else out.permute(0, 3, 1, 2).flatten(1)
         return features, weights
 
@@ -185,17 +196,17 @@ class ScaleGroup(nn.Module):
         """Thresholds: for each kernel, quantiles of its output on one training series picked
         by `generator` (a CPU generator; MiniRocket's rule; levels from the golden-ratio
         sequence, `first` = this group's offset in it); inv_scale: 1 / the outputs' std over
-        all given series."""
+        all given series (thresholds are stored times inv_scale)."""
         z = self.conv(xp, length, pad)  # (n, 84, length)
         keep = torch.ones_like(z[:, 0], dtype=torch.bool) if mask is None else mask
-        pick = torch.randint(0, len(z), (N_KERNELS,), generator=generator, device="cpu").to(z.device)
-        rows = torch.where(keep[pick], z[pick, torch.arange(N_KERNELS, device=z.device)], torch.nan)
-        levels = torch.tensor([((first + i + 1) * PHI) % 1 for i in range(N_KERNELS * N_BIAS)], device=z.device)
-        self.bias.copy_(_row_quantiles(rows, levels.view(N_KERNELS, N_BIAS)))
         flat = torch.where(keep[:, None], z, torch.nan).transpose(0, 1).reshape(N_KERNELS, -1)
         mean = flat.nanmean(1, keepdim=True)
         std = ((flat - mean) ** 2).nanmean(1).sqrt()
         self.inv_scale.copy_(1 / std.clamp(min=1e-3))
+        pick = torch.randint(0, len(z), (N_KERNELS,), generator=generator, device="cpu").to(z.device)
+        rows = torch.where(keep[pick], z[pick, torch.arange(N_KERNELS, device=z.device)], torch.nan)
+        levels = torch.tensor([((first + i + 1) * PHI) % 1 for i in range(N_KERNELS * N_BIAS)], device=z.device)
+        self.bias.copy_(_row_quantiles(rows, levels.view(N_KERNELS, N_BIAS)) * self.inv_scale[:, None])
 
 
 def _row_quantiles(rows: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
@@ -208,12 +219,12 @@ def _row_quantiles(rows: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
 
 
 class RocketRepresentation(nn.Module):
-    """Standardise (+ avg/max/min stem) -> one `ScaleGroup` per dilation -> standardised
-    features. Call `fit_init` on training data before use (`fit` does, through
-    `seqrep.model.fit_init`).
+    """Standardise (+ avg/max/min stem) -> two views, the series and its first difference ->
+    one `ScaleGroup` per view and dilation -> standardised features. Call `fit_init` on training
+    data before use (`fit` does, through `seqrep.model.fit_init`).
 
     x: (batch, channels, time), mask: (batch, time) bool or None -> (batch, feature_dim),
-    feature_dim = dilations * 84 * 4 * (2 with attention, else 1).
+    feature_dim = views * dilations * 84 * 4 * (2 with attention, else 1).
     `spec` must be resolved for the data (`ModelSpec.resolved(length)`).
     """
 
@@ -227,25 +238,44 @@ class RocketRepresentation(nn.Module):
         self.length = math.ceil(length / self.pool)
         self.dilations = dilations_for(self.length)
         self.pad = 4 * max(self.dilations)
-        self.groups = nn.ModuleList(ScaleGroup(channels, d, spec.attention) for d in self.dilations)
+        self.groups = nn.ModuleList(ScaleGroup(channels, d, spec.attention) for _ in VIEWS for d in self.dilations)
+        learned = set(dilations_for(self.length, per_octave=1))
+        for view, group in self._view_groups():
+            group.requires_grad_(view == 0 and group.dilation in learned)
         self.feature_dim = len(self.groups) * N_KERNELS * N_BIAS * (2 if spec.attention else 1)
         self.register_buffer("f_mean", torch.zeros(self.feature_dim))
         self.register_buffer("f_inv_std", torch.ones(self.feature_dim))
+        self.skip_fixed = False  # fit sets it while training: see raw_features
 
     def _prepared(self, x: torch.Tensor, mask: torch.Tensor | None):
-        """Standardised, stem-pooled and zero-padded input, its length and its mask."""
+        """Each view (the standardised series, its first difference) stem-pooled and
+        zero-padded: a list of (batch, channels', pooled time + 2 pad), the pooled length and
+        the pooled mask."""
         x = (x - self.mean) * self.inv_std
         if mask is not None:  # padded steps hold zeros, whatever the caller put there
             x = x.masked_fill(~mask[:, None, :], 0.0)
+        views = [x, torch.diff(x, dim=-1, prepend=x[..., :1])]
+        if mask is not None:
+            views[1] = views[1].masked_fill(~mask[:, None, :], 0.0)
         if self.pool > 1:
-            x = amm_pool(x, self.pool)
-        return F.pad(x, (self.pad, self.pad)), x.shape[-1], pool_mask(mask, self.pool, x.shape[-1])
+            views = [amm_pool(v, self.pool) for v in views]
+        length = views[0].shape[-1]
+        return [F.pad(v, (self.pad, self.pad)) for v in views], length, pool_mask(mask, self.pool, length)
+
+    def _view_groups(self):
+        """(view index, group) for every group, in feature order."""
+        return [(i // len(self.dilations), g) for i, g in enumerate(self.groups)]
 
     def raw_features(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         """Unstandardised features (batch, feature_dim) and the attention weights averaged over
-        the scales (batch, pooled time), uniform without attention."""
-        xp, length, m = self._prepared(x, mask)
-        parts = [group(xp, length, self.pad, m) for group in self.groups]
+        the groups (batch, pooled time), uniform without attention. With `skip_fixed` set (fit's
+        training steps), the groups that stay as fitted are not computed while autograd is on:
+        their columns are zeros, which `LeaveOneOut` fills from the features it banked."""
+        views, length, m = self._prepared(x, mask)
+        skip = self.skip_fixed and torch.is_grad_enabled()
+        parts = [group(views[v], length, self.pad, m) if not skip or group.weight.requires_grad
+                 else (x.new_zeros(x.shape[0], self.feature_dim // len(self.groups)), None)
+                 for v, group in self._view_groups()]
         weights = [w for _, w in parts if w is not None]
         if weights:
             att = torch.stack(weights).mean(0)
@@ -253,6 +283,20 @@ class RocketRepresentation(nn.Module):
             real = torch.ones(x.shape[0], length, dtype=torch.bool, device=x.device) if m is None else m
             att = real.float() / real.sum(-1, keepdim=True).clamp(min=1)
         return torch.cat([f for f, _ in parts], 1), att
+
+    def learned_columns(self) -> torch.Tensor:
+        """(p_learned,) the feature columns the learned groups produce (the rest never change)."""
+        width = self.feature_dim // len(self.groups)
+        return torch.cat([torch.arange(i * width, (i + 1) * width, device=self.f_mean.device)
+                          for i, g in enumerate(self.groups) if g.weight.requires_grad])
+
+    def learned_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The standardised features of the learned groups only, (batch, p_learned), in the
+        order of `learned_columns`: what a step can change (the series view alone is computed)."""
+        views, length, m = self._prepared(x, mask)
+        parts = [group(views[v], length, self.pad, m)[0] for v, group in self._view_groups() if group.weight.requires_grad]
+        cols = self.learned_columns()
+        return (torch.cat(parts, 1) - self.f_mean[cols]) * self.f_inv_std[cols]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
         features, att = self.raw_features(x, mask)
@@ -280,25 +324,33 @@ class RocketRepresentation(nn.Module):
         self.mean.copy_(mean[:, None])
         self.inv_std.copy_(1 / std.clamp(min=1e-6)[:, None])
         pick = torch.randperm(len(x), generator=generator, device="cpu")[:max_series].to(x.device)
-        xp, length, m = self._prepared(x[pick], None if mask is None else mask[pick])
-        for i, group in enumerate(self.groups):
-            group.fit(xp, length, self.pad, m, first=i * N_KERNELS * N_BIAS, generator=generator)
-        features = torch.cat([
+        views, length, m = self._prepared(x[pick], None if mask is None else mask[pick])
+        for i, (v, group) in enumerate(self._view_groups()):
+            group.fit(views[v], length, self.pad, m, first=i * N_KERNELS * N_BIAS, generator=generator)
+        raw = torch.cat([
             self.raw_features(x[i:i + batch_size], None if mask is None else mask[i:i + batch_size])[0]
-            for i in range(0, len(x), batch_size)]).double()
-        mean, std = features.mean(0), features.std(0)
+            for i in range(0, len(x), batch_size)])
+        mean, std = raw.double().mean(0), raw.double().std(0)
         std = torch.where(std > 1e-8, std, torch.ones_like(std))
         self.f_mean.copy_(mean.float())
         self.f_inv_std.copy_((1 / std).float())
         self.fitted.fill_(True)
-        return ((features - mean) / std).float()
+        return (raw - self.f_mean) * self.f_inv_std  # as forward() computes them, to the bit
+
+    def learned_groups(self) -> list[ScaleGroup]:
+        """The groups that train: the series view at one dilation per octave. The others (the
+        first difference, the dilations between octaves) stay as fitted: they add accuracy to
+        the start but would make each step about three times as long (measured in
+        benchmarks/results/learning.md), and a 60 s budget would then buy too few steps."""
+        return [g for g in self.groups if g.weight.requires_grad]
 
     def tensor_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Its parameters by role: "kernels", "thresholds" (fitted to the data) and "scorers"
-        (the attention's, randomly initialised; none without attention).
+        """The parameters that train, by role: "kernels", "thresholds" (fitted to the data) and
+        "scorers" (the attention's, randomly initialised; none without attention).
         `seqrep.model.param_groups` gives each its learning rate."""
-        return {"kernels": [g.weight for g in self.groups], "thresholds": [g.bias for g in self.groups],
-                "scorers": [p for g in self.groups if g.score is not None for p in g.score.parameters()]}
+        groups = self.learned_groups()
+        return {"kernels": [g.weight for g in groups], "thresholds": [g.bias for g in groups],
+                "scorers": [p for g in groups if g.score is not None for p in g.score.parameters()]}
 
 
 def rms(tensors) -> float:
@@ -339,3 +391,115 @@ def ridge_readout(features: torch.Tensor, y: torch.Tensor, n_classes: int) -> tu
     info = {"alpha": alpha, "temperature": tau,
             "loo_accuracy": float((loo_scores.argmax(1) == y).double().mean())}
     return (weight * tau).float(), (bias * tau).float(), info
+
+
+def pm_targets(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(n,) class indices -> (n, n_classes) float64 targets, +1 for the class, -1 elsewhere."""
+    target = -torch.ones(len(y), n_classes, dtype=torch.float64, device=y.device)
+    target[torch.arange(len(y), device=y.device), y] = 1.0
+    return target
+
+
+class LeaveOneOut:
+    """The data-fitted start's training objective: the leave-one-out error of its ridge readout.
+
+    The readout is never trained by gradient: `refit` solves it by ridge regression on the
+    features of the whole training set (`ridge_readout`), and keeps those features as a bank.
+    A training step then replaces the batch's rows of the bank by their fresh features (with
+    autograd) and returns the mean squared leave-one-out residual of a ridge regression with
+    that penalty over the bank — what the readout would get wrong on each series had it not
+    seen it. A ridge start fits the training set almost exactly, so cross-entropy on its own
+    predictions has nothing left to teach; its leave-one-out error does (see
+    benchmarks/results/learning.md for what each objective measured).
+
+    Exact formula: with centred features F (m, p), K = F F^T, A = K + lambda I and centred
+    targets Y, the residuals are y - y_hat = lambda A^-1 Y and the leverage of row i is
+    1 - lambda (A^-1)_ii + 1/m (the intercept), so the leave-one-out residual is
+    lambda (A^-1 Y)_i / (lambda (A^-1)_ii - 1/m). The bank holds at most MAX_BANK series (a
+    random subset drawn by `generator` at each refit, the batch's rows added when missing).
+    `learned`: the feature columns a step can change (`RocketRepresentation.learned_columns`);
+    the batch's other columns are taken from the banked features (so a forward that skipped
+    computing them, `RocketRepresentation.skip_fixed`, loses nothing).
+    """
+
+    def __init__(self, generator: torch.Generator, learned: torch.Tensor | None = None):
+        self.generator, self.learned = generator, learned
+        self.bank = self.captured = self.handle = None
+
+    def attach(self, readout: nn.Module) -> None:
+        """Capture the readout's input (the features, whatever path they took) at every forward."""
+        self.handle = readout.register_forward_pre_hook(self._capture)
+
+    def detach(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+
+    def _capture(self, module, args) -> None:
+        self.captured = args[0]
+
+    @torch.no_grad()
+    def features(self, model: nn.Module, batches) -> torch.Tensor:
+        """The readout's inputs (n, feature_dim) for `batches` of (x, mask), run through
+        model(x, training=False, mask=mask) in whatever modes the caller set (attach first)."""
+        parts = []
+        for x, mask in batches:
+            model(x, training=False, mask=mask)
+            parts.append(self.captured)
+        return torch.cat(parts)
+
+    @torch.no_grad()
+    def refit(self, readout: nn.Linear, features: torch.Tensor, y: torch.Tensor) -> dict:
+        """Solve `readout` by ridge on features (n, p) of the training set with labels y (n,),
+        and bank them for the steps until the next refit. Returns ridge_readout's info."""
+        weight, bias, info = ridge_readout(features, y, readout.out_features)
+        self.source = features
+        readout.weight.copy_(weight)
+        readout.bias.copy_(bias)
+        n = len(y)
+        rows = (torch.arange(n, device="cpu") if n <= MAX_BANK else
+                torch.randperm(n, generator=self.generator, device="cpu")[:MAX_BANK].sort().values).to(y.device)
+        f = features[rows].double()
+        self.mean = f.mean(0)
+        centred = f - self.mean
+        self.bank, self.rows, self.lam = centred, rows, info["alpha"]
+        self.gram = centred @ centred.T
+        self.targets = pm_targets(y, readout.out_features)
+        self.position = torch.full((n,), -1, dtype=torch.long, device=y.device)
+        self.position[rows] = torch.arange(len(rows), device=y.device)
+        return info
+
+    def loss(self, features: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, p) of training series `index` (B,), with autograd -> (the mean squared
+        leave-one-out residual over the bank and the batch, a scalar; the batch's leave-one-out
+        scores (B, n_classes), +-1 scale)."""
+        if self.bank is None:
+            raise RuntimeError("LeaveOneOut.loss before refit: fit the readout first")
+        index, back = torch.unique(index, return_inverse=True)  # a balanced order may repeat a series
+        first = torch.full((len(index),), len(back), dtype=torch.long, device=back.device)
+        first = first.scatter_reduce(0, back, torch.arange(len(back), device=back.device), "amin")
+        features = features[first]
+        if self.learned is not None:  # only these columns can have changed since the refit
+            features = self.source[index].index_copy(1, self.learned, features[:, self.learned])
+        fresh = features.double() - self.mean  # centred by the refit's mean, like the bank
+        missing = self.position[index] < 0
+        rows = torch.cat([self.rows, index[missing]])
+        where = self.position[index].clone()
+        where[missing] = len(self.rows) + torch.arange(int(missing.sum()), device=where.device)
+        bank = torch.cat([self.bank, self.bank.new_zeros(int(missing.sum()), self.bank.shape[1])])
+        m = len(rows)
+        gram = torch.zeros(m, m, dtype=torch.float64, device=features.device)
+        gram[: len(self.rows), : len(self.rows)] = self.gram
+        cross = fresh @ bank.T  # (B, m): the batch against every banked series
+        gram = gram.index_copy(0, where, cross).index_copy(1, where, cross.T)
+        gram = gram.index_put((where[:, None], where[None, :]), fresh @ fresh.T)
+        # Centre exactly on the m rows as they now are (the intercept's leverage 1/m assumes it):
+        # with d = old mean - new mean, (f_i - new)(f_j - new) = g_ij + a_i + a_j + d.d.
+        shift = (bank[where] - fresh).sum(0) / m
+        lean = (bank @ shift).index_copy(0, where, fresh @ shift)
+        gram = gram + lean[:, None] + lean[None, :] + shift @ shift
+        y = self.targets[rows]
+        inverse = torch.linalg.inv(gram + self.lam * torch.eye(m, dtype=gram.dtype, device=gram.device))
+        alpha = inverse @ (y - y.mean(0))
+        residual = self.lam * alpha / (self.lam * torch.diagonal(inverse) - 1.0 / m).clamp(min=1e-9)[:, None]
+        return residual.pow(2).mean(), (y - residual)[where][back].float()

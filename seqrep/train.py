@@ -37,6 +37,7 @@ from .builtin import (
     GradientStats,
     NonFiniteGuard,
     ProgressBar,
+    RidgeReadout,
     RunLogger,
     StopSignals,
     WatchTraining,
@@ -56,9 +57,11 @@ __all__ = ["BUILTINS", "FitResult", "check_fit_inputs", "check_model", "fit", "n
 
 # fit's built-in callbacks by name (in the order they run), and the switch that governs those
 # that have their own; `without` leaves out the others.
-BUILTINS = {cls.__name__: cls for cls in ranked([StopSignals, NonFiniteGuard, GradientGuard, WatchTraining,
+BUILTINS = {cls.__name__: cls for cls in ranked([StopSignals, RidgeReadout, NonFiniteGuard, GradientGuard, WatchTraining,
                                                  GradientStats, TimeBudget, RunLogger, Checkpointer, ProgressBar])}
 _SWITCHED = {"StopSignals": "it is how Ctrl-C and stop_event end a run cleanly; it cannot be left out",
+             "RidgeReadout": "it is how a data-fitted start (init='data') trains and solves its readout; "
+                             "use init='random' for a readout trained by gradient",
              "GradientGuard": "leave it out with a config of check_gradients=False (recorded with the run)",
              "TimeBudget": "it runs only for epochs planned from a time budget (epochs=0, budget > 0)",
              "ProgressBar": "leave it out with progress=False"}
@@ -82,7 +85,10 @@ def new_run_dir(root: str | os.PathLike = "runs", name: str = "run", create: boo
 @dataclass
 class FitResult:
     """history: the epoch records (as in the run log); final: the last one. config: the
-    config that ran, with its epochs planned (automatic epochs resolved)."""
+    config that ran, with its epochs planned (automatic epochs resolved): `fit(..., config=
+    result.config)` repeats the run bitwise on the same machine. steps: the optimizer steps
+    planned (epochs x steps per epoch); plan: how a time budget became those epochs (None
+    when the epochs were given)."""
 
     run_dir: Path
     history: list[dict]
@@ -90,6 +96,8 @@ class FitResult:
     stopped: str | None
     seconds: float
     config: TrainConfig
+    steps: int = 0
+    plan: dict | None = None
 
     @property
     def final(self) -> dict:
@@ -276,12 +284,13 @@ def _set_up(model, train, val, requested: TrainConfig, run_dir: Path, device, re
               requested.replace(epochs=1) if budgeted else plan_epochs(requested, len(train)))
     model.to(device)
     started = time.perf_counter()  # a time budget includes the data-fitted start
-    fitted = fit_init(model, train, seed=config.seed) if ckpt is None else None
+    fitted, features = fit_init(model, train, seed=config.seed, with_features=True) if ckpt is None else (None, None)
     optimizer = torch.optim.AdamW(param_groups(model, config.lr), lr=config.lr, weight_decay=config.weight_decay)
     state = FitState(
         model, train, val, config, requested, run_dir, device, optimizer, None,
         make_loss(config, train.y, train.n_classes).to(device), RunLog(run_dir / LOG_NAME),
         math.ceil(len(train) / config.batch_size), budgeted=budgeted, started=started, fitted_init=fitted,
+        init_features=features,
     )
     if budgeted:
         replan(state, plan_for_budget(state))
@@ -304,6 +313,7 @@ def _restore(state: FitState, ckpt: dict) -> None:
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.scheduler.load_state_dict(ckpt["scheduler"])
     state.resumed, state.checkpointed_epoch = True, ckpt["epoch"]
+    state.resumable = ckpt.get("resumable", {})
     if ckpt["complete"]:
         state.start_epoch = ckpt["epoch"] + 1
         state.log.truncate_after(ckpt["epoch"], last_record=ckpt["record"])
@@ -344,6 +354,8 @@ def _announce(state: FitState, verbose: bool) -> dict:
                                   "val": state.val.fingerprint() if state.val is not None else None}},
         "from_epoch": state.start_epoch,
         "init_eval": state.init_eval,
+        "steps": state.config.epochs * state.steps_per_epoch,
+        **({"plan": state.plan} if state.plan else {}),
         **({"data_fitted_init": state.fitted_init} if state.fitted_init else {}),
     })
     if verbose:
@@ -387,7 +399,8 @@ def _train_epochs(state: FitState, events: Events) -> None:
         with modes(state.model, True):  # whatever a callback did to the modes, steps train
             for step in range(state.steps_done, state.steps_per_epoch):
                 state.step = step
-                state.x, state.y, state.mask = state.batch(order[step * size:(step + 1) * size])
+                state.index = order[step * size:(step + 1) * size]
+                state.x, state.y, state.mask = state.batch(state.index)
                 events("before_batch")
                 if state.stop_reason:
                     break
@@ -528,5 +541,5 @@ def fit(
             f"{run_dir}. Resume with fit(..., resume=True) and the same model, data and config, or "
             f"with the same seqrep train command plus --resume --run-dir {run_dir}."
         )
-    return FitResult(run_dir, state.history, counts, state.stop_reason,
-                     time.perf_counter() - state.started, state.config)
+    return FitResult(run_dir, state.history, counts, state.stop_reason, time.perf_counter() - state.started,
+                     state.config, state.config.epochs * state.steps_per_epoch, state.plan)

@@ -89,14 +89,14 @@ def test_check_training_has_no_side_effects():
     model.eval()
     model.readout.train()
     state = copy.deepcopy(model.state_dict())
-    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    grads = {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
     modes = {n: m.training for n, m in model.named_modules()}
     opt_state = copy.deepcopy(optimizer.state_dict())
     rng = torch.get_rng_state()
     report = check_training(model, *args, **kwargs)
     assert "step_size" in report.measured  # the step really ran (on copies)
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
-    assert all(torch.equal(p.grad, grads[n]) for n, p in model.named_parameters())
+    assert all(p.grad is grads[n] is None or torch.equal(p.grad, grads[n]) for n, p in model.named_parameters())
     assert {n: m.training for n, m in model.named_modules()} == modes
     assert torch.equal(torch.get_rng_state(), rng)
     after = optimizer.state_dict()
@@ -153,6 +153,10 @@ def test_compiled_model():
 def test_default_model_and_batch():
     model = seqrep.build_model(seqrep.TrainConfig(), DataShape(1, 60, 128))
     x, y = torch.randn(16, 1, 128), torch.randint(0, 60, (16,))
-    report = check_training(model, (x, y), optimizer=torch.optim.AdamW(model.parameters()))
+    optimizer = torch.optim.AdamW(seqrep.model.param_groups(model, 1e-2))
+    frozen = seqrep.model.frozen_by_design(model)  # its solved readout, the groups kept as fitted
+    report = check_training(model, (x, y), optimizer=optimizer, expect_frozen=frozen)
     assert report.ok, report.verdict()
+    plain = check_training(model, (x, y), optimizer=optimizer)  # not told: named, as a warning only
+    assert [f.kind for f in plain.findings] == ["frozen"] and not plain.findings[0].blocking
     assert abs(report.measured["init_loss"]["expected"] - torch.log(torch.tensor(60.0))) < 1e-3

@@ -214,15 +214,17 @@ Y4 = np.array([0, 0, 0, 0, 1, 1, 2, 3])
 )
 def test_make_loss_follows_the_config(changes, reference):
     logits, y = _random_logits(k=4)
-    loss = make_loss(TrainConfig(**changes), Y4, 4)
+    loss = make_loss(TrainConfig(model={"init": "random"}, **changes), Y4, 4)  # init="data" has no logit loss
     torch.testing.assert_close(loss(logits, y), reference(logits, y))
 
 
 def test_make_loss_errors_name_the_problem():
     with pytest.raises(seqrep.SeqrepError, match=re.escape("label_smoothing is not defined for loss='focal'")):
-        TrainConfig(loss="focal", label_smoothing=0.1)
+        TrainConfig(model={"init": "random"}, loss="focal", label_smoothing=0.1)
     with pytest.raises(seqrep.SeqrepError, match=r"loss='logit_adjusted': classes \[4\] have no training samples"):
-        make_loss(TrainConfig(loss="logit_adjusted"), Y4, 5)
+        make_loss(TrainConfig(model={"init": "random"}, loss="logit_adjusted"), Y4, 5)
+    with pytest.raises(seqrep.SeqrepError, match=r"loss='focal' would be ignored: init='data'"):
+        TrainConfig(loss="focal")  # the data-fitted start trains on its readout's leave-one-out error
 
 
 # ---------------------------------------------------------------------- batch order

@@ -29,7 +29,10 @@ def test_dilations_follow_minirocket_rule():
         d = dilations_for(length)
         assert d[0] == 1 and d == sorted(set(d))
         assert 8 * d[-1] <= length - 1 or d == [1]  # a length-9 kernel fits the series
-    assert len(dilations_for(512)) == 6  # one per octave up to (512 - 1) / 8
+    assert dilations_for(512, per_octave=1) == [1, 2, 5, 12, 27, 63]  # one per octave up to (512 - 1) / 8
+    assert len(dilations_for(512)) == 10  # two per octave (1 and 1.5 are both dilation 1)
+    for length in (24, 99, 251, 360, 512):  # the learned groups' dilations are among the finer rule's
+        assert set(dilations_for(length, per_octave=1)) <= set(dilations_for(length))
 
 
 def test_fit_init_fits_thresholds_statistics_and_readout(data):
@@ -40,12 +43,15 @@ def test_fit_init_fits_thresholds_statistics_and_readout(data):
     rep = model.representation
     assert bool(rep.fitted) and fit_init(model, train) is None  # fitted once
     assert all(g.bias.abs().sum() > 0 for g in rep.groups)  # thresholds from data, not zeros
-    # thresholds are quantiles of each kernel's outputs: inside their range
+    # thresholds are quantiles of each kernel's outputs (held in units of their spread): inside
+    # their range, for both views (the series and its first difference)
     x = torch.from_numpy(train.X)
-    xp, length, _ = rep._prepared(x, None)
-    z = rep.groups[0].conv(xp, length, rep.pad)
-    assert (rep.groups[0].bias.min(1).values >= z.amin((0, 2)) - 1e-4).all()
-    assert (rep.groups[0].bias.max(1).values <= z.amax((0, 2)) + 1e-4).all()
+    views, length, _ = rep._prepared(x, None)
+    assert len(views) == 2 and len(rep.groups) == 2 * len(rep.dilations)
+    for v, group in (rep._view_groups()[0], rep._view_groups()[-1]):
+        z = group.conv(views[v], length, rep.pad) * group.inv_scale[:, None]
+        assert (group.bias.min(1).values >= z.amin((0, 2)) - 1e-4).all()
+        assert (group.bias.max(1).values <= z.amax((0, 2)) + 1e-4).all()
     features = rep(x)
     assert features.mean(0).abs().max() < 1e-3  # standardised on the training set
     assert 0 <= info["loo_accuracy"] <= 1 and info["alpha"] > 0
@@ -94,9 +100,11 @@ def test_param_groups_hold_every_parameter_once_with_their_own_rates(data):
     held = [id(p) for g in groups for p in g["params"]]
     assert sorted(held) == sorted(id(p) for p in model.parameters() if p.requires_grad)
     assert len(held) == len(set(held))
-    assert [g["name"] for g in groups] == ["kernels", "thresholds", "scorers", "readout"]
-    assert all(0 < g["lr"] < 1e-2 for g in groups)  # small steps: the start fits the data already
+    assert [g["name"] for g in groups] == ["kernels", "thresholds", "scorers"]  # the readout is solved
+    assert not any(p.requires_grad for p in model.readout.parameters())
     assert [g["lr"] for g in groups] == pytest.approx([1e-2 * g["lr_scale"] for g in groups])
+    assert groups[0]["lr_scale"] == pytest.approx(2 ** 0.5)  # RMS of MiniRocket's -1/+2 patterns
+    assert all(g["weight_decay"] == 0 for g in groups)  # no pull of fitted thresholds towards 0
     optimizer = torch.optim.AdamW(groups, lr=1e-2)
     peaks = [g["lr"] for g in optimizer.param_groups]
     seqrep.plan.make_scheduler(optimizer, DATA.replace(schedule="constant"), 10)
@@ -113,10 +121,17 @@ def test_fit_starts_from_the_data_trains_end_to_end_and_resumes_exactly(data, tm
     train, val = data
     model = seqrep.build_model(DATA, train)
     kernels = [g.weight.clone() for g in model.representation.groups]
-    straight = seqrep.fit(model, train, val, DATA, tmp_path / "a", progress=False, verbose=False)
+    readout = model.readout.weight.clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no pre-flight finding: the frozen parts are frozen by design
+        straight = seqrep.fit(model, train, val, DATA, tmp_path / "a", progress=False, verbose=False)
     start = seqrep.read_log(tmp_path / "a")[0]
     assert start["data_fitted_init"]["loo_accuracy"] >= 0.5
-    assert all(not torch.equal(a, g.weight) for a, g in zip(kernels, model.representation.groups))
+    learned = [g.weight.requires_grad for g in model.representation.groups]
+    assert any(learned) and not all(learned)  # the series view at one dilation per octave
+    moved = [not torch.equal(a, g.weight) for a, g in zip(kernels, model.representation.groups)]
+    assert moved == learned  # the learned groups trained, the others stayed as fitted
+    assert not torch.equal(readout, model.readout.weight)  # solved again on the trained features
     assert straight.final["val_accuracy"] >= 0.6
 
     class StopAfterFirst(seqrep.Callback):
