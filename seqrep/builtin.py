@@ -25,7 +25,7 @@ from .callbacks import Callback, CancelFit, FitState, training_batches
 from .checkpoint import data_summary, save_checkpoint
 from .doctor import BLOCKING, TrainingBugError, check_training, watch
 from .errors import SeqrepError, warn
-from .inference import modes
+from .inference import evaluate, modes
 from .model import frozen_by_design, has_ridge_readout
 from .plots import plot_monitor
 from .rocket import LeaveOneOut
@@ -213,6 +213,14 @@ class RidgeReadout(Callback):
     same bank and continues bitwise. With the post-mortem's bug the captured features carry no
     gradient: the loss has none, nothing steps, and the readout is solved on the start's
     features every epoch.
+
+    The decision rule, at each solve: training keeps an epoch only if it lowered the readout's
+    exact leave-one-out error on the whole training split (`ridge_readout`'s "loo_error", the
+    quantity the steps descend); an epoch that raised it is undone (the representation and
+    readout go back to the best so far; the epoch record says `"kept": false`). A run whose
+    every epoch is undone ends at its start, bitwise. The error is measured on the series the
+    steps trained on, so it is optimistic: the rule catches steps that hurt the fit (a rate too
+    large, a representation pulled apart), not overfitting.
     """
 
     order = -70
@@ -225,6 +233,7 @@ class RidgeReadout(Callback):
         self.objective = state.objective = LeaveOneOut(torch.Generator().manual_seed(state.config.seed), learned)
         self.objective.attach(state.model.readout)
         saved = state.resumable.get(type(self).__name__)
+        self.best = None
         self._refit(state, saved["representation"] if saved else None, state.init_features)
         state.init_features = None  # (n, feature_dim) is large: not kept past the first solve
 
@@ -244,10 +253,16 @@ class RidgeReadout(Callback):
             with modes(state.model, False):
                 features = self.objective.features(state.model, training_batches(state))
             representation.load_state_dict(current)
-        self.features = features
         y = torch.from_numpy(state.train.y).long().to(features.device)
-        self.objective.refit(state.model.readout, features, y)
+        error = self.objective.refit(state.model.readout, features, y)["loo_error"]
+        self.kept = self.best is None or error <= self.best[0]
+        if not self.kept:  # the epoch raised the leave-one-out error: back to the best weights
+            error, weights, features = self.best
+            representation.load_state_dict(weights)
+            self.objective.refit(state.model.readout, features, y)
+        self.features = features
         kept = source or {k: v.clone() for k, v in representation.state_dict().items()}
+        self.best = (error, kept, features)
         state.resumable[type(self).__name__] = {"representation": kept}
 
     def before_epoch(self, state: FitState) -> None:
@@ -263,8 +278,13 @@ class RidgeReadout(Callback):
             self._refit(state)
 
     def after_epoch(self, state: FitState) -> None:
-        if self.active and state.steps_done < state.steps_per_epoch:
+        if not self.active:
+            return
+        if state.steps_done < state.steps_per_epoch:  # an epoch cut short: solved after its evaluation
             self._refit(state)
+            if not self.kept and state.val is not None:  # the record shows the weights kept
+                state.record.update({f"val_{k}": v for k, v in evaluate(state.model, state.val, device=state.device).items()})
+        state.record.update(loo_error=self.best[0], kept=self.kept)
 
     def after_fit(self, state: FitState) -> None:
         if self.active:

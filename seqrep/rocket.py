@@ -365,7 +365,8 @@ def ridge_readout(features: torch.Tensor, y: torch.Tensor, n_classes: int) -> tu
     penalty chosen by exact leave-one-out error over 10^-3 .. 10^3 (scikit-learn's
     RidgeClassifierCV, as MiniRocket uses), then one logit temperature minimising the
     cross-entropy of the leave-one-out predictions, so softmax training starts calibrated.
-    Returns weight (n_classes, p), bias (n_classes,) and {"alpha", "temperature", "loo_accuracy"}.
+    Returns weight (n_classes, p), bias (n_classes,) and {"alpha", "temperature", "loo_accuracy",
+    "loo_error"} (the mean squared leave-one-out residual at that alpha).
     """
     f, n, device = features.double(), len(y), features.device
     target = -torch.ones(n, n_classes, dtype=torch.float64, device=device)
@@ -382,14 +383,14 @@ def ridge_readout(features: torch.Tensor, y: torch.Tensor, n_classes: int) -> tu
         err = float((loo ** 2).mean())
         if best is None or err < best[0]:
             best = (err, alpha, centred - loo + offset)
-    _, alpha, loo_scores = best
+    loo_error, alpha, loo_scores = best
     weight = (vh.T @ ((s / (s2 + alpha))[:, None] * uty)).T
     bias = offset - weight @ f.mean(0)
     temperatures = torch.logspace(-0.5, 2.5, 40, dtype=torch.float64, device="cpu").tolist()
     losses = [float(F.cross_entropy(t * loo_scores, y)) for t in temperatures]
     tau = temperatures[losses.index(min(losses))]
     info = {"alpha": alpha, "temperature": tau,
-            "loo_accuracy": float((loo_scores.argmax(1) == y).double().mean())}
+            "loo_accuracy": float((loo_scores.argmax(1) == y).double().mean()), "loo_error": loo_error}
     return (weight * tau).float(), (bias * tau).float(), info
 
 

@@ -667,3 +667,52 @@ def test_the_start_record_holds_the_validation_metrics_before_the_first_step(dat
                         progress=False, verbose=False)
     assert next(r for r in seqrep.read_log(result.run_dir) if r.get("event") == "start")["init_eval"] == {}
 
+
+
+# ---------------------------------------------------------------------- the decision rule (issue 26)
+
+
+class _Ascend(seqrep.Callback):
+    """Steps that make the fit worse: every gradient flipped, so each step climbs the
+    leave-one-out error the default model descends."""
+
+    def after_backward(self, state):
+        for p in state.model.parameters():
+            if p.grad is not None:
+                p.grad.neg_()
+
+
+def _data_init_run(data, tmp_path, callbacks=(), **kw):
+    train, val = data
+    config = TrainConfig(batch_size=8, epochs=4, **kw)
+    model, start = seqrep.build_model(config, train), {}
+
+    class Start(seqrep.Callback):  # the weights as fit_init fitted them, before the first step
+        def before_fit(self, state):
+            start.update({k: v.clone() for k, v in state.model.state_dict().items()})
+
+    result = seqrep.fit(model, train, val, config, tmp_path, progress=False, verbose=False,
+                        callbacks=[Start(), *callbacks])
+    return model, start, result
+
+
+def test_training_that_raises_the_leave_one_out_error_stops_at_the_start(data, tmp_path):
+    """Every epoch makes the readout's leave-one-out error worse: each is undone, and the run
+    ends on its start bitwise, with the start's validation numbers."""
+    model, start, result = _data_init_run(data, tmp_path, callbacks=[_Ascend()])
+    assert [r["kept"] for r in result.history] == [False] * 4
+    assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
+    init_eval = seqrep.read_log(tmp_path)[0]["init_eval"]
+    assert result.final["val_accuracy"] == init_eval["val_accuracy"]
+    assert len({r["loo_error"] for r in result.history}) == 1  # the start's, every epoch
+
+
+def test_training_that_lowers_the_leave_one_out_error_is_kept(data, tmp_path):
+    """The same set trained as it should: the representation moves, every epoch is kept, and
+    the error the rule reads falls epoch by epoch."""
+    model, start, result = _data_init_run(data, tmp_path)
+    errors = [r["loo_error"] for r in result.history]
+    assert all(r["kept"] for r in result.history)
+    assert errors == sorted(errors, reverse=True) and errors[-1] < errors[0]
+    moved = [k for k in start if k.startswith("representation") and not torch.equal(start[k], model.state_dict()[k])]
+    assert moved, "training changed no representation weight"
