@@ -213,7 +213,8 @@ def run(datasets: list[str], seeds: list[int], config: seqrep.TrainConfig, metho
     for name in datasets:
         train, test = load(name)
         rows[name] = {
-            m: {k: summary([r[k] for r in rs]) for k in rs[0]} for m, rs in runs[name].items()
+            m: {k: summary([r[k] for r in rs]) if k != "stopped" else [r[k] for r in rs] for k in rs[0]}
+            for m, rs in runs[name].items()
         } | {"inceptiontime_published": INCEPTIONTIME.get(name),
              "shape": {"train": len(train), "test": len(test), "classes": train.n_classes,
                        "channels": train.channels, "length": train.length}}

@@ -81,7 +81,8 @@ def update_ratios(groups: dict[str, list[nn.Parameter]], before: dict[str, list[
 
 
 class GradientStats(Callback):
-    """Built in: per component (`seqrep.model.components`), the gradient L2 norm averaged over
+    """Built in: per component (`seqrep.model.components`) with trainable parameters, the
+    gradient L2 norm of those averaged over
     the epoch's steps (before clipping; None when no gradient reached it) and the update ratio
     of the epoch's last step, written to the epoch record as "grad_norm" and "update_ratio".
     The running sums live in state.sums, so a resumed epoch continues them."""
@@ -89,7 +90,10 @@ class GradientStats(Callback):
     order = -40
 
     def before_fit(self, state: FitState) -> None:
-        self.groups, self.before = state.components, None
+        # Trainable parameters only: a part frozen on purpose (requires_grad=False, e.g. the
+        # solved readout of a data-fitted start) gets no gradient by design, not by a bug.
+        trainable = {k: [p for p in ps if p.requires_grad] for k, ps in state.components.items()}
+        self.groups, self.before = {k: ps for k, ps in trainable.items() if ps}, None
 
     def after_backward(self, state: FitState) -> None:
         sums = state.sums.setdefault("grad", {k: 0.0 for k in self.groups})

@@ -441,10 +441,10 @@ def _check_without(without: Iterable[str], callbacks=()) -> set[str]:
 
 def _builtins(without: set[str], stops: StopSignals, config: TrainConfig, budgeted: bool, progress: bool) -> list:
     """The built-in callbacks this run uses: all of BUILTINS but those left out by name
-    (`without`), the pre-flight check (config.check_gradients), the time budget and the
-    progress bar each by their own switch."""
-    wanted = {"StopSignals": True, "GradientGuard": config.check_gradients, "TimeBudget": budgeted,
-              "ProgressBar": progress}
+    (`without`), the solved readout (init="data"), the pre-flight check
+    (config.check_gradients), the time budget and the progress bar each by their own switch."""
+    wanted = {"StopSignals": True, "RidgeReadout": config.model.init == "data",
+              "GradientGuard": config.check_gradients, "TimeBudget": budgeted, "ProgressBar": progress}
     return [stops if name == "StopSignals" else cls() for name, cls in BUILTINS.items()
             if name not in without and wanted.get(name, True)]
 

@@ -519,10 +519,10 @@ def test_the_non_finite_advice_does_not_suggest_the_clip_already_applied(data, t
             with torch.no_grad():
                 state.model.readout.weight.fill_(float("nan"))
 
-    with pytest.raises(seqrep.NonFiniteLossError, match=r"lr=0.01: try --lr 0.001\); gradients are already clipped "
+    with pytest.raises(seqrep.builtin.NonFiniteLossError, match=r"lr=0.01: try --lr 0.001\); gradients are already clipped "
                        r"to norm 1 \(a smaller clip, --grad-clip 0.1"):
         _fit(data, tmp_path / "a", callbacks=[Poison()])
-    with pytest.raises(seqrep.NonFiniteLossError, match=r"clip gradients \(grad_clip=1; --grad-clip 1\)"):
+    with pytest.raises(seqrep.builtin.NonFiniteLossError, match=r"clip gradients \(grad_clip=1; --grad-clip 1\)"):
         _fit(data, tmp_path / "b", TINY.replace(grad_clip=0), callbacks=[Poison()])
 
 

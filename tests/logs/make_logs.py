@@ -464,7 +464,7 @@ def run_seqrep(case: str, seed: int, out: Path) -> list[dict]:
         val = seqrep.SequenceDataset(val.X * 0, val.y, val.class_names)
     if case == "val_flat":  # planted: validation labels encoded one class off
         val = seqrep.SequenceDataset(val.X, (val.y + 1) % val.n_classes, val.class_names)
-    model = {"start": "data" if case in ("healthy_data_start", "grad_zero") else "random",
+    model = {"init": "data" if case in ("healthy_data_start", "grad_zero") else "random",
              "extraction": "broken" if case in ("no_learning", "postmortem_broken", "grad_zero") else "fixed",
              "width": 32, "dropout": {"overfit": 0.0, "val_better": 0.5}.get(case, 0.1)}
     config = seqrep.TrainConfig().replace(
@@ -475,7 +475,7 @@ def run_seqrep(case: str, seed: int, out: Path) -> list[dict]:
         lr={"nonfinite": 1e4}.get(case, 1e-2),
         grad_clip=0.0 if case == "nonfinite" else 1.0,
         schedule="constant" if case in ("nonfinite", "overfit") else "onecycle",
-        weight_decay=0.0 if case == "overfit" else 1e-2, model=model)
+        weight_decay=0.0 if case in ("overfit", "nonfinite") else 1e-2, model=model)
     net = seqrep.build_model(config, train)
     if case == "init_far":  # planted: the readout's weights scaled up 50x after construction
         with torch.no_grad():
