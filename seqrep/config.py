@@ -285,14 +285,16 @@ def flatten(config: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def _changed(obj, names: tuple[str, ...]) -> list[str]:
+    """'name=value' of each field of `obj` in `names` that is not at its default."""
+    return [f"{f.name}={getattr(obj, f.name)!r}" for f in dataclasses.fields(obj)
+            if f.name in names and getattr(obj, f.name) != f.default]
+
+
 def _refuse_ignored(spec: ModelSpec) -> None:
     """init='data' has no width, kernel sizes, blocks or bottleneck to shape: a changed one is
     refused, naming it and what to do."""
-    if spec.init != "data":
-        return
-    changed = [f"{f.name}={getattr(spec, f.name)!r}" for f in dataclasses.fields(spec)
-               if f.name in RANDOM_INIT_ONLY and getattr(spec, f.name) != f.default]
-    if changed:
+    if spec.init == "data" and (changed := _changed(spec, RANDOM_INIT_ONLY)):
         raise SeqrepError(
             f"ModelSpec: {', '.join(changed)} would be ignored: init='data' (the default) uses "
             "MiniRocket's fixed kernels and a ridge readout, which have no width, kernel sizes, "
@@ -304,11 +306,7 @@ def _refuse_ignored(spec: ModelSpec) -> None:
 def _refuse_logit_loss(config: TrainConfig) -> None:
     """init='data' trains on its ridge readout's leave-one-out error, not on a loss of logits:
     a changed loss field is refused, naming it and what to do."""
-    if config.model.init != "data":
-        return
-    changed = [f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config)
-               if f.name in LOGIT_LOSS_ONLY and getattr(config, f.name) != f.default]
-    if changed:
+    if config.model.init == "data" and (changed := _changed(config, LOGIT_LOSS_ONLY)):
         raise SeqrepError(
             f"TrainConfig: {', '.join(changed)} would be ignored: init='data' (the default) solves its "
             "readout by ridge regression and trains the representation on that readout's "

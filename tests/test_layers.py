@@ -97,3 +97,29 @@ def test_the_check_sees_imports_inside_functions_and_type_checking(tmp_path):
 @pytest.mark.parametrize("room", [r for rooms in LAYERS for r in rooms if r != "__init__"])
 def test_every_layered_room_exists(room):
     assert (ROOT / f"{room}.py").exists() or (ROOT / room).is_dir()
+
+
+MAX_FUNCTION_LINES = 60  # CONTRIBUTING: a function that needs more is two functions
+
+
+def long_functions(root: Path) -> list[str]:
+    """'path:line name (n lines)' of every function or method in `root`'s .py files longer
+    than MAX_FUNCTION_LINES: signature, docstring and body counted, decorators not."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    out.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    return out
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    assert long_functions(ROOT) == []
+
+
+def test_the_length_check_sees_a_long_function(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text("def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES + "\n\ndef g():\n    pass\n")
+    assert long_functions(tmp_path / "pkg") == [f"pkg/m.py:1 f ({MAX_FUNCTION_LINES + 1} lines)"]

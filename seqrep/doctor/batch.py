@@ -71,37 +71,37 @@ def first_input(x) -> torch.Tensor:
     return found[0]
 
 
+def map_tensors(x, fn: Callable[[torch.Tensor], torch.Tensor]):
+    """x with every tensor t replaced by fn(t), in the same structure (tensors, named tuples,
+    lists, tuples, dicts; anything else as it is). fn sees the tensors in order."""
+    if isinstance(x, torch.Tensor):
+        return fn(x)
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return type(x)(*(map_tensors(v, fn) for v in x))
+    if isinstance(x, (list, tuple)):
+        return type(x)(map_tensors(v, fn) for v in x)
+    if isinstance(x, dict):
+        return {k: map_tensors(v, fn) for k, v in x.items()}
+    return x
+
+
 def take(x, index: torch.Tensor, n: int):
     """x with every tensor whose first axis has the batch's `n` samples indexed by `index`
     (same structure): whole samples, all their tensors, swapped or repeated together."""
-    if isinstance(x, torch.Tensor):
-        return x[index.to(x.device)] if x.dim() > 0 and x.shape[0] == n else x
-    if isinstance(x, tuple) and hasattr(x, "_fields"):
-        return type(x)(*(take(v, index, n) for v in x))
-    if isinstance(x, (list, tuple)):
-        return type(x)(take(v, index, n) for v in x)
-    if isinstance(x, dict):
-        return {k: take(v, index, n) for k, v in x.items()}
-    return x
+    return map_tensors(x, lambda t: t[index.to(t.device)] if t.dim() > 0 and t.shape[0] == n else t)
 
 
 def replace_first(x, new: torch.Tensor):
     """x with its first tensor replaced by `new` (same structure)."""
     done = [False]
 
-    def swap(value):
-        if isinstance(value, torch.Tensor) and not done[0]:
-            done[0] = True
-            return new
-        if isinstance(value, tuple) and hasattr(value, "_fields"):
-            return type(value)(*(swap(v) for v in value))
-        if isinstance(value, (list, tuple)):
-            return type(value)(swap(v) for v in value)
-        if isinstance(value, dict):
-            return {k: swap(v) for k, v in value.items()}
-        return value
+    def swap(value: torch.Tensor) -> torch.Tensor:
+        if done[0]:
+            return value
+        done[0] = True
+        return new
 
-    return swap(x)
+    return map_tensors(x, swap)
 
 
 def time_axis(x: torch.Tensor, mask: torch.Tensor, time_dim: int | None) -> int:

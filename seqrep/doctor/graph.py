@@ -228,13 +228,10 @@ def _gradient_findings(c: _Context, loss_value: float, backward_error: str | Non
     found = []
     if backward_error:
         found.append(Finding("backward_error", (), f"backward failed: {backward_error}"))
-    nonfinite = [p["name"] for p in c.trainable if p["finite"] is False]
-    if nonfinite:
-        found.append(Finding("nonfinite_grad", tuple(nonfinite), f"non-finite (NaN/Inf) "
-                             f"gradients in {_plural(len(nonfinite), 'parameter')} (e.g. {nonfinite[0]}): "
-                             "an operation in forward has an infinite derivative here (sqrt or log "
-                             "at 0, division by ~0). Add an epsilon or clamp its input.",
-                             "torch.sqrt(z + 1e-8)"))
+    found += _about(("nonfinite_grad", [p["name"] for p in c.trainable if p["finite"] is False], lambda n: (
+        f"non-finite (NaN/Inf) gradients in {_plural(len(n), 'parameter')} (e.g. {n[0]}): an operation in "
+        "forward has an infinite derivative here (sqrt or log at 0, division by ~0). Add an epsilon "
+        "or clamp its input."), "torch.sqrt(z + 1e-8)"))
     zero = _blocked(c)
     if zero and math.isfinite(loss_value):
         cause = ("the loss is exactly 0 on this batch: the model already fits it (a start fitted to "
@@ -261,30 +258,28 @@ def _fixed_table(p: dict) -> bool:
     return not p["requires_grad"] and len(p["shape"]) >= 2 and bool(words & _POSITIONAL)
 
 
+def _about(*rules) -> list[Finding]:
+    """A Finding for each (kind, names, message(names), fix) rule whose names are not empty."""
+    return [Finding(kind, tuple(names), message(names), fix) for kind, names, message, fix in rules if names]
+
+
 def _optimizer_findings(c: _Context) -> list[Finding]:
-    found = []
-    frozen = [p["name"] for p in c.parameters if not p["requires_grad"] and not c.expected(p["name"])
-              and not _fixed_table(p)]
-    if frozen:
-        found.append(Finding("frozen", tuple(frozen), f"{_plural(len(frozen), 'parameter')} "
-                             f"{'has' if len(frozen) == 1 else 'have'} requires_grad=False (e.g. "
-                             f"{frozen[0]}) and will not train. If intended, list them in "
-                             "expect_frozen; if not, call .requires_grad_(True).",
-                             "model.requires_grad_(True)"))
-    missing = [p["name"] for p in c.trainable if p["in_optimizer"] is False]
-    if missing:
-        found.append(Finding("not_in_optimizer", tuple(missing), f"{_plural(len(missing), 'trainable parameter')} "
-                             f"{'is' if len(missing) == 1 else 'are'} not in the optimizer (e.g. {missing[0]}): "
-                             "they get gradients but never change. Build the optimizer from "
-                             "model.parameters() after the model is complete.",
-                             "optimizer = torch.optim.AdamW(model.parameters())"))
-    held_frozen = [p["name"] for p in c.parameters
-                   if p["in_optimizer"] and not p["requires_grad"] and not c.expected(p["name"]) and not _fixed_table(p)]
-    if held_frozen:
-        found.append(Finding("frozen_in_optimizer", tuple(held_frozen), f"the optimizer holds "
-                             f"{_plural(len(held_frozen), 'frozen parameter')} (e.g. {held_frozen[0]}); "
-                             "they cannot change. Remove them from the optimizer or unfreeze them."))
-    return found
+    def unexpected(p):
+        return not p["requires_grad"] and not c.expected(p["name"]) and not _fixed_table(p)
+
+    return _about(
+        ("frozen", [p["name"] for p in c.parameters if unexpected(p)], lambda n: (
+            f"{_plural(len(n), 'parameter')} {'has' if len(n) == 1 else 'have'} requires_grad=False "
+            f"(e.g. {n[0]}) and will not train. If intended, list them in expect_frozen; if not, "
+            "call .requires_grad_(True)."), "model.requires_grad_(True)"),
+        ("not_in_optimizer", [p["name"] for p in c.trainable if p["in_optimizer"] is False], lambda n: (
+            f"{_plural(len(n), 'trainable parameter')} {'is' if len(n) == 1 else 'are'} not in the "
+            f"optimizer (e.g. {n[0]}): they get gradients but never change. Build the optimizer from "
+            "model.parameters() after the model is complete."), "optimizer = torch.optim.AdamW(model.parameters())"),
+        ("frozen_in_optimizer", [p["name"] for p in c.parameters if p["in_optimizer"] and unexpected(p)], lambda n: (
+            f"the optimizer holds {_plural(len(n), 'frozen parameter')} (e.g. {n[0]}); they cannot "
+            "change. Remove them from the optimizer or unfreeze them."), ""),
+    )
 
 
 def diagnose_graph(trace: Trace, parameters: list[dict], model: nn.Module, expect_frozen,

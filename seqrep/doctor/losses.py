@@ -80,32 +80,34 @@ def _probability_like(out: torch.Tensor) -> bool:
 
 
 def _output_findings(family: str, out: torch.Tensor, ops: list[str], y) -> list[Finding]:
+    """The first (does it apply, what it names, message, fix) rule that applies, as a Finding."""
     last = ops[0] if ops else ""
-    if family == "softmax" and (last == "SoftmaxBackward0" or _probability_like(out)):
-        return [Finding("loss_input", ("output",), "the model outputs probabilities (softmax) and "
-                        "the loss applies log_softmax again: cross-entropy expects raw logits. The "
-                        "double softmax squashes the gradient, so training stalls near chance.",
-                        "return self.head(h)  # no softmax in forward; apply it only for predictions")]
-    if family == "softmax" and last == "SigmoidBackward0":
-        return [Finding("loss_input", ("output",), "the model's outputs pass through a sigmoid "
-                        "before cross-entropy: logits confined to (0, 1) can never give a confident "
-                        "prediction, so the loss cannot fall far below ln C.",
-                        "return self.head(h)  # raw logits into cross_entropy")]
-    if family == "nll" and not bool((out <= 1e-6).all()):
-        what = "probabilities (softmax)" if last == "SoftmaxBackward0" else "raw scores"
-        return [Finding("loss_input", ("output",), f"NLLLoss gets {what}, but it expects "
-                        "log-probabilities: it then rewards making the target's score large without "
-                        "bound instead of making it likely.",
-                        "loss = F.nll_loss(F.log_softmax(out, dim=1), y)  # or F.cross_entropy(out, y)")]
-    if family == "bce_logits" and last == "SigmoidBackward0":
-        return [Finding("loss_input", ("output",), "the model applies a sigmoid and the loss "
-                        "(BCE with logits) applies another: outputs in (0, 1) read as logits mean "
-                        "probabilities between 0.5 and 0.73, so the loss cannot fall.",
-                        "return self.head(h)  # no sigmoid before BCEWithLogitsLoss")]
-    if family == "bce_logits" and ((y < 0) | (y > 1)).any():
-        return [Finding("loss_input", ("target",), f"binary cross-entropy targets must lie in "
-                        f"[0, 1]; they range {float(y.min()):g}..{float(y.max()):g} (labels in "
-                        "{-1, 1}?): the loss has no minimum there.", "y = (y > 0).float()")]
+    what = "probabilities (softmax)" if last == "SoftmaxBackward0" else "raw scores"
+    rules = (
+        (lambda: family == "softmax" and (last == "SoftmaxBackward0" or _probability_like(out)), "output",
+         "the model outputs probabilities (softmax) and the loss applies log_softmax again: "
+         "cross-entropy expects raw logits. The double softmax squashes the gradient, so training "
+         "stalls near chance.", "return self.head(h)  # no softmax in forward; apply it only for predictions"),
+        (lambda: family == "softmax" and last == "SigmoidBackward0", "output",
+         "the model's outputs pass through a sigmoid before cross-entropy: logits confined to (0, 1) "
+         "can never give a confident prediction, so the loss cannot fall far below ln C.",
+         "return self.head(h)  # raw logits into cross_entropy"),
+        (lambda: family == "nll" and not bool((out <= 1e-6).all()), "output",
+         f"NLLLoss gets {what}, but it expects log-probabilities: it then rewards making the "
+         "target's score large without bound instead of making it likely.",
+         "loss = F.nll_loss(F.log_softmax(out, dim=1), y)  # or F.cross_entropy(out, y)"),
+        (lambda: family == "bce_logits" and last == "SigmoidBackward0", "output",
+         "the model applies a sigmoid and the loss (BCE with logits) applies another: outputs in "
+         "(0, 1) read as logits mean probabilities between 0.5 and 0.73, so the loss cannot fall.",
+         "return self.head(h)  # no sigmoid before BCEWithLogitsLoss"),
+        (lambda: family == "bce_logits" and bool(((y < 0) | (y > 1)).any()), "target",
+         lambda: f"binary cross-entropy targets must lie in [0, 1]; they range "
+         f"{float(y.min()):g}..{float(y.max()):g} (labels in {{-1, 1}}?): the loss has no minimum there.",
+         "y = (y > 0).float()"),
+    )
+    for applies, name, message, fix in rules:
+        if applies():
+            return [Finding("loss_input", (name,), message() if callable(message) else message, fix)]
     return []
 
 

@@ -14,6 +14,7 @@ from .batch import (
     MODE_DEPENDENT,
     first_input,
     logits_of,
+    map_tensors,
     perturbed,
     replace_first,
     take,
@@ -246,20 +247,14 @@ def _extended(x, x0: torch.Tensor, axis: int, mask: torch.Tensor, extra: int):
         shape[0], shape[tensor_axis] = n, extra
         return torch.cat([value, value[tuple(index)].expand(shape)], dim=tensor_axis)
 
-    def walk(value):
-        if isinstance(value, torch.Tensor):
-            if value is x0:
-                return grow(value, axis)
-            if value.dim() >= 2 and tuple(value.shape[:2]) == (n, steps):
-                return grow(value, 1)
-            return value
-        if isinstance(value, (list, tuple)):
-            return type(value)(walk(v) for v in value)
-        if isinstance(value, dict):
-            return {k: walk(v) for k, v in value.items()}
+    def walk(value: torch.Tensor) -> torch.Tensor:
+        if value is x0:
+            return grow(value, axis)
+        if value.dim() >= 2 and tuple(value.shape[:2]) == (n, steps):
+            return grow(value, 1)
         return value
 
-    return walk(x)
+    return map_tensors(x, walk)
 
 
 def _changes(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, extra: int) -> torch.Tensor | None:

@@ -188,11 +188,9 @@ def check_training(
     """
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
         raise SeqrepError("check_training: batch must be (x, y), e.g. (x[:16], y[:16]).")
-    x, y = batch
-    model, loss_fn = unwrap(model), loss_fn or nn.functional.cross_entropy
+    (x, y), model, loss_fn = batch, unwrap(model), loss_fn or nn.functional.cross_entropy
     _refuse_inputs(model, x)
-    call = forward or default_forward
-    timer = _Timer()
+    call, timer = forward or default_forward, _Timer()
     report = TrainingReport(float("nan"), [], [], seconds=timer.seconds)
     with timer("gradient_flow"):
         hidden = hidden_tensors(model)
@@ -201,8 +199,7 @@ def check_training(
         if trace.error is not None:
             return _failed_forward(trace, y, report)
     base = _eval_base(report, model, x, call, timer)
-    report.loss = trace.loss_value
-    report.parameters = parameter_rows(trace, held_by(optimizer))
+    report.loss, report.parameters = trace.loss_value, parameter_rows(trace, held_by(optimizer))
     report.modules = module_rows(model, trace.recorder.calls)
 
     def graph():
