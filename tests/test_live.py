@@ -129,6 +129,23 @@ def test_broken_run_says_no_gradient_reaches_the_representation(data, tmp_path):
     assert len(figure.grad_none["readout"].get_data()[0]) == 0
 
 
+def test_liveplot_and_panel_show_the_running_diagnosis_of_the_log(data, tmp_path):
+    """Issue 30: the figure's foot and the panel's status line carry the verdict that
+    `seqrep diagnose` gives the run's log, updated every epoch."""
+    plot = live.LivePlot(to="file")
+    config = TINY.replace(model={"extraction": "broken"}, check_gradients=False, epochs=4)
+    _fit(data, tmp_path / "plot", config, [plot])
+    verdict = seqrep.diagnose(tmp_path / "plot").verdict
+    assert plot._figure.verdict.get_text() == f"diagnosis: {verdict}"
+    assert live.figure.running_verdict([]) == ""
+    panel = seqrep.Panel(config, datasets={"tiny": data}, root=tmp_path / "panel", min_interval=0.05)
+    panel.controls["extraction"].value = "broken"
+    panel.train_button.click()
+    assert panel.wait(TIMEOUT) and panel.runs[-1].state == "finished", panel.status_text
+    run = panel.runs[-1]
+    assert f"diagnosis: {seqrep.diagnose(run.run_dir).verdict}" in panel.status_text.splitlines()
+
+
 def test_blitted_frames_equal_a_full_redraw(data, tmp_path):
     from PIL import Image
 

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
 from ..callbacks import Callback, FitState
+from ..diagnosis import diagnose_records
 from ..errors import SeqrepError
 from ..plots import chance_label, chance_levels
 
@@ -212,9 +213,11 @@ class _LiveFigure:
         _legend_above(axes["loss"], columns=2)
         _legend_above(axes["accuracy"], columns=2)
         self.title = self.fig.suptitle("", fontsize=11, y=0.995, va="top")
-        self.fig.subplots_adjust(left=0.08, right=0.98, top=0.80, bottom=0.09, hspace=0.42, wspace=0.22)
+        # At the foot: the running verdict of seqrep.diagnose's rules on the epochs so far.
+        self.verdict = self.fig.text(0.01, 0.008, "", fontsize=9, ha="left", va="bottom", color="0.15")
+        self.fig.subplots_adjust(left=0.08, right=0.98, top=0.80, bottom=0.12, hspace=0.42, wspace=0.22)
         self.dynamic = [self.step_loss, *self.lines.values(), *self.lr]  # then the grad lines
-        for artist in [*self.dynamic, self.no_grad, self.title]:
+        for artist in [*self.dynamic, self.no_grad, self.title, self.verdict]:
             artist.set_animated(True)  # left out of the background, drawn on every frame
         self.background = None
         self.full_redraws = 0
@@ -272,6 +275,8 @@ class _LiveFigure:
         self._update_grad(epochs_x, records)
         self._grow_limits()
         self.title.set_text(title)
+        verdict = running_verdict(records)
+        self.verdict.set_text(verdict if len(verdict) <= 150 else verdict[:149] + "…")
 
     def _update_grad(self, epochs_x: list[float], records: list[dict]) -> None:
         names = list(dict.fromkeys(k for r in records for k in r.get("grad_norm") or {}))
@@ -316,7 +321,7 @@ class _LiveFigure:
         else:
             canvas.restore_region(self.background)
         # The text over the curves; text is the costly part of a frame, so an empty one is skipped.
-        for artist in [*self.dynamic, self.title] + ([self.no_grad] if self.no_grad.get_text() else []):
+        for artist in [*self.dynamic, self.title, self.verdict] + ([self.no_grad] if self.no_grad.get_text() else []):
             self.fig.draw_artist(artist)
         size = canvas.get_width_height(physical=True)
         image = Image.frombuffer("RGBA", size, canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
@@ -328,6 +333,13 @@ class _LiveFigure:
 # --------------------------------------------------------------------------------------------
 # The callback
 # --------------------------------------------------------------------------------------------
+
+
+def running_verdict(records: list[dict], classes: int | None = None) -> str:
+    """'diagnosis: ...': what `seqrep.diagnose`'s rules say of the epoch records so far (the
+    same verdict `seqrep diagnose RUN` gives the run's log); '' before the first epoch."""
+    records = [r for r in records if "epoch" in r]
+    return f"diagnosis: {diagnose_records(records, classes=classes).verdict}" if records else ""
 
 
 class LivePlot(Callback):

@@ -48,7 +48,7 @@ from ..plots import (
 )
 from ..runlog import read_log
 from ..train import check_fit_inputs, fit, new_run_dir
-from .figure import LivePlot, duration
+from .figure import LivePlot, duration, running_verdict
 
 __all__ = ["SHIPPED_DATASETS", "Panel", "PanelRun", "default_datasets", "parse_kernel_sizes",
            "parse_rate", "parse_whole"]
@@ -296,6 +296,11 @@ class PanelRun:
             lines.append(f"no gradient reaches: {', '.join(dead)} (in every epoch so far): "
                          f"{'it does' if len(dead) == 1 else 'they do'} not learn")
         return lines + [_finding_line(f) for f in found if f["kind"] not in BLOCKING]
+
+    def verdict(self) -> str:
+        """'diagnosis: ...' of `seqrep.diagnose`'s rules on the epochs so far ('' before one)."""
+        classes = round(1 / self.chance["balanced_accuracy"]) if self.chance else None
+        return running_verdict(self.history, classes)
 
     def rates(self) -> str:
         """The peak learning rate the optimizer applies to each group, when any differs from
@@ -577,7 +582,8 @@ class Panel:
             run = self.runs[-1]
             lines = [("seqrep-finding-error" if "(blocks training)" in f else "seqrep-finding", f)
                      for f in run.findings()]
-            return lines + ([("seqrep-rates", run.rates())] if run.rates() else [])
+            verdict = [("seqrep-verdict", run.verdict())] if run.history else []
+            return lines + verdict + ([("seqrep-rates", run.rates())] if run.rates() else [])
 
     def _show(self, progress: str | None = None, notice: str | None = None, level: str = "info") -> None:
         """Update the status line (from any thread): `progress` is the run's state, `notice`
@@ -586,7 +592,7 @@ class Panel:
         details = self._run_details()
         styles = {"seqrep-finding": f"color:{_COLORS['warning']};font-weight:bold",
                   "seqrep-finding-error": f"color:{_COLORS['error']};font-weight:bold",
-                  "seqrep-rates": "color:#555"}
+                  "seqrep-verdict": "color:#222", "seqrep-rates": "color:#555"}
         with self._lock:
             self._progress = self._progress if progress is None else progress
             self._details = details
