@@ -22,10 +22,10 @@ from .data import (
     load_train_val,
     make_sequences,
 )
-from .errors import SeqrepError
+from .errors import SeqrepError, why_missing
 from .live import LivePlot
 from .notebooks import parse_params, run_notebooks
-from .runlog import format_record, show_latest_epoch
+from .runlog import LOG_NAME, format_record, read_log, show_latest_epoch
 from .train import fit, new_run_dir
 
 
@@ -98,6 +98,29 @@ def _newest_run(dataset: str) -> Path | None:
     return runs[-1] if runs else None
 
 
+def _logged_config(text: str) -> TrainConfig:
+    """The TrainConfig of --config: a run directory or its run.jsonl (the config its start
+    record logged: for a run planned from a time budget, with the epochs the plan chose), or a
+    .json file holding a TrainConfig's fields."""
+    path = Path(text) / LOG_NAME if Path(text).is_dir() else Path(text)
+    if not path.is_file():
+        raise SeqrepError(f"--config {text}: {why_missing(path)}; give a run directory, its {LOG_NAME}, "
+                          "or a .json file of TrainConfig fields.")
+    if path.suffix == ".jsonl":
+        starts = [r for r in read_log(path) if r.get("event") == "start" and "config" in r]
+        if not starts:
+            raise SeqrepError(f"--config {text}: {path} has no start record with a config; is it a seqrep run log?")
+        return TrainConfig.from_dict(starts[0]["config"])
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SeqrepError(f"--config {text}: not a JSON file ({err}); give a run directory or a .json of "
+                          "TrainConfig fields, e.g. {\"lr\": 0.001, \"model\": {\"init\": \"random\"}}.") from None
+    if not isinstance(values, dict):
+        raise SeqrepError(f"--config {text}: expected a JSON object of TrainConfig fields, got {type(values).__name__}.")
+    return TrainConfig.from_dict(values)
+
+
 def _train(args: argparse.Namespace) -> None:
     if args.resume and not args.run_dir:
         newest = _newest_run(args.dataset)
@@ -111,7 +134,7 @@ def _train(args: argparse.Namespace) -> None:
     model = {k: given.pop(k) for k in list(given) if k in _fields(ModelSpec)}
     if args.broken:  # reproducing the bug on purpose: the gradient-flow guard would refuse it
         model["extraction"], given["check_gradients"] = "broken", False
-    config = TrainConfig().replace(**given, model=model)
+    config = (_logged_config(args.config) if args.config else TrainConfig()).replace(**given, model=model)
     train, val = _train_data(args)
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir("runs", args.dataset, create=False)
     net = build_model(config, train)
@@ -240,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'synthetic' (default), a dataset name, a folder or a file")
     p.add_argument("--run-dir", help="where the log and checkpoint go (default: runs/<time>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--config", help="start from the config a run logged (a run directory or its run.jsonl: "
+                   "repeats that run, its planned epochs included) or a .json of TrainConfig fields; "
+                   "flags given override it")
     p.add_argument("--broken", action="store_true",
                    help="the broken legacy model: short for --extraction broken --no-check-gradients")
     p.add_argument("--device", default="cpu")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import seqrep
 from seqrep.cli import main
 
 
@@ -64,6 +65,30 @@ def test_train_then_show_latest_epoch_end_to_end(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nothing to resume" in err and "finished all 2 epochs" in err and "--epochs N" in err
     assert (run / "run.jsonl").read_text() == before
+
+
+def test_train_with_the_config_a_run_logged_repeats_it_bitwise(tmp_path, capsys, monkeypatch):
+    """Issue 26: a run planned from a time budget, repeated by `--config RUN`: the same
+    planned epochs, the same weights to the bit; flags given still override the file."""
+    import seqrep.plan
+    import torch
+
+    monkeypatch.setattr(seqrep.plan, "OVERRUN", float("inf"))  # a loaded machine must not cut the first run
+    data = ["train", "synthetic", "--classes", "4", "--samples", "40", "--length", "80", "--batch-size", "8"]
+    assert main([*data, "--budget", "3", "--run-dir", str(tmp_path / "a")]) == 0
+    assert main([*data, "--config", str(tmp_path / "a"), "--run-dir", str(tmp_path / "b")]) == 0
+    first, again = (seqrep.read_log(tmp_path / run)[0] for run in ("a", "b"))
+    assert first["plan"]["epochs"] == first["config"]["epochs"] == again["config"]["epochs"] and "plan" not in again
+    a, b = (torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["model"] for run in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    (tmp_path / "c.json").write_text(json.dumps({"epochs": 1, "model": {"init": "random", "width": 8}}))
+    assert main([*data, "--config", str(tmp_path / "c.json"), "--lr", "0.003", "--run-dir", str(tmp_path / "c")]) == 0
+    logged = seqrep.read_log(tmp_path / "c")[0]["config"]
+    assert (logged["epochs"], logged["lr"], logged["model"]["width"]) == (1, 0.003, 8)
+    capsys.readouterr()
+    for bad, says in ((tmp_path / "nothing", "no such file"), (tmp_path / "c" / "checkpoint.pt", "not a JSON file")):
+        assert main([*data, "--config", str(bad), "--run-dir", str(tmp_path / "d")]) == 2
+        assert says in capsys.readouterr().err
 
 
 def test_train_broken_on_a_real_dataset(tmp_path, capsys):
