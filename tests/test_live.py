@@ -144,6 +144,20 @@ def test_liveplot_and_panel_show_the_running_diagnosis_of_the_log(data, tmp_path
     assert panel.wait(TIMEOUT) and panel.runs[-1].state == "finished", panel.status_text
     run = panel.runs[-1]
     assert f"diagnosis: {seqrep.diagnose(run.run_dir).verdict}" in panel.status_text.splitlines()
+    assert run.plan is None and "plan:" not in panel.status_text  # explicit epochs: nothing planned
+
+
+def test_the_panel_shows_the_steps_a_time_budget_bought(data, tmp_path):
+    """Issue 26: the number of steps chosen is in the log, FitResult and the panel."""
+    panel = seqrep.Panel(TrainConfig(epochs=0, budget=3.0, batch_size=8), datasets={"tiny": data}, root=tmp_path,
+                         min_interval=0.05)
+    panel.train_button.click()
+    assert panel.wait(TIMEOUT) and panel.runs[-1].state in ("finished", "stopped"), panel.status_text
+    run = panel.runs[-1]
+    start = next(r for r in seqrep.read_log(run.run_dir) if r.get("event") == "start")
+    assert run.plan == start["plan"] and run.plan["steps"] == start["steps"] == run.epochs * run.steps_per_epoch
+    assert f"plan: {run.epochs} epochs x {run.steps_per_epoch} steps = {run.plan['steps']} steps in the 3 s budget" \
+        in panel.status_text
 
 
 def test_blitted_frames_equal_a_full_redraw(data, tmp_path):

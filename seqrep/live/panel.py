@@ -217,7 +217,7 @@ class PanelRun:
     and what was found on the way.
 
     config is what the controls said (epochs 0 = automatic); epochs the number planned (fit
-    resolves automatic epochs, a time budget may re-plan them). chance: `chance_levels` of the
+    resolves automatic epochs: a time budget's plan, `plan`). chance: `chance_levels` of the
     validation labels. init_eval: the validation metrics before the first step; peak_lr: the
     peak rate of each optimizer group; checked: the pre-flight check's findings (all three
     from fit's start, `_StatusUpdates.before_fit`). history: the epoch records so far."""
@@ -238,6 +238,7 @@ class PanelRun:
     steps_per_epoch: int = 0
     checked: list = field(default_factory=list)
     history: list = field(default_factory=list)
+    plan: dict | None = None  # how fit turned a time budget into epochs (FitState.plan), if it did
 
     def record(self, record: dict) -> None:
         """Take an epoch's log record: the latest values, and the best validation accuracy of
@@ -302,6 +303,16 @@ class PanelRun:
         classes = round(1 / self.chance["balanced_accuracy"]) if self.chance else None
         return running_verdict(self.history, classes)
 
+    def planned(self) -> str:
+        """'plan: ...': the steps a time budget bought, from the step time fit measured ('' for
+        explicit epochs)."""
+        if not self.plan:
+            return ""
+        p = self.plan
+        return (f"plan: {p['epochs']} epochs x {self.steps_per_epoch} steps = {p['steps']} steps in the "
+                f"{self.config.budget:g} s budget ({p['seconds_per_step']:.3g} s per step measured, "
+                f"{p['seconds_left']:.3g} s left after the start); --config RUN repeats them")
+
     def rates(self) -> str:
         """The peak learning rate the optimizer applies to each group, when any differs from
         the box's (init "data": each group at its own fraction, `seqrep.model.param_groups`)."""
@@ -333,7 +344,7 @@ class _StatusUpdates(Callback):
         with self.lock:
             self.run.epochs = state.config.epochs  # automatic epochs planned
             self.run.init_eval, self.run.peak_lr = dict(state.init_eval), dict(state.peak_lr)
-            self.run.steps_per_epoch = state.steps_per_epoch
+            self.run.steps_per_epoch, self.run.plan = state.steps_per_epoch, state.plan
             self.run.checked = checked[-1]["findings"] if checked else []
         self.show(progress=f"starting #{self.run.number}: {self.run.accuracy()} | {state.run_dir}")
 
@@ -344,7 +355,7 @@ class _StatusUpdates(Callback):
     def after_epoch(self, state: FitState) -> None:
         self.samples_per_s = state.record.get("samples_per_s")
         with self.lock:
-            self.run.epochs = state.config.epochs  # a time budget may have re-planned
+            self.run.epochs = state.config.epochs
             self.run.record(state.record)
         self.show(progress=self.text(state))
         self.on_epoch()
@@ -583,7 +594,8 @@ class Panel:
             lines = [("seqrep-finding-error" if "(blocks training)" in f else "seqrep-finding", f)
                      for f in run.findings()]
             verdict = [("seqrep-verdict", run.verdict())] if run.history else []
-            return lines + verdict + ([("seqrep-rates", run.rates())] if run.rates() else [])
+            more = [("seqrep-rates", text) for text in (run.planned(), run.rates()) if text]
+            return lines + verdict + more
 
     def _show(self, progress: str | None = None, notice: str | None = None, level: str = "info") -> None:
         """Update the status line (from any thread): `progress` is the run's state, `notice`
