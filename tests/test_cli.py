@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import seqrep
 from seqrep.cli import main
 
 
@@ -70,8 +69,9 @@ def test_train_then_show_latest_epoch_end_to_end(tmp_path, capsys):
 def test_train_with_the_config_a_run_logged_repeats_it_bitwise(tmp_path, capsys, monkeypatch):
     """Issue 26: a run planned from a time budget, repeated by `--config RUN`: the same
     planned epochs, the same weights to the bit; flags given still override the file."""
-    import seqrep.plan
     import torch
+
+    import seqrep.plan
 
     monkeypatch.setattr(seqrep.plan, "OVERRUN", float("inf"))  # a loaded machine must not cut the first run
     data = ["train", "synthetic", "--classes", "4", "--samples", "40", "--length", "80", "--batch-size", "8"]
@@ -240,7 +240,6 @@ def test_ctrl_c_prints_a_resume_command_with_the_run_s_own_flags_and_it_works(tm
     import shlex
     import signal
 
-    import seqrep
     import seqrep.cli
 
     class CtrlCAfterFirstEpoch(seqrep.Callback):
