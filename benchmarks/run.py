@@ -5,11 +5,12 @@
 
 --quick (under 25 minutes): 3 small datasets x 1 seed at the 60 s budget, fewer repeats, and
 the notebook timings from the last `make notebooks` (executed/index.json) instead of a fresh
-run. The full run takes about 100 minutes on a 2-core CPU, 67 of them the 18-set accuracy table:
-seqrep's default, MiniRocket and 1-NN on --seeds seeds (seqrep's median is the headline),
-broken, FCN, ResNet and InceptionTime on the first seed (60 s each); the runs go to --workers
-processes of one torch thread each (default: one per core). Each part writes
-results/<part>.{json,md}; results/summary.md collects the markdown of all parts.
+run. The full run takes about 110 minutes on a 2-core CPU, about 60 of them the 22-set accuracy
+table: seqrep's default, its start, MiniRocket and 1-NN on --seeds seeds (seqrep's median is the
+headline), the broken extraction and MultiRocket+Hydra on the first seed (the learned peers FCN,
+ResNet and InceptionTime on request: accuracy.py --methods); the runs go to --workers processes
+of one torch thread each (default: one per core). Each part writes results/<part>.{json,md};
+results/summary.md collects the markdown of all parts.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(PARTS))
     parser.add_argument("--seeds", type=int, default=3, help="seeds of seqrep's default in the accuracy "
-                        "table (each adds about 18 minutes of one core: 18 sets x the 60 s budget)")
+                        "table (each adds about 22 minutes of one core: 22 sets x the 60 s budget)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes of the accuracy table, one torch thread each")
     parser.add_argument("--out", default=str(RESULTS))
