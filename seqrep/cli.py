@@ -247,17 +247,7 @@ def _add_missing_flag(parser: argparse.ArgumentParser) -> None:
                              "or interpolate them linearly along time")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seqrep", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("data", help="describe a dataset: classes, sizes, length, imbalance")
-    p.add_argument("name", nargs="?", help="'synthetic', a dataset name, a folder or a file")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--list", action="store_true", help="list the datasets found by name")
-    _add_missing_flag(p)
-    p.set_defaults(func=_describe)
-
+def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train the fixed (or --broken) model, logging to a run dir")
     p.add_argument("dataset", nargs="?", default="synthetic",
                    help="'synthetic' (default), a dataset name, a folder or a file")
@@ -279,6 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     _add_renamed_flags(p)
     p.set_defaults(func=_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqrep", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="describe a dataset: classes, sizes, length, imbalance")
+    p.add_argument("name", nargs="?", help="'synthetic', a dataset name, a folder or a file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--list", action="store_true", help="list the datasets found by name")
+    _add_missing_flag(p)
+    p.set_defaults(func=_describe)
+
+    _add_train_parser(sub)
 
     p = sub.add_parser("show-latest-epoch", help="print a run's latest epoch (tail of its log)")
     p.add_argument("run_dir", help="a run directory (or its run.jsonl)")
