@@ -312,9 +312,10 @@ def test_regenerated_logs_get_the_same_verdicts(tmp_path):
     import sys
 
     cases = "healthy,no_learning,nonfinite,glued,lr_zero"
-    subprocess.run([sys.executable, str(LOGS / "make_logs.py"), "--tools", "seqrep,hf,lightning,plain",
-                    "--seeds", "1", "--cases", cases, "--out", str(tmp_path)],
-                   check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    made = subprocess.run([sys.executable, str(LOGS / "make_logs.py"), "--tools", "seqrep,hf,lightning,plain",
+                           "--seeds", "1", "--cases", cases, "--out", str(tmp_path)],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert made.returncode == 0, f"make_logs.py failed:\n{made.stderr[-3000:]}"
     fresh = json.loads((tmp_path / "manifest.json").read_text())
     committed = {e["path"]: e for e in MANIFEST}
     assert len(fresh) >= 12 and {e["tool"] for e in fresh} == {"seqrep", "hf", "lightning", "plain"}
@@ -327,3 +328,16 @@ def test_follow_from_the_command_line_stops_at_a_finished_log(capsys):
     assert main(["diagnose", str(_log("healthy")), "--follow", "--interval", "0.01"]) == 0
     out = capsys.readouterr().out
     assert out.count("VERDICT") == 1 and out.index("[epochs") < out.index("VERDICT")
+
+
+def test_a_seqrep_log_with_a_rate_per_optimizer_group_is_read(tmp_path):
+    """seqrep logs `lr` as {group: rate} since the rates became per group: the learning-rate
+    rules read the first group (a run whose every group sat at 0 is lr_zero)."""
+    log = tmp_path / "run.jsonl"
+    records = [{"event": "start", "config": {"lr": 0.01, "epochs": 8}}]
+    records += [{"epoch": e, "epochs": 8, "train_loss": 3.0 - 0.001 * e, "lr": {"kernels": 0.0, "scorers": 0.0}}
+                for e in range(8)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = diagnose(log)
+    assert report.kind == "lr_zero", report
+    assert any("lr = 0" in line for f in report.findings for line in f.evidence)

@@ -136,10 +136,11 @@ def _number(value) -> float | None:
 
 
 def _flatten(record: dict) -> dict:
-    """Nested dicts one level deep become 'outer/inner' (seqrep's grad_norm per component)."""
+    """Nested dicts one level deep become 'outer/inner' (seqrep's grad_norm per component and
+    lr per optimizer group)."""
     out = {}
     for k, v in record.items():
-        if isinstance(v, dict) and k in ("grad_norm",):
+        if isinstance(v, dict) and k in ("grad_norm", "lr"):
             out.update({f"{k}/{inner}": value for inner, value in v.items()})
         else:
             out[k] = v

@@ -34,6 +34,17 @@ import numpy as np
 import torch
 from torch import nn
 
+# This script's folder holds a folder named seqrep (the seqrep tool's logs): with only the
+# script's folder first on the path, `import seqrep` finds that namespace folder instead of
+# the package when the package is installed in editable mode. The repository comes first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from seqrep.doctor.zoo import allow_torchvision_without_ops
+
+# transformers and lightning import torchvision when it is installed (timm's dependency): let
+# it import beside a CPU build of torch, as tests/conftest.py does for the test process.
+allow_torchvision_without_ops()
+
 HERE = Path(__file__).resolve().parent
 # seed -> sizes: classes, hidden width, training samples (the task gets harder with classes)
 SIZES = {
@@ -442,8 +453,19 @@ def _seqrep_callbacks(case: str) -> list:
             state.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 state.optimizer, _ramp(state.steps_per_epoch * state.config.epochs))
 
+    class OverflowingBatch(seqrep.Callback):
+        """nonfinite, planted (beside the huge lr): from the second epoch's fourth step, one
+        series of each batch holds a value past float32's range, as an unscaled reading
+        would: its activations overflow and the loss is NaN. (A huge lr alone stopped giving
+        a NaN once the model normalised its activations.)"""
+
+        def before_batch(self, state):
+            if state.epoch >= 1 and state.step >= 3:
+                state.x = state.x.clone()
+                state.x[0, 0, 0] = float("inf")
+
     return {"lr_zero": [OneEpochSchedule()], "val_better": [NoiseAugmentation()],
-            "diverge": [RampTooHigh()]}.get(case, [])
+            "diverge": [RampTooHigh()], "nonfinite": [OverflowingBatch()]}.get(case, [])
 
 
 def run_seqrep(case: str, seed: int, out: Path) -> list[dict]:
