@@ -64,8 +64,9 @@ LONG_RUN = 3600.0  # s: a run whose ETA exceeds this is told so in a warning, wi
 OVERLAY_MAX = 6  # runs selected for the overlay by default: more make its legend unreadable
 INIT_NOTES = {
     "data": ("init 'data': model width and kernel sizes are MiniRocket's (84 kernels of length 9), "
-             "so their boxes are off; each parameter group trains at its own fraction of the learning "
-             "rate, shown under the status line when a run starts."),
+             "so their boxes are off; the readout is solved, not stepped, and each trained group gets "
+             "its own rate from the box's (kernels and thresholds: times their size), shown under "
+             "the status line when a run starts."),
     "random": "",
 }
 # Every live panel of this process: a new one stops a run an older one still trains (re-running
@@ -89,7 +90,7 @@ def _controls(c: TrainConfig, datasets: list[str]) -> dict:
 
     return {
         "lr": number(f"{c.lr:g}", "learning rate",
-                     f"the peak rate, a number in (0, {LR_MAX:g}], e.g. 1e-2 (init 'data' gives each group a fraction)"),
+                     f"the peak rate, a number in (0, {LR_MAX:g}], e.g. 1e-2 (init 'data' gives each group its own rate from it)"),
         "batch_size": number(str(c.batch_size), "batch size", "a whole number >= 1"),
         "epochs": number(str(c.epochs or "auto"), "epochs",
                          f"auto (as many as the budget or 500 optimiser steps need), or 1 to {EPOCHS_MAX:,}"),
@@ -315,7 +316,7 @@ class PanelRun:
 
     def rates(self) -> str:
         """The peak learning rate the optimizer applies to each group, when any differs from
-        the box's (init "data": each group at its own fraction, `seqrep.model.param_groups`)."""
+        the box's (init "data": each group at its own rate, `seqrep.model.param_groups`)."""
         if all(rate == self.config.lr for rate in self.peak_lr.values()):
             return ""
         groups = ", ".join(f"{name} {rate:.1e}" for name, rate in self.peak_lr.items())
