@@ -98,7 +98,7 @@ class FitState:
     error_source: str | None = None  # "Callback.event" that raised `error`, if a callback did
     resumed: bool = False
     checkpointed_epoch: int | None = None
-    budgeted: bool = False  # epochs planned from a time budget (and re-planned by TimeBudget)
+    budgeted: bool = False  # epochs planned from a time budget (once, before the first step)
     planning_seconds: float = 0.0  # time spent measuring steps for the plan
     started: float = field(default_factory=time.perf_counter)
     fitted_init: dict | None = None  # what seqrep.model.fit_init fitted before the first step

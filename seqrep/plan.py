@@ -133,7 +133,7 @@ def plan_for_budget(state: FitState) -> int:
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int, done: int = 0,
                    peaks: list[float] | None = None):
     """The learning-rate schedule over `total_steps` optimiser steps, positioned after `done`
-    of them (a re-plan builds a new one mid-run). Each group's rate follows the same curve
+    of them (as a resumed run needs). Each group's rate follows the same curve
     scaled to its own peak: `peaks`, one per group (default: the groups' "lr" now, which
     `seqrep.model.param_groups` sets to their peaks before any schedule). "onecycle" is
     torch's OneCycleLR (warm-up over 30 % of the steps, cosine annealing, momentum cycled

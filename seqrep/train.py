@@ -392,7 +392,7 @@ def _train_epochs(state: FitState, events: Events) -> None:
     mode, no_grad; `evaluate` puts train() back)."""
     size = state.config.batch_size
     epoch = state.start_epoch
-    while epoch < state.config.epochs:  # a time budget may re-plan the epochs as the run goes
+    while epoch < state.config.epochs:  # TimeBudget may end a run far past its budget early
         order = state.begin_epoch(epoch)
         events("before_epoch")
         tick = time.perf_counter()

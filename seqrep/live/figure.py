@@ -215,6 +215,7 @@ class _LiveFigure:
         self.title = self.fig.suptitle("", fontsize=11, y=0.995, va="top")
         # At the foot: the running verdict of seqrep.diagnose's rules on the epochs so far.
         self.verdict = self.fig.text(0.01, 0.008, "", fontsize=9, ha="left", va="bottom", color="0.15")
+        self._verdict_of = -1  # the number of epoch records the verdict was drawn from
         self.fig.subplots_adjust(left=0.08, right=0.98, top=0.80, bottom=0.12, hspace=0.42, wspace=0.22)
         self.dynamic = [self.step_loss, *self.lines.values(), *self.lr]  # then the grad lines
         for artist in [*self.dynamic, self.no_grad, self.title, self.verdict]:
@@ -275,8 +276,9 @@ class _LiveFigure:
         self._update_grad(epochs_x, records)
         self._grow_limits()
         self.title.set_text(title)
-        verdict = running_verdict(records)
-        self.verdict.set_text(verdict if len(verdict) <= 150 else verdict[:149] + "…")
+        if len(records) != self._verdict_of:  # epochs change it; the frames between epochs do not
+            self._verdict_of, verdict = len(records), running_verdict(records)
+            self.verdict.set_text(verdict if len(verdict) <= 150 else verdict[:149] + "…")
 
     def _update_grad(self, epochs_x: list[float], records: list[dict]) -> None:
         names = list(dict.fromkeys(k for r in records for k in r.get("grad_norm") or {}))

@@ -240,6 +240,7 @@ class PanelRun:
     checked: list = field(default_factory=list)
     history: list = field(default_factory=list)
     plan: dict | None = None  # how fit turned a time budget into epochs (FitState.plan), if it did
+    _verdict: tuple = field(default=(-1, ""), repr=False, compare=False)  # (epochs read, verdict)
 
     def record(self, record: dict) -> None:
         """Take an epoch's log record: the latest values, and the best validation accuracy of
@@ -300,9 +301,12 @@ class PanelRun:
         return lines + [_finding_line(f) for f in found if f["kind"] not in BLOCKING]
 
     def verdict(self) -> str:
-        """'diagnosis: ...' of `seqrep.diagnose`'s rules on the epochs so far ('' before one)."""
-        classes = round(1 / self.chance["balanced_accuracy"]) if self.chance else None
-        return running_verdict(self.history, classes)
+        """'diagnosis: ...' of `seqrep.diagnose`'s rules on the epochs so far ('' before one);
+        worked out again only when an epoch was added (the status line is redrawn more often)."""
+        if self._verdict[0] != len(self.history):
+            classes = round(1 / self.chance["balanced_accuracy"]) if self.chance else None
+            self._verdict = (len(self.history), running_verdict(self.history, classes))
+        return self._verdict[1]
 
     def planned(self) -> str:
         """'plan: ...': the steps a time budget bought, from the step time fit measured ('' for
