@@ -33,17 +33,18 @@ def _model(unused: bool = False) -> nn.Module:
 X, Y = torch.randn(8, 2, 20), torch.arange(8) % 3
 
 
-def _loop(model, optimizer, steps=6, *, zero_grad=True, validate=False, nan_at=None):
-    for step in range(steps):
-        model.train() if not validate or step == 0 else None
+def _loop(model, optimizer, steps=6, *, zero_grad=True, step=True, validate=False, nan_at=None):
+    for i in range(steps):
+        model.train() if not validate or i == 0 else None
         loss = F.cross_entropy(model(X), Y)
-        if nan_at == step:
+        if nan_at == i:
             loss = loss * float("nan")
         yield loss
         if zero_grad:
             optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        if step:
+            optimizer.step()
         if validate:
             model.eval()  # the validation pass, never undone
 
@@ -171,10 +172,8 @@ def test_a_loop_that_never_steps_is_reported():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with watch(model, optimizer) as w:
-            for _ in range(5):
-                loss = F.cross_entropy(model(X), Y)
-                optimizer.zero_grad()
-                loss.backward()
+            for _ in _loop(model, optimizer, 5, step=False):
+                pass
     assert [f.kind for f in w.findings] == ["missing_step"]
     assert "optimizer.step()" in w.findings[0].fix
     with warnings.catch_warnings():  # no zero_grad either: reported when the watch stops
@@ -230,12 +229,8 @@ def test_a_parameter_with_a_tiny_or_zero_gradient_is_not_stale_while_others_move
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with watch(model, optimizer) as w:
-            for _ in range(4):
-                loss = F.cross_entropy(model(X), Y)
+            for loss in _loop(model, optimizer, 4):
                 w.after_loss(loss)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
     assert [n for f in w.findings if f.kind == "stale_parameter" for n in f.names] == ["spare.weight", "spare.bias"]
 
 
