@@ -232,7 +232,7 @@ def training_batches(state: FitState, size: int = 256):
     device (for inference passes over the training set)."""
     n = len(state.train)
     for i in range(0, n, size):
-        x, _, mask = state.batch(torch.arange(i, min(n, i + size)))
+        x, _, mask = state.batch(torch.arange(i, min(n, i + size), device="cpu"))
         yield x, mask
 
 
