@@ -52,9 +52,10 @@ SETTINGS = {
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
 }
-# Epochs set in the panel: about 2 s each here (the synthetic scenario, quick model), so Stop,
-# clicked after two frames (~3 s), lands mid-run; 3 epochs could end first and test no Stop.
-PANEL_EPOCHS = 20
+# Epochs set in the panel for the run that Stop ends. An epoch of the synthetic scenario's quick
+# model takes about 0.1 s (20 epochs finished in 2 s, before the test reached Stop, on 2026-12-03),
+# so the run is made far longer than the test can take to get there: Stop always lands mid-run.
+PANEL_EPOCHS = 2000
 # Generous bounds for a loaded 2-core machine; a working run needs a fraction of each.
 SERVER_TIMEOUT = 120  # s: the server answers
 KERNEL_TIMEOUT = 180  # s: page loaded and kernel idle
