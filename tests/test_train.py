@@ -402,7 +402,7 @@ def test_a_run_far_past_its_budget_ends_there_mid_epoch(data, tmp_path, monkeypa
     result = _fit(data, tmp_path, config, callbacks=[SlowSteps()])[1]
     assert result.stopped.startswith("time budget") and "1.5 x" in result.stopped
     assert len(result.history) == 1 and result.history[0]["partial"]
-    assert 2 <= result.history[0]["steps"] <= 4  # past 1.5 s after 3 steps (plus set-up)
+    assert 1 <= result.history[0]["steps"] <= 4  # past 1.5 s after 3 steps, fewer if set-up is slow
     assert seqrep.read_log(tmp_path)[-1]["event"] == "stopped"
 
 
