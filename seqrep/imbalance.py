@@ -106,7 +106,7 @@ def class_weights(
         weights = compute_class_weight("balanced", classes=np.arange(len(counts)), y=np.asarray(y))
         if scheme == "sqrt_inverse":
             weights = np.sqrt(weights)
-    return torch.as_tensor(weights / weights.mean(), dtype=torch.float32)
+    return torch.as_tensor(weights / weights.mean(), dtype=torch.float32, device="cpu")  # fit moves the loss
 
 
 def _weighted_mean(losses: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -119,7 +119,7 @@ def _weighted_mean(losses: torch.Tensor, y: torch.Tensor, weight: torch.Tensor |
 
 
 def _weight_buffer(weight) -> torch.Tensor | None:
-    return None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+    return None if weight is None else torch.as_tensor(weight, dtype=torch.float32, device="cpu")
 
 
 class FocalLoss(nn.Module):

@@ -17,13 +17,17 @@ def data():
     return seqrep.make_sequences(n_classes=3, n_samples=30, length=80, seed=0).split(0.25, seed=0)
 
 
-@pytest.mark.parametrize("sampler", ["shuffle", "balanced"])
-def test_the_default_start_and_a_step_make_every_tensor_on_the_run_device(data, tmp_path, sampler):
+@pytest.mark.parametrize("settings", [
+    {"sampler": "shuffle"}, {"sampler": "balanced"},  # the default start
+    {"class_weights": "inverse", "model": {"init": "random"}},  # a weighted loss
+    {"loss": "focal", "class_weights": "effective", "model": {"init": "random"}},
+], ids=["default", "balanced", "class-weights", "focal"])
+def test_the_default_start_and_a_step_make_every_tensor_on_the_run_device(data, tmp_path, settings):
     """With "meta" as torch's default device, a tensor made without device= lands there and
     cannot meet the run's CPU tensors: on a CPU-only machine this finds what would break on a
     GPU (the run's device) without one."""
     train, val = data
-    config = TrainConfig(epochs=1, batch_size=len(train), budget=0, sampler=sampler)  # one step
+    config = TrainConfig(epochs=1, batch_size=len(train), budget=0, **settings)  # one step
     reference = seqrep.build_model(config, train)
     expected = seqrep.fit(reference, train, val, config, tmp_path / "cpu", progress=False, verbose=False)
     model = seqrep.build_model(config, train)  # built before: a model's layers follow the default device
@@ -32,7 +36,8 @@ def test_the_default_start_and_a_step_make_every_tensor_on_the_run_device(data, 
         result = seqrep.fit(model, train, val, config, tmp_path / "meta", progress=False, verbose=False, device="cpu")
     finally:
         torch.set_default_device(None)
-    assert bool(model.representation.fitted)  # the data-fitted start ran, on the CPU
+    if config.model.init == "data":
+        assert bool(model.representation.fitted)  # the data-fitted start ran, on the CPU
     assert all(p.device.type == "cpu" for p in model.parameters())
     # Indexing a CPU tensor with a meta index does not fail: it reads memory that holds
     # nothing (once: NaN features on one machine, finite garbage on another). Only the same
