@@ -214,10 +214,17 @@ def _discarded_by_library(c: _Context, groups: list[str]) -> bool:
     return True
 
 
+def _ran(c: _Context, module: str) -> bool:
+    """The module ran in this training forward, or its parent did and used the module's weights
+    without calling it (nn.MultiheadAttention passes out_proj.weight to its functional form)."""
+    parent = module.rpartition(".")[0]
+    return module in c.calls or (bool(parent) and parent in c.calls)
+
+
 def _reach_findings(c: _Context, loss_has_graph: bool) -> list[Finding]:
     found = []
     unreachable = [p for p in c.trainable if not p["reachable"]]
-    dead = [p for p in unreachable if p["module"] not in c.calls and not _dropped_in_training(c, p["module"])]
+    dead = [p for p in unreachable if not _ran(c, p["module"]) and not _dropped_in_training(c, p["module"])]
     if dead:
         groups = outermost(sorted({p["module"] for p in dead}))
         groups = [g for g in groups if all(p["module"] not in c.calls for p in c.module_params(g))] or groups
@@ -226,7 +233,7 @@ def _reach_findings(c: _Context, loss_has_graph: bool) -> list[Finding]:
                              f"forward: {_plural(len(dead), 'parameter')} ({_plural(sum(p['numel'] for p in dead), 'value')}) "
                              "can never learn. Call the branch in forward(), or delete it.",
                              f"out = out + self.{groups[0] or 'branch'}(h)  # or delete the branch"))
-    live = [p for p in unreachable if p["module"] in c.calls]  # (LayerDrop-skipped ones are not called)
+    live = [p for p in unreachable if _ran(c, p["module"])]  # (LayerDrop-skipped ones did not run)
     groups = outermost(sorted({p["module"] for p in live}))
     if live and loss_has_graph and not _discarded_by_library(c, groups):
         names = tuple(p["name"] for p in live)

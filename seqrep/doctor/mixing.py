@@ -86,13 +86,21 @@ def inference_modules(model: nn.Module, x, forward: Callable, rng: torch.Tensor)
     return {name for name, _, _ in _run(model, x, forward, rng, record=True)[1]}
 
 
+def _scale(a: torch.Tensor) -> float:
+    """The largest finite magnitude of `a` (a sample whose output is NaN, as a fully masked
+    attention row gives, must not hide the change of the others)."""
+    magnitude = a.detach().float().abs()
+    finite = magnitude[torch.isfinite(magnitude)]
+    return (float(finite.max()) if finite.numel() else 0.0) + 1e-12
+
+
 def _per_sample(a: torch.Tensor, b: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """Largest absolute change per sample (dim 0), relative to the largest magnitude of `a`;
-    `keep` (broadcastable bool) restricts the comparison to those entries."""
+    """Largest absolute change per sample (dim 0), relative to the largest finite magnitude of
+    `a`; `keep` (broadcastable bool) restricts the comparison to those entries."""
     diff = (a.float() - b.float()).abs()
     if keep is not None:
-        diff = diff * keep
-    return diff.reshape(len(diff), -1).amax(1) / (a.float().abs().max() + 1e-12)
+        diff = torch.where(keep.bool(), diff, torch.zeros((), device=diff.device))
+    return diff.reshape(len(diff), -1).amax(1) / _scale(a)
 
 
 def _comparable(a, b, n: int, extra: int) -> bool:
@@ -295,8 +303,7 @@ def _differs_alone(model: nn.Module, x, x0: torch.Tensor, axis: int, mask: torch
         ref = ref.index_select(grown[0], real.to(ref.device))
     if out.shape != ref.shape:
         return True
-    scale = float(base.float().abs().max()) + 1e-12
-    return not bool(((out.float() - ref.float()).abs() <= TOLERANCE * scale).all())
+    return not bool(((out.float() - ref.float()).abs() <= TOLERANCE * _scale(base)).all())
 
 
 def _changes(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, extra: int) -> torch.Tensor | None:
