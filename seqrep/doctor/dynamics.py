@@ -47,13 +47,6 @@ GRADIENT_TREND, GRADIENT_HUGE = 4.0, 1e2
 # head.dense (GELU, then LayerNorm; ratio 1.4e2); the gallery's recurrent_gain weights
 # 0.077-0.28, its unscaled_inputs weights 0.067-0.21.
 SCALE_FREE = 0.02
-# A learned per-channel gain initialised near zero (LayerScale at 1e-6 in ConvNeXt, 1e-5 in
-# CaiT and DeiT III; SkipInit) multiplies its residual branch, so every weight of the branch
-# gets a gradient that much smaller, by design: the blocks holding a nonzero 1-D parameter
-# whose values all lie below SMALL_GAIN are left out of the span across depth (an all-zero
-# vector is a bias). Measured: transformers' ConvNeXt with two one-block stages trends 7.8
-# decades from its LayerScale branches to its classifier without this.
-SMALL_GAIN = 1e-3
 # A ReLU layer is reported when at least this share of its units is zero for the whole batch
 # (clean models: at most 9 %; a large negative bias: 100 %).
 DEAD_SHARE = 0.9
@@ -129,34 +122,17 @@ def check_step_size(optimizer: torch.optim.Optimizer, trace: Trace) -> tuple[lis
     return [], numbers
 
 
-def _gated_blocks(trace: Trace) -> list[str]:
-    """The blocks whose residual branch a small learned gain scales (`SMALL_GAIN`): for each
-    such 1-D parameter, the nearest module holding it that also holds a weight matrix."""
-    weights = [name for name, p, _ in trace.grads if p.dim() >= 2]
-    blocks = []
-    for name, p, _ in trace.grads:
-        largest = float(p.detach().abs().max()) if p.dim() == 1 and p.numel() else 0.0
-        if not 0 < largest < SMALL_GAIN:
-            continue
-        parts = name.split(".")[:-1]
-        owners = [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
-        blocks += [next((o for o in owners if any(w.startswith(o + ".") for w in weights)), "")]
-    return [b for b in blocks if b]
-
-
 def _relative_gradients(trace: Trace) -> list[tuple[str, float, bool]]:
-    """(parameter, ||g|| / ||W||, scale-invariant) of the weight matrices (2+ dims) of layers (leaf modules)
-    with a nonzero gradient, in the order their modules first ran (depth). Free-standing
+    """(parameter, ||g|| / ||W||, scale-invariant: `SCALE_FREE`) of the weight matrices (2+
+    dims) of layers (leaf modules) with a nonzero gradient, in the order their modules first
+    ran (depth). Free-standing
     tensors of a composite module (cls_token, pos_embed, a learned query) are not layer
-    weights: their scale is set by convention, and a tiny one makes the ratio meaningless; nor
-    are the weights of a branch a small gain scales (`SMALL_GAIN`)."""
-    calls, gated = trace.recorder.calls, _gated_blocks(trace)
+    weights: their scale is set by convention, and a tiny one makes the ratio meaningless."""
+    calls = trace.recorder.calls
     rows = []
     for name, p, g in trace.grads:
         module = name.rpartition(".")[0]
         if g is None or p.dim() < 2 or module not in calls or module not in trace.layers:
-            continue
-        if any(name.startswith(b + ".") for b in gated):
             continue
         g, w = g.float(), p.detach().float()
         gn, wn = float(g.norm()), float(w.norm())
