@@ -157,6 +157,8 @@ def test_default_model_and_batch():
     frozen = seqrep.model.frozen_by_design(model)  # its solved readout, the groups kept as fitted
     report = check_training(model, (x, y), optimizer=optimizer, expect_frozen=frozen)
     assert report.ok, report.verdict()
-    plain = check_training(model, (x, y), optimizer=optimizer)  # not told: named, as a warning only
+    # not told, the optimizer (from the trainable parameters only) says the freezing is deliberate
+    assert check_training(model, (x, y), optimizer=optimizer).ok
+    plain = check_training(model, (x, y))  # not told, no optimizer: named, as a warning only
     assert [f.kind for f in plain.findings] == ["frozen"] and not plain.findings[0].blocking
     assert abs(report.measured["init_loss"]["expected"] - torch.log(torch.tensor(60.0))) < 1e-3

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -42,6 +44,7 @@ def parameter_rows(trace: Trace, held: set[int] | None) -> list[dict]:
             "reachable": id(p) in trace.leaves,
             "grad_norm": None if grad is None else float(grad.float().norm()),
             "finite": None if grad is None else bool(torch.isfinite(grad).all()),
+            "all_zero": p.dim() >= 2 and not bool(p.detach().any()),
         })
     return rows
 
@@ -175,16 +178,53 @@ def _break_findings(c: _Context) -> list[Finding]:
 
 
 def _dropped_in_training(c: _Context, module: str) -> bool:
-    """The module runs in an eval-mode forward but not in this training one: skipped at random
-    while training (LayerDrop, stochastic depth), a convention of audio and vision transformers,
-    not an unused branch."""
-    return c.inference is not None and module in c.inference
+    """The module, or a block holding it, runs in an eval-mode forward but not in this training
+    one: skipped at random while training (LayerDrop, stochastic depth), a convention of audio
+    and vision transformers, not an unused branch. The block counts too because a layer may use
+    its children's weights without calling them (WavLM's attention passes q_proj.weight to
+    F.multi_head_attention_forward), so the child itself never runs in either mode."""
+    if c.inference is None:
+        return False
+    parts = module.split(".") if module else []
+    blocks = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return any(b in c.inference and b not in c.calls for b in blocks)
+
+
+def _library_code(module: nn.Module) -> bool:
+    """The module's class comes from an installed package (transformers, timm, ...), not from
+    the user's code: what its forward computes and discards is the library's design."""
+    source = getattr(sys.modules.get(type(module).__module__), "__file__", None) or ""
+    return any(part in ("site-packages", "dist-packages") for part in Path(source).parts)
+
+
+def _discarded_by_library(c: _Context, groups: list[str]) -> bool:
+    """The unreachable modules ran with autograd on (not cut off by no_grad) inside a library
+    module that also holds reachable parameters: its forward computed them and it (or the
+    library's head) dropped the result, as CANINE's sequence classifier drops the
+    character-level output it computes."""
+    if any(call["no_grad_calls"] for n, call in c.calls.items() if matches(n, groups)):
+        return False
+    reachable = {p["module"] for p in c.trainable if p["reachable"]}
+    for group in groups:
+        parts = group.split(".")
+        owners = [".".join(parts[:i]) for i in range(len(parts) - 1, -1, -1)]
+        owner = next((o for o in owners if not o or any(matches(r, [o]) for r in reachable)), "")
+        if not _library_code(c.named_modules[owner]):
+            return False
+    return True
+
+
+def _ran(c: _Context, module: str) -> bool:
+    """The module ran in this training forward, or its parent did and used the module's weights
+    without calling it (nn.MultiheadAttention passes out_proj.weight to its functional form)."""
+    parent = module.rpartition(".")[0]
+    return module in c.calls or (bool(parent) and parent in c.calls)
 
 
 def _reach_findings(c: _Context, loss_has_graph: bool) -> list[Finding]:
     found = []
     unreachable = [p for p in c.trainable if not p["reachable"]]
-    dead = [p for p in unreachable if p["module"] not in c.calls and not _dropped_in_training(c, p["module"])]
+    dead = [p for p in unreachable if not _ran(c, p["module"]) and not _dropped_in_training(c, p["module"])]
     if dead:
         groups = outermost(sorted({p["module"] for p in dead}))
         groups = [g for g in groups if all(p["module"] not in c.calls for p in c.module_params(g))] or groups
@@ -193,9 +233,9 @@ def _reach_findings(c: _Context, loss_has_graph: bool) -> list[Finding]:
                              f"forward: {_plural(len(dead), 'parameter')} ({_plural(sum(p['numel'] for p in dead), 'value')}) "
                              "can never learn. Call the branch in forward(), or delete it.",
                              f"out = out + self.{groups[0] or 'branch'}(h)  # or delete the branch"))
-    live = [p for p in unreachable if p["module"] in c.calls]  # (LayerDrop-skipped ones are not called)
-    if live and loss_has_graph:
-        groups = outermost(sorted({p["module"] for p in live}))
+    live = [p for p in unreachable if _ran(c, p["module"])]  # (LayerDrop-skipped ones did not run)
+    groups = outermost(sorted({p["module"] for p in live}))
+    if live and loss_has_graph and not _discarded_by_library(c, groups):
         names = tuple(p["name"] for p in live)
         found.append(Finding("unreachable", names, f"{_plural(len(names), 'parameter')} of "
                              f"{', '.join(g or 'the model' for g in groups)} "
@@ -214,7 +254,11 @@ def _blocked(c: _Context) -> list[str]:
     a gradient that cannot reach the input layer at all is a cut the other checks do not name.
     Measured on the zoo (benchmarks/results/doctor.md): interior zero gradients on 2 of 28 clean
     architectures (Longformer's last-layer local projections, timm ResNet-18's zero-initialised
-    residual branches), the input layer's on none."""
+    residual branches), the input layer's on none. A weight matrix that is all zero and gets a
+    gradient (a zero-initialised head, timm's MLP-Mixer and ViT convention) multiplies every
+    gradient behind it by zero for the first step only: not reported."""
+    if any(p["all_zero"] and p["reachable"] and p["grad_norm"] for p in c.trainable):
+        return []
     zero = [p for p in c.trainable if p["reachable"] and p["grad_norm"] == 0]
     owners = {p["module"] for p in c.trainable if p["reachable"] and p["module"] in c.calls}
     if not zero or not owners:
@@ -265,7 +309,11 @@ def _about(*rules) -> list[Finding]:
 
 def _optimizer_findings(c: _Context) -> list[Finding]:
     def unexpected(p):
-        return not p["requires_grad"] and not c.expected(p["name"]) and not _fixed_table(p)
+        """Frozen and not meant to be: not in expect_frozen, not a library's fixed table, and
+        not left out of a given optimizer (an optimizer built from the trainable parameters
+        only, around an embedding frozen on purpose, says the freezing is deliberate)."""
+        return (not p["requires_grad"] and not c.expected(p["name"]) and not _fixed_table(p)
+                and p["in_optimizer"] is not False)
 
     return _about(
         ("frozen", [p["name"] for p in c.parameters if unexpected(p)], lambda n: (

@@ -271,6 +271,64 @@ class ResNet1D(nn.Module):
         return self.head(h.mean(-1))
 
 
+class ConvGRU(nn.Module):
+    """Conv1d over the padded (batch, time, features) sequence, a packed GRU, its last state."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.conv = nn.Conv1d(gm.FEATURES, width, 3, padding=1)
+        self.gru = nn.GRU(width, width, batch_first=True)
+        self.head = nn.Linear(width, CLASSES)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(self.features(x), lengths.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        return self.head(self.gru(packed)[1][-1])
+
+
+class MHAPool(nn.Module):
+    """nn.MultiheadAttention with key_padding_mask, a residual LayerNorm, masked mean pooling."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.embed = nn.Linear(gm.FEATURES, width)
+        self.attn = nn.MultiheadAttention(width, 2, batch_first=True)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, CLASSES)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.embed(x)
+        a = self.attn(h, h, h, key_padding_mask=~mask if padding is None else padding)[0]
+        return self.head(gm.masked_mean(self.norm(h + a), mask))
+
+
+class FrozenEmbeddingGRU(nn.Module):
+    """A pretrained-style embedding frozen on purpose (from_pretrained(freeze=True), left out of
+    the optimizer), a packed GRU over the tokens (pad id 0), its last state."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.embed = nn.Embedding.from_pretrained(torch.randn(VOCAB, width), freeze=True, padding_idx=0)
+        self.gru = nn.GRU(width, width, batch_first=True)
+        self.head = nn.Linear(width, CLASSES)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(self.embed(tokens), (tokens != 0).sum(1).cpu(),
+                                                   batch_first=True, enforce_sorted=False)
+        return self.head(self.gru(packed)[1][-1])
+
+
+def _mixer() -> nn.Module:
+    """timm's MLP-Mixer, which zero-initialises its head, at 32 x 32 pixels."""
+    allow_torchvision_without_ops()
+    from timm.models.mlp_mixer import MlpMixer
+
+    return MlpMixer(num_classes=CLASSES, img_size=32, patch_size=8, num_blocks=2, embed_dim=32)
+
+
 @dataclass
 class Case:
     """One model on one batch, ready for check_training: `arguments()` gives ((x, y),) and its
@@ -311,7 +369,8 @@ class Arch:
         torch.manual_seed(seed)
         model = self.build()
         batch = self.batch(seed, order)
-        case = Case(model, batch, self.forward, self.loss_fn, torch.optim.Adam(model.parameters(), lr=1e-3))
+        trainable = [p for p in model.parameters() if p.requires_grad]  # as users build it
+        case = Case(model, batch, self.forward, self.loss_fn, torch.optim.Adam(trainable, lr=1e-3))
         if bug is not None:
             INJECT[bug](self, case) if bug in INJECT else setattr(case, "forward", self.padding_bugs[bug])
         return case
@@ -412,6 +471,10 @@ def _has_mode_layers(arch: Arch, model: nn.Module) -> bool:
 APPLIES: dict[str, Callable[[Arch, nn.Module], bool]] = {name: (lambda arch, model: True) for name in INJECT}
 APPLIES["softmax_into_cross_entropy"] = lambda arch, model: arch.classifier
 APPLIES["left_in_eval"] = _has_mode_layers
+# the first step of a model with an all-zero weight matrix (a zero-initialised head) moves only
+# that matrix, whose size is 0: its update-to-weight ratio is undefined, so a learning rate far
+# too high shows only from the second step (watch)
+APPLIES["learning_rate_too_high"] = lambda arch, model: not any(p.dim() >= 2 and not p.any() for p in model.parameters())
 
 # bug -> (kind, culprit): the culprit is "backbone" / "head" (the architecture's), a name, or None
 EXPECTED: dict[str, tuple[str, str | None]] = {
@@ -467,6 +530,24 @@ def _torch_inverted(m, x):
 def _torch_mean(m, x):
     h = m.encoder(m.embed(x[0]), src_key_padding_mask=~x[1])
     return m.head(h.mean(1))
+
+
+def _convgru_last_step(m, x):
+    return m.head(m.gru(m.features(x[0]))[0][:, -1])
+
+
+def _mha_inverted(m, x):
+    return m(x[0], x[1], padding=x[1])
+
+
+def _mha_mean(m, x):
+    h = m.embed(x[0])
+    return m.head(m.norm(h + m.attn(h, h, h, key_padding_mask=~x[1])[0]).mean(1))
+
+
+def _tokens(seed: int, order: str) -> Batch:
+    batch = _text(pad=0)(seed, order)
+    return Batch(batch.x["input_ids"], batch.y, batch.mask)
 
 
 def _tcn(x):
@@ -562,4 +643,25 @@ ZOO: list[Arch] = [
          forward=lambda m, x: m(*x)["logits"]),
     Arch("torch causal TCN", "torch", gm.TCN, _torch_full, "inp", "head", forward=None),
     Arch("torch ResNet1D", "torch", ResNet1D, _torch_full, "stem", "head", forward=None),
+    # found outside the first zoo: each exposed a false alarm or a missed bug the rules now handle
+    Arch("WavLM audio classification (LayerDrop)", "transformers",
+         _hf("WavLMConfig", "WavLMForSequenceClassification", **AUDIO, num_buckets=32, max_bucket_distance=64),
+         _audio(), "wavlm", "classifier", padding_bugs=NOT_PASSED),
+    Arch("CANINE sequence classification", "transformers",
+         _hf("CanineConfig", "CanineForSequenceClassification", hidden_size=32, num_hidden_layers=2,
+             num_attention_heads=2, intermediate_size=64, max_position_embeddings=64, num_hash_buckets=64,
+             downsampling_rate=4, local_transformer_stride=8, num_labels=CLASSES),
+         _text(types=True), "canine", "classifier", padding_bugs=HF_PADDING),
+    Arch("ModernBERT sequence classification", "transformers",
+         _hf("ModernBertConfig", "ModernBertForSequenceClassification", vocab_size=VOCAB, hidden_size=32,
+             intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=64,
+             num_labels=CLASSES, pad_token_id=0, bos_token_id=2, eos_token_id=1, cls_token_id=2, sep_token_id=1,
+             local_attention=8, global_attn_every_n_layers=2),
+         _text(), "model", "classifier", padding_bugs=HF_PADDING),
+    Arch("timm MLP-Mixer (zero-initialised head)", "timm", _mixer, _fixed((3, 32, 32)), "blocks", "head", forward=None),
+    Arch("torch Conv1d + packed GRU", "torch", ConvGRU, _torch_lengths, "conv", "head", forward=None,
+         padding_bugs={"last_step_of_padding": _convgru_last_step}),
+    Arch("torch MultiheadAttention, key_padding_mask", "torch", MHAPool, _torch_mask, "embed", "head",
+         forward=None, padding_bugs={"key_padding_mask_inverted": _mha_inverted, "mean_over_padding": _mha_mean}),
+    Arch("torch frozen pretrained embedding + GRU", "torch", FrozenEmbeddingGRU, _tokens, "gru", "head", forward=None),
 ]
