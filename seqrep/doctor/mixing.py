@@ -163,8 +163,8 @@ def _changed_samples(x, x0: torch.Tensor, chosen: list[int], generator: torch.Ge
     donors = _donors(x0, chosen)
     if donors is None:
         return None, None
-    index = torch.arange(n)
-    index[chosen] = torch.tensor(donors)
+    index = torch.arange(n, device=x0.device)  # on the batch's device, whatever torch's default
+    index[chosen] = torch.tensor(donors, device=x0.device)
     return take(x, index, n), f"copies of samples {donors}"
 
 
