@@ -36,6 +36,7 @@ BIG = 64 << 20  # line logs larger than this are read at head and tail
 EDGE = 2 << 20  # bytes read at each end of a big line log (tens of thousands of points each)
 MAX_DOCUMENT = 512 << 20  # a JSON document (trainer_state.json) is read whole up to this
 _EVENTS = "events.out.tfevents"
+_SPLIT_WORDS = {"train", "training", "val", "valid", "validation", "eval", "dev", "test"}
 _FORMATS = ("seqrep run.jsonl", "Hugging Face trainer_state.json", "Lightning metrics.csv",
             "TensorBoard events.out.tfevents.*", "CSV or JSON Lines of metrics (with --map for "
             "unusual column names)")
@@ -59,6 +60,8 @@ def _rank(path: Path) -> int | None:
         return 3
     if path.suffix in (".jsonl", ".csv", ".tsv"):
         return 4
+    if path.suffix == ".json" and re.search(r"history|metric|log|train", path.stem, re.I):
+        return 5  # a JSON document of metrics (Keras' history, a list of records)
     return None
 
 
@@ -78,10 +81,51 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+def _split_named(folder: Path) -> bool:
+    """'train', 'validation', 'loss_val': a folder name that ends in a split's name."""
+    return re.split(r"[^a-z0-9]+", folder.name.lower())[-1] in _SPLIT_WORDS
+
+
+def _split_folder(folder: Path) -> bool:
+    """A folder of event files named after a split beside another such folder ('train' and
+    'validation': Keras; 'loss_train' and 'loss_val': torch's SummaryWriter.add_scalars): one
+    curve set of the run above them."""
+    if not _split_named(folder):
+        return False
+    try:
+        return any(d != folder and d.is_dir() and _split_named(d) and any(d.glob(_EVENTS + "*"))
+                   for d in folder.parent.iterdir())
+    except OSError:
+        return False
+
+
+def _event_run(folder: Path) -> Path:
+    return folder.parent if _split_folder(folder) else folder
+
+
+def _numbered(paths: list[Path]) -> list[tuple[int, ...]] | None:
+    """The numbers that tell paths apart when they differ in numbers only (checkpoint-30 and
+    checkpoint-90, version_0 and version_1: the tools number them in the order written)."""
+    shapes = {re.sub(r"\d+", "#", str(p)) for p in paths}
+    if len(paths) < 2 or len(shapes) != 1:
+        return None
+    return [tuple(int(n) for n in re.findall(r"\d+", str(p))) for p in paths]
+
+
+def _newest(logs: list[Path]) -> Path:
+    """The newest of logs of one kind: by their number when they differ in numbers only
+    (mtimes do not survive every copy), else the most recently written."""
+    numbers = _numbered(logs)
+    if numbers is not None:
+        return logs[max(range(len(logs)), key=lambda i: numbers[i])]
+    return max(logs, key=_mtime)
+
+
 def find_log(path: str | os.PathLike) -> tuple[Path, list[Path]]:
     """(the log to read, other logs found beside it) for a file or a folder. In a folder: the
     best-known kind first (run.jsonl, trainer_state.json, metrics.csv, event files, other
-    .jsonl/.csv), the most recently written of that kind; event files stand for their folder."""
+    .jsonl/.csv, .json documents), the newest of that kind (`_newest`); event files stand for
+    their folder, or for the run above it when the folder is named after a split."""
     path = Path(path)
     if not path.exists():
         raise SeqrepError(f"{path}: no such file or folder; pass a training log or the folder that holds it.")
@@ -93,8 +137,9 @@ def find_log(path: str | os.PathLike) -> tuple[Path, list[Path]]:
             f"{path}: no training log in this folder or the 4 levels below it (looked for "
             f"{'; '.join(_FORMATS)}). Pass the log file itself."
         )
-    logs = {(f.parent if f.name.startswith(_EVENTS) else f) for f in found}
-    best = min(logs, key=lambda p: (_rank(p) if p.is_file() else 3, -_mtime(p)))
+    logs = {(_event_run(f.parent) if f.name.startswith(_EVENTS) else f) for f in found}
+    top = min(_rank(p) if p.is_file() else 3 for p in logs)
+    best = _newest(sorted(p for p in logs if (_rank(p) if p.is_file() else 3) == top))
     return best, sorted(p for p in logs if p != best)
 
 
@@ -248,13 +293,53 @@ def _mark_gap(curves: Curves) -> None:
         curves.context["gap"] = (float(s.x[i]), float(s.x[i + 1]))
 
 
+def _document_records(doc) -> list[dict] | None:
+    """The records of a JSON document of metrics, or None: a list of records; an object holding
+    one ({"history": [...]}); or columns, one list of values per metric (Keras'
+    `json.dump(history.history)`), whose position is the epoch when no step or epoch is listed."""
+    if isinstance(doc, list):
+        return [r for r in doc if isinstance(r, dict)] or None
+    if not isinstance(doc, dict):
+        return None
+    lists = {k: v for k, v in doc.items() if isinstance(v, list) and v}
+    for value in lists.values():
+        if all(isinstance(r, dict) for r in value):
+            return value
+    columns = {k: v for k, v in lists.items() if all(x is None or isinstance(x, (int, float, str)) for x in v)}
+    if not columns:
+        return None
+    rows = [{k: v[i] for k, v in columns.items() if i < len(v)} for i in range(max(map(len, columns.values())))]
+    if not any(from_records([{k: 1}]).unit != "record" for k in columns):
+        rows = [{"epoch": i, **row} for i, row in enumerate(rows)]
+    return rows
+
+
+def _json_document(path: Path, notes: list[str]) -> list[dict] | None:
+    """The records of the file as one JSON document (a list, or an object over many lines),
+    read whole (up to `MAX_DOCUMENT`), or None when it is not one."""
+    try:
+        if path.stat().st_size > MAX_DOCUMENT:
+            return None
+        return _document_records(json.loads(_decode(path.read_bytes(), path, notes)))
+    except (OSError, ValueError):
+        return None
+
+
 def read_jsonl(path: Path, mapping=None) -> Curves:
+    """JSON Lines (seqrep's run.jsonl, hand-written logs), or one JSON document of metrics
+    (`_document_records`: a list of records, Keras' history of lists)."""
     notes: list[str] = []
-    records, damaged = _json_records(_lines(path, notes), notes)
+    lines = _lines(path, notes)
+    records, damaged = _json_records(lines, [])
+    fmt = "jsonl"
+    if len(records) <= 1 and (document := _json_document(path, doc_notes := [])) is not None:
+        records, damaged, notes, fmt = document, [], doc_notes, "json"
+    else:
+        records, damaged = _json_records(lines, notes)
     if not records:
         raise _unknown(path, "no line is a JSON record" if damaged else "it holds no records")
     seqrep = any(r.get("event") == "start" and "config" in r for r in records[:5]) or path.name == "run.jsonl"
-    curves = from_records([r for r in records if "event" not in r], mapping, fmt="seqrep" if seqrep else "jsonl",
+    curves = from_records([r for r in records if "event" not in r], mapping, fmt="seqrep" if seqrep else fmt,
                           where=str(path))
     if seqrep:
         _seqrep_context(records, curves)
@@ -349,8 +434,28 @@ def read_trainer_state(path: Path, mapping=None) -> Curves:
     elif state.get("max_steps") and state.get("global_step") == state.get("max_steps"):
         curves.ended = f"reached max_steps {state['max_steps']}"
     curves.context["max_steps"] = state.get("max_steps")
+    _accumulation_scale(curves)
     curves.notes += notes
     return curves
+
+
+def _accumulation_scale(curves: Curves) -> None:
+    """Undo the Trainer's logged training loss summed over gradient-accumulation steps (some
+    transformers versions, for models whose forward takes **kwargs but averages the loss
+    itself: the loss logged is k x the real one). Seen where the model is still untrained: the
+    first evaluation at ln C (within 10 %) while the first training loss is a whole multiple
+    k >= 2 of it (within 5 %). The training loss is divided by k, with a note."""
+    loss, val = curves.get("train_loss"), curves.get("val_loss")
+    if loss is None or val is None or not curves.classes:
+        return
+    ln_c = float(np.log(curves.classes))
+    k = round(float(loss.y[0]) / ln_c)
+    if k < 2 or abs(float(val.y[0]) / ln_c - 1) > 0.1 or abs(float(loss.y[0]) / ln_c - k) > 0.05 * k:
+        return
+    curves.series["train_loss"] = type(loss)(loss.x, loss.y / k, loss.epoch, loss.key)
+    curves.notes.append(f"the logged training loss starts at {k} x ln({curves.classes}) while the first evaluation "
+                        f"is at ln({curves.classes}): the Trainer summed it over {k} gradient-accumulation steps "
+                        f"(a known Trainer logging bug); read divided by {k}")
 
 
 def _config_classes(config: Path) -> int | None:
@@ -384,10 +489,10 @@ def _scalar(value) -> float | None:
     return None
 
 
-def _event_records(file: Path) -> list[dict]:
+def _event_records(file: Path, prefix: str = "") -> list[dict]:
     """{"step": s, tag: value} per event of one file, read with TensorBoard's raw record
     loader and its Event message (its data-compat migration, which rebuilds every scalar as a
-    tensor, is skipped: it took two thirds of the time)."""
+    tensor, is skipped: it took two thirds of the time); tags get `prefix` (a split folder)."""
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboard.compat.proto import event_pb2
 
@@ -395,15 +500,28 @@ def _event_records(file: Path) -> list[dict]:
     for raw in RawEventFileLoader(str(file)).Load():
         event = event_pb2.Event.FromString(raw)
         if event.HasField("summary"):
-            record = {v.tag: x for v in event.summary.value if (x := _scalar(v)) is not None}
+            record = {prefix + v.tag: x for v in event.summary.value if (x := _scalar(v)) is not None}
             if record:
                 records.append({"step": event.step, **record})
     return records
 
 
+def _event_files(folder: Path) -> list[tuple[str, Path]]:
+    """(tag prefix, file) of a run's event files in the order written: the folder's own, then
+    those of its subfolders named after a split, whose tags get the folder's name ('train/',
+    'loss_val/'): Keras writes train/ and validation/, SummaryWriter.add_scalars one folder
+    per curve, each with the same tag."""
+    if not folder.is_dir():
+        return [("", folder)]
+    files = [("", f) for f in sorted(folder.glob(_EVENTS + "*"))]
+    for sub in sorted(d for d in folder.iterdir() if d.is_dir() and _split_folder(d)):
+        files += [(sub.name + "/", f) for f in sorted(sub.glob(_EVENTS + "*"))]
+    return files
+
+
 def read_events(folder: Path, mapping=None) -> Curves:
-    """TensorBoard event files of one folder (one run to TensorBoard), in name order — the
-    order they were written — through TensorBoard's own record loader."""
+    """TensorBoard event files of one run (a folder, with its split subfolders: `_event_files`),
+    in name order — the order they were written — through TensorBoard's own record loader."""
     try:
         import tensorboard  # noqa: F401
     except ImportError:
@@ -411,18 +529,20 @@ def read_events(folder: Path, mapping=None) -> Curves:
             f"{folder}: reading TensorBoard event files needs the tensorboard package; "
             "pip install tensorboard (or seqrep[diagnose])."
         ) from None
-    files = sorted(folder.glob(_EVENTS + "*")) if folder.is_dir() else [folder]
+    files = _event_files(folder)
     records, notes = [], []
-    for file in files:
+    for prefix, file in files:
         try:
-            records += _event_records(file)
+            records += _event_records(file, prefix)
         except Exception as err:  # the loader's and protobuf's errors on damaged files vary
             raise SeqrepError(f"{file}: TensorBoard could not read it ({type(err).__name__}: {err}); "
                               "is it a complete event file?") from None
     if not records:
         raise SeqrepError(f"{folder}: the event file(s) hold no scalars yet; nothing was logged.")
     if len(files) > 1:
-        notes.append(f"{len(files)} event files in one folder, read in the order written")
+        split = sorted({prefix.rstrip("/") for prefix, _ in files if prefix})
+        notes.append(f"{len(files)} event files read in the order written"
+                     + (f", with the curves of the subfolders {', '.join(split)}" if split else " (one folder)"))
     curves = from_records(records, mapping, fmt="tensorboard", where=str(folder))
     curves.classes = _hparams_classes(folder if folder.is_dir() else folder.parent)
     curves.notes += notes
@@ -448,8 +568,8 @@ def _sniff(path: Path) -> str:
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if b'"log_history"' in head:
         return "hf"
-    if text.startswith(b"{"):
-        return "jsonl"
+    if text.startswith((b"{", b"[")):
+        return "jsonl"  # JSON Lines, or one JSON document of metrics
     return "csv"
 
 
