@@ -467,3 +467,26 @@ def test_validation_that_had_learned_before_the_log_is_not_flat(tmp_path):
     assert report.kind != "val_flat"
     rows = [{**r, "val_loss": 1.40 + 0.001 * (r["epoch"] % 3), "val_acc": 0.25} for r in rows]
     assert diagnose(_write_lines(tmp_path / "log.jsonl", rows), classes=4).kind == "val_flat"
+
+
+def test_a_step_counted_within_the_epoch_is_not_a_glued_log(tmp_path):
+    """mmcv's epoch-based 'iter' and hand-written loops' batch index restart every epoch."""
+    rows = [{"epoch": e, "iter": i, "loss": 1.39 * 0.97 ** (16 * e + i)} for e in range(6) for i in range(0, 16, 3)]
+    report = diagnose(_write_lines(tmp_path / "log.jsonl", rows))
+    assert report.kind == "healthy" and report.measured["glued"]["steps_back"] == 0
+    assert any("restarts at every epoch" in n for n in report.source["notes"])
+    glued = rows + [{**r, "epoch": r["epoch"]} for r in rows]  # a re-run: the epoch goes back too
+    assert diagnose(_write_lines(tmp_path / "log.jsonl", glued)).kind == "glued"
+
+
+def test_numbers_written_through_their_repr_are_read(tmp_path):
+    path = tmp_path / "log.csv"  # csv.writer([epoch, loss]) with loss a tensor, val_acc numpy 2
+    path.write_text("epoch,loss,val_loss,val_acc\n" + "".join(
+        f'{e},"tensor({v:.4f}, grad_fn=<NllLossBackward0>)",tensor({v + 0.1:.4f}),np.float64({0.3 + e / 20})\n'
+        for e, v in _epochs()))
+    report = diagnose(path)
+    assert report.kind == "healthy" and report.source["points"] == 12
+    path.write_text("epoch,loss,val_loss\n0,abc,1.0\n1,abc,0.9\n2,abc,0.8\n")
+    report = diagnose(path)  # a column it cannot read says so
+    assert report.kind == "too_early" and any("'loss' (read as train_loss) holds no number" in n
+                                               for n in report.source["notes"])

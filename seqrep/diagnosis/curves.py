@@ -129,17 +129,28 @@ class Curves:
         return {k: s for k, s in self.series.items() if (k == prefix or k.startswith(prefix + "/")) and len(s)}
 
 
+# A number written through its repr: str(tensor) ('tensor(0.6931, grad_fn=<...>)'), numpy 2
+# scalars ('np.float32(0.69)'), a one-element list or array ('[0.69]').
+_WRAPPED = re.compile(r"^(?:(?:tensor|(?:np\.|numpy\.)?(?:float|int)\d*|array)\(\[?|\[)\s*"
+                      r"([-+]?(?:nan|inf|(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?))\s*\]?\s*"
+                      r"(?:\)|,\s*(?:grad_fn|device|dtype|requires_grad)|$)", re.I)
+
+
 def _number(value) -> float | None:
-    """A log cell as a float (numbers, 'nan', 'inf', '1e-3'), or None when it is not one."""
+    """A log cell as a float (numbers, 'nan', 'inf', '1e-3', and numbers written through their
+    repr: `_WRAPPED`), or None when it is not one."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         return float(value)
+    if isinstance(value, list) and len(value) == 1:
+        return _number(value[0])
     if isinstance(value, str):
         try:
             return float(value.strip())
         except ValueError:
-            return None
+            found = _WRAPPED.match(value.strip())
+            return float(found.group(1)) if found else None
     return None
 
 
@@ -235,6 +246,32 @@ def _collect(records: list[dict], names: dict[str, str | None], unit: str):
     return points, pairs, no_grad
 
 
+def _running_steps(records: list[dict], names: dict[str, str | None], notes: list[str]) -> list[dict]:
+    """Records whose step counts batches within the epoch (mmcv's 'iter' of an epoch-based
+    run, hand-written loops' batch index), with the step made a running count: it restarts
+    only where the epoch goes up. A step that goes back within an epoch, or with the epoch,
+    is another run (glued), left as it is."""
+    step_keys = [k for k, n in names.items() if n == "step"]
+    epoch_keys = [k for k, n in names.items() if n == "epoch"]
+    if not step_keys or not epoch_keys:
+        return records
+    out, offset, top, prev, restarts = [], 0.0, -math.inf, None, 0
+    for record in records:
+        step, epoch = _first_number(record, step_keys), _first_number(record, epoch_keys)
+        if step is not None and epoch is not None and prev is not None and step < prev[0]:
+            if epoch <= prev[1]:
+                return records  # back within an epoch, or to an earlier epoch: not a restart
+            offset, restarts = top, restarts + 1
+        if step is not None and epoch is not None:
+            prev, top = (step, epoch), max(top, step + offset)
+            record = {**record, **{k: step + offset for k in step_keys if k in record}}
+        out.append(record)
+    if restarts:
+        notes.append(f"the step restarts at every epoch ({restarts} times: counted within the epoch); "
+                     "read as a running count")
+    return out if restarts else records
+
+
 def _fill_epochs(epoch: np.ndarray, x: np.ndarray, pairs: list[tuple[float, float]]) -> np.ndarray:
     """Epochs of points logged without one, from the (step, epoch) pairs of other records."""
     if not pairs or not np.isnan(epoch).any():
@@ -242,6 +279,17 @@ def _fill_epochs(epoch: np.ndarray, x: np.ndarray, pairs: list[tuple[float, floa
     steps, epochs = np.array(sorted(pairs)).T
     at = np.clip(np.searchsorted(steps, x, side="right") - 1, 0, len(steps) - 1)
     return np.where(np.isnan(epoch), epochs[at], epoch)
+
+
+def _unread(records: list[dict], names: dict[str, str | None], points: dict, notes: list[str]) -> None:
+    """A note for each column read as a metric that holds no number at all (say what it holds)."""
+    for k, name in names.items():
+        if name in (None, "step", "epoch") or k in points:
+            continue
+        sample = next((r[k] for r in records if r.get(k) not in (None, "")), None)
+        if sample is not None:
+            notes.append(f"column {k!r} (read as {name}) holds no number (e.g. {str(sample)[:40]!r}); "
+                         "log numbers, e.g. loss.item()")
 
 
 def _by_metric(points: dict, names: dict) -> dict[str, list[str]]:
@@ -291,7 +339,10 @@ def from_records(records: Iterable[dict], mapping: dict[str, str] | None = None,
     names = {k: resolve(k) for k in keys}
     present = set(names.values())
     unit = "step" if "step" in present else "epoch" if "epoch" in present else "record"
+    notes: list[str] = []
+    records = _running_steps(records, names, notes)
     points, pairs, no_grad = _collect(records, names, unit)
+    _unread(records, names, points, notes)
     by_metric = _by_metric(points, names)
     lr_keys = sorted((k for n, ks in by_metric.items() if n.startswith("lr") for k in ks),
                      key=lambda k: -len(points[k]))
@@ -306,6 +357,5 @@ def from_records(records: Iterable[dict], mapping: dict[str, str] | None = None,
         series["lr" if i == 0 else names[k] if names[k] != "lr" else f"lr/{k}"] = Series(
             x, y, _fill_epochs(ep, x, pairs), k)
     grads = {names[k] for k in no_grad if names[k] in series and series[names[k]].key == k}
-    notes: list[str] = []
     _convert(series, notes)
     return Curves(unit, series, fmt=fmt, no_gradient=grads, notes=notes)
