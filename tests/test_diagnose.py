@@ -490,3 +490,27 @@ def test_numbers_written_through_their_repr_are_read(tmp_path):
     report = diagnose(path)  # a column it cannot read says so
     assert report.kind == "too_early" and any("'loss' (read as train_loss) holds no number" in n
                                                for n in report.source["notes"])
+
+
+@pytest.mark.parametrize("name, text", [
+    ("one_column.csv", "loss\n1.39\n1.2\n1.0\n0.8\n0.6\n"),  # pd.Series(losses, name="loss").to_csv(index=False)
+    ("semicolon.csv", "epoch;loss;val_loss\n0;1,39;1,4\n1;1,2;1,3\n2;1,0;1,1\n3;0,8;1,0\n4;0,6;0,9\n"),  # decimal=","
+    ("spaces.txt", "epoch loss val_loss\n0 1.39 1.4\n1 1.2 1.3\n2 1.0 1.1\n3 0.8 1.0\n4 0.6 0.9\n"),  # np.savetxt
+])
+def test_plain_text_logs_of_other_shapes_are_read(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    report = diagnose(path)
+    assert report.kind == "healthy" and report.source["points"] == 5
+
+
+def test_logs_that_cannot_be_read_say_what_to_do(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("0,1.39,1.4\n1,1.2,1.3\n2,1.0,1.1\n")  # no header line
+    with pytest.raises(seqrep.SeqrepError, match="is numbers, not a header: add a first line"):
+        diagnose(path)
+    (tmp_path / "mlruns" / "0" / "abc" / "metrics").mkdir(parents=True)
+    (tmp_path / "mlruns" / "0" / "abc" / "metrics" / "loss").write_text("1700000000 0.5 1\n")
+    path.unlink()
+    with pytest.raises(seqrep.SeqrepError, match="MLflow's store: export"):
+        diagnose(tmp_path)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import SeqrepError
 from ..runlog import LOG_NAME
-from .curves import Curves, from_records
+from .curves import Curves, canonical_key, from_records
 
 __all__ = ["BIG", "EDGE", "MAX_DOCUMENT", "find_log", "read_curves"]
 
@@ -60,7 +60,7 @@ def _rank(path: Path) -> int | None:
         return 3
     if path.suffix in (".jsonl", ".csv", ".tsv"):
         return 4
-    if path.suffix == ".json" and re.search(r"history|metric|log|train", path.stem, re.I):
+    if path.suffix == ".json" and re.search(r"history|metric|log", path.stem, re.I):
         return 5  # a JSON document of metrics (Keras' history, a list of records)
     return None
 
@@ -121,6 +121,28 @@ def _newest(logs: list[Path]) -> Path:
     return max(logs, key=_mtime)
 
 
+# Stores of other trackers, which seqrep does not read: how to export a run from each.
+_STORES = {
+    "mlruns": "MLflow's store: export a run's metrics to CSV (MlflowClient().get_metric_history(run_id, key) "
+              "per metric, or mlflow.search_runs) and pass that",
+    "mlflow.db": "MLflow's database: export a run's metrics to CSV (MlflowClient().get_metric_history(run_id, "
+                 "key) per metric) and pass that",
+    "wandb": "Weights & Biases' local run files: export the run's history to CSV "
+             "(wandb.Api().run(PATH).history().to_csv('log.csv')) and pass that",
+}
+
+
+def _foreign_hint(folder: Path) -> str | None:
+    """What to do when the folder holds another tracker's store instead of a log."""
+    for root, dirs, files in os.walk(folder):
+        for name in list(dirs) + files:
+            if name in _STORES:
+                return f"{Path(root) / name} is {_STORES[name]}."
+        if len(Path(root).relative_to(folder).parts) >= 2:
+            dirs[:] = []
+    return None
+
+
 def find_log(path: str | os.PathLike) -> tuple[Path, list[Path]]:
     """(the log to read, other logs found beside it) for a file or a folder. In a folder: the
     best-known kind first (run.jsonl, trainer_state.json, metrics.csv, event files, other
@@ -135,7 +157,7 @@ def find_log(path: str | os.PathLike) -> tuple[Path, list[Path]]:
     if not found:
         raise SeqrepError(
             f"{path}: no training log in this folder or the 4 levels below it (looked for "
-            f"{'; '.join(_FORMATS)}). Pass the log file itself."
+            f"{'; '.join(_FORMATS)}). {_foreign_hint(path) or 'Pass the log file itself.'}"
         )
     logs = {(_event_run(f.parent) if f.name.startswith(_EVENTS) else f) for f in found}
     top = min(_rank(p) if p.is_file() else 3 for p in logs)
@@ -222,22 +244,52 @@ def _json_records(lines: list[str], notes: list[str]) -> tuple[list[dict], list[
     return records, damaged
 
 
-def _csv_records(lines: list[str], path: Path, notes: list[str]) -> list[dict]:
-    """Rows of a CSV / TSV text with a header line, as dicts of the non-empty cells."""
-    text = "\n".join(lines)
+def _dialect(lines: list[str]):
+    """The CSV dialect of a log by its header line: comma, semicolon or tab, else columns
+    separated by spaces (np.savetxt, aligned text: the lines are then re-joined with commas)."""
+    first = lines[1].split() if len(lines) > 1 else []
+    if (not any(c in lines[0] for c in ",;\t") and len(lines[0].split()) == len(first) >= 2
+            and all(_is_number(c) for c in first)):
+        return csv.excel, [",".join(line.split()) for line in lines]
     try:
-        dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t")
+        return csv.Sniffer().sniff(lines[0], delimiters=",;\t"), lines
     except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    header = next(reader, None)
-    if not header or len(header) < 2:
+        return csv.excel, lines
+
+
+def _header(header: list[str] | None, path: Path) -> list[str]:
+    """The header, or an error that says what is wrong with it."""
+    cells = [c for c in header or [] if c.strip()]
+    if cells and all(_is_number(c) for c in cells):
+        raise _unknown(path, f"its first line ({', '.join(cells[:4])}) is numbers, not a header: add a first "
+                       "line naming the columns, e.g. epoch,train_loss,val_loss")
+    if not header or (len(header) < 2 and canonical_key(header[0]) is None):
         raise _unknown(path, "its first line is not a header of two or more columns")
+    return header
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_records(lines: list[str], path: Path, notes: list[str]) -> list[dict]:
+    """Rows of a CSV / TSV text with a header line, as dicts of the non-empty cells (one column
+    is enough when its name is a metric's; decimal commas of semicolon CSVs are read)."""
+    dialect, lines = _dialect(lines)
+    reader = csv.reader(io.StringIO("\n".join(lines)), dialect)
+    header = _header(next(reader, None), path)
+    comma = getattr(dialect, "delimiter", ",") == ";"  # pandas to_csv(sep=";", decimal=",")
     rows, ragged = [], 0
     for row in reader:
         if len(row) != len(header):
             ragged += 1
             continue
+        if comma:
+            row = [re.sub(r"^([-+]?\d+),(\d+(?:[eE][-+]?\d+)?)$", r"\1.\2", v.strip()) for v in row]
         rows.append({k: v for k, v in zip(header, row) if v.strip() != ""})
     if ragged:
         notes.append(f"{ragged} row(s) with a different number of cells than the header were skipped")
