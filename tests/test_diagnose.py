@@ -404,6 +404,7 @@ def test_percent_accuracy_and_perplexity_are_converted(tmp_path):
     ("val_MulticlassAccuracy", "val_acc"), ("train_BinaryAccuracy", "train_acc"), ("valLoss", "val_loss"),
     ("train/grad_norm", "grad_norm"), ("grad_2.0_norm/enc.weight", "grad_norm/enc.weight"),
     ("val_ppl", "val_ppl"), ("val_MulticlassF1Score", None), ("val_BalancedAccuracy", None),
+    ("lr-SGD", "lr/SGD"), ("lr-SGD-momentum", None), ("lr-AdamW-weight_decay", None),
 ])
 def test_metric_names_of_other_tools(key, metric):
     from seqrep.diagnosis.curves import canonical_key
@@ -514,3 +515,10 @@ def test_logs_that_cannot_be_read_say_what_to_do(tmp_path):
     path.unlink()
     with pytest.raises(seqrep.SeqrepError, match="MLflow's store: export"):
         diagnose(tmp_path)
+
+
+def test_hf_trainer_to_tensorboard_finds_its_classes_and_total_grad_norm():
+    """report_to="tensorboard": output_dir/runs/<date>/events, config.json in output_dir."""
+    report = diagnose(VARIANTS / "hf_tensorboard" / "runs")
+    assert report.source["classes"] == 4 and report.kind == "healthy"
+    assert "grad_norm" in report.source["metrics"] and "grad_norm/grad_norm" not in report.source["metrics"]

@@ -53,6 +53,8 @@ def canonical_key(key: str) -> str | None:
         return "step"
     if flat in ("epoch", "epochs"):
         return "epoch"
+    if re.search(r"momentum|weight_decay|beta", flat):
+        return None  # LearningRateMonitor(log_momentum=True, log_weight_decay=True): lr-SGD-momentum
     if flat.startswith("lr") or "learning_rate" in flat:
         group = re.sub(r"^(lr|learning_rate)[-_/ ]*", "", key.strip(), flags=re.I)
         return "lr" + (f"/{group}" if group else "")

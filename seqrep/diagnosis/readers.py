@@ -596,7 +596,11 @@ def read_events(folder: Path, mapping=None) -> Curves:
         notes.append(f"{len(files)} event files read in the order written"
                      + (f", with the curves of the subfolders {', '.join(split)}" if split else " (one folder)"))
     curves = from_records(records, mapping, fmt="tensorboard", where=str(folder))
-    curves.classes = _hparams_classes(folder if folder.is_dir() else folder.parent)
+    run = folder if folder.is_dir() else folder.parent
+    # Lightning's hparams.yaml beside the events; HF's config.json in output_dir, two folders
+    # above its runs/<date>/ events (report_to="tensorboard")
+    curves.classes = _hparams_classes(run) or next(
+        (c for up in (run, run.parent, run.parent.parent) if (c := _config_classes(up / "config.json"))), None)
     curves.notes += notes
     return curves
 
