@@ -522,3 +522,20 @@ def test_hf_trainer_to_tensorboard_finds_its_classes_and_total_grad_norm():
     report = diagnose(VARIANTS / "hf_tensorboard" / "runs")
     assert report.source["classes"] == 4 and report.kind == "healthy"
     assert "grad_norm" in report.source["metrics"] and "grad_norm/grad_norm" not in report.source["metrics"]
+
+
+def test_a_log_inside_its_first_epoch_is_not_called_not_learning(tmp_path):
+    """A run stopped (or followed) inside its first epoch, its loss falling from ln C: too
+    early to compare with ln C. A flat loss there is still no learning."""
+    falling = [{"step": s, "epoch": 0, "loss": 1.386 - 0.012 * s + 0.01 * (s % 2)} for s in range(16)]
+    report = diagnose(_write_lines(tmp_path / "log.jsonl", falling), classes=4)
+    assert report.kind == "healthy"
+    flat = [{**r, "loss": 1.386 + 0.01 * (r["step"] % 3)} for r in falling]
+    assert diagnose(_write_lines(tmp_path / "log.jsonl", flat), classes=4).kind == "no_learning"
+
+
+def test_no_learning_names_the_learning_rate_it_ran_at(tmp_path):
+    rows = [{"step": s, "epoch": s // 10, "loss": 1.386 + 0.003 * (s % 3), "lr": 1e-7} for s in range(60)]
+    report = diagnose(_write_lines(tmp_path / "log.jsonl", rows), classes=4)
+    assert report.kind == "no_learning"
+    assert any("learning rate: peak 1e-07" in line for line in report.findings[0].evidence)

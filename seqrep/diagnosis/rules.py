@@ -334,9 +334,15 @@ def no_learning(run: Run) -> tuple[dict, Finding | None]:
         return stats, None  # it learned the class frequencies: stuck_accuracy says so
     if val_better(run)[1] is not None:
         return stats, None  # the training loss is measured under dropout / augmentation
+    if _falling_in_first_epoch(loss):
+        return stats, None  # too early to compare with ln C: it has not seen the data once
     evidence = [f"training loss {_fmt(loss.y[0])} at {run.where(loss.x[0])}, lowest {_fmt(float(np.min(_smooth(loss)[1])))}, "
                 f"{_fmt(loss.y[-1])} at {run.where(loss.x[-1])}: {train_p:.0%} below "
                 + (f"ln({run.classes}) = {ref:.3g}, what guessing evenly scores" if ref else "where it started")]
+    rate = run.get("lr")
+    if rate is not None and not blew_up:
+        evidence.append(f"learning rate: peak {_fmt(float(np.max(rate.y)))}, {_fmt(float(rate.y[-1]))} at the end "
+                        "(a rate too low to move the weights leaves the loss flat too)")
     if blew_up:
         lr = run.lr_at(float(loss.x[0]))
         evidence.append(f"the first logged loss is {float(loss.y[0]) / ref:.3g}x ln({run.classes}) and it never came "
@@ -357,6 +363,18 @@ def no_learning(run: Run) -> tuple[dict, Finding | None]:
     return stats, Finding(
         "no_learning", "the model is not learning at all: the loss sits where it started", evidence,
         next_check, stats)
+
+
+def _falling_in_first_epoch(loss: Series) -> bool:
+    """A log that ends inside its first epoch (epoch < 1 at every point) with a loss that
+    visibly falls: the change from its first to its last fifth at least NOISY_SNR x the
+    point-to-point scatter (the noisy rule's measure of a trend)."""
+    epochs = loss.epoch[np.isfinite(loss.epoch)]
+    if len(loss) < 5 or not len(epochs) or float(np.max(epochs)) >= 1:
+        return False
+    fifth = max(len(loss) // 5, 1)
+    fall = float(np.median(loss.y[:fifth]) - np.median(loss.y[-fifth:]))
+    return fall >= NOISY_SNR * float(np.median(np.abs(np.diff(loss.y)))) / 0.954
 
 
 def _round(v: float | None, digits: int = 3) -> float | None:
