@@ -539,3 +539,13 @@ def test_no_learning_names_the_learning_rate_it_ran_at(tmp_path):
     report = diagnose(_write_lines(tmp_path / "log.jsonl", rows), classes=4)
     assert report.kind == "no_learning"
     assert any("learning rate: peak 1e-07" in line for line in report.findings[0].evidence)
+
+
+def test_a_binary_classifiers_config_gives_two_classes(tmp_path):
+    """transformers saves no id2label for its default of 2 labels (num_labels is not saved
+    either): the config of a binary classifier only says problem_type / architectures."""
+    shutil.copy(VARIANTS / "hf_gradacc" / "trainer_state.json", tmp_path / "trainer_state.json")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "problem_type": "single_label_classification"}))
+    assert diagnose(tmp_path).source["classes"] == 2
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    assert diagnose(tmp_path).source["classes"] is None

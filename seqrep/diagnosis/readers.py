@@ -518,7 +518,13 @@ def _config_classes(config: Path) -> int | None:
     if isinstance(data.get("id2label"), dict) and len(data["id2label"]) > 1:
         return len(data["id2label"])
     n = data.get("num_labels")
-    return n if isinstance(n, int) and n > 1 else None
+    if isinstance(n, int):
+        return n if n > 1 else None
+    # transformers does not save id2label for its default of 2 labels: a classifier's config
+    # without one (its problem_type or architecture says classifier) has 2 classes
+    classifier = data.get("problem_type") in ("single_label_classification", "multi_label_classification") or any(
+        str(a).endswith("Classification") for a in data.get("architectures") or [])
+    return 2 if classifier and "id2label" not in data else None
 
 
 def _scalar(value) -> float | None:
