@@ -5,6 +5,10 @@ Readers turn their format into flat records (dicts: metric name -> number, plus 
 `eval_loss`, `val_acc`, `learning_rate`, `lr-AdamW`, `grad_norm/encoder`, ...) or takes them
 from a column map, and builds one `Series` per metric, points kept in the order the log holds
 them (a log glued from two runs goes backwards; `last_run` cuts each series to its last run).
+Conventions of other tools read here: nested records and a split field ({"mode": "val", ...})
+name their metrics (`_flatten`); a step counted within the epoch becomes a running count
+(`_running_steps`); numbers written through their repr (str(tensor)) are read (`_number`);
+accuracies in percent and perplexities are converted, with a note (`_convert`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,12 @@
 
 Formats: seqrep's run.jsonl; Hugging Face Trainer's trainer_state.json (its log_history);
 Lightning's CSVLogger metrics.csv; TensorBoard event files (TensorBoard's own loader,
-`tensorboard.backend.event_processing.event_file_loader`); any CSV or JSON Lines file of
-per-step or per-epoch metrics (a column map names unusual columns).
+`tensorboard.backend.event_processing.event_file_loader`), a run's split subfolders (Keras'
+train/ and validation/, SummaryWriter.add_scalars' loss_train/ ...) read as one run; any CSV
+(comma, semicolon, tab or space separated) or JSON Lines file of per-step or per-epoch
+metrics, or one JSON document of them (a list of records, Keras' history of lists); a column
+map names unusual columns. In a folder, logs of one kind that differ only in numbers
+(checkpoint-N, version_N) are told apart by number, the highest read.
 
 Big line-based logs (CSV, JSON Lines, run.jsonl) above `BIG` bytes are read at their head and
 tail only (`EDGE` bytes each), so a 1 GB log is answered in about a second; the middle is
@@ -38,8 +42,8 @@ MAX_DOCUMENT = 512 << 20  # a JSON document (trainer_state.json) is read whole u
 _EVENTS = "events.out.tfevents"
 _SPLIT_WORDS = {"train", "training", "val", "valid", "validation", "eval", "dev", "test"}
 _FORMATS = ("seqrep run.jsonl", "Hugging Face trainer_state.json", "Lightning metrics.csv",
-            "TensorBoard events.out.tfevents.*", "CSV or JSON Lines of metrics (with --map for "
-            "unusual column names)")
+            "TensorBoard events.out.tfevents.*", "CSV, JSON Lines or a JSON list / history of "
+            "metrics (with --map for unusual column names)")
 
 
 # --------------------------------------------------------------------------------------------
