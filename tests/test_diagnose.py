@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import shutil
 import threading
@@ -341,3 +342,210 @@ def test_a_seqrep_log_with_a_rate_per_optimizer_group_is_read(tmp_path):
     report = diagnose(log)
     assert report.kind == "lr_zero", report
     assert any("lr = 0" in line for f in report.findings for line in f.evidence)
+
+
+# --------------------------------------------------------------------------------------------
+# Logs written in ways the planted set does not cover
+# --------------------------------------------------------------------------------------------
+
+# tests/logs/variants: real logs outside the manifest, written by the tools themselves (HF
+# Trainer on the tiny BERT of make_logs.py; Lightning's CSVLogger on its MLP; torch's
+# SummaryWriter.add_scalars) in ways the planted set does not write.
+VARIANTS = LOGS / "variants"
+
+
+def _write_lines(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def _epochs(n: int = 12, start: float = 1.39, end: float = 0.2) -> list[tuple[int, float]]:
+    return [(e, start + (end - start) * e / (n - 1)) for e in range(n)]
+
+
+def test_nested_json_lines_and_a_split_field_are_read(tmp_path):
+    nested = [{"epoch": e, "train": {"loss": v, "acc": 0.9 - v / 2}, "val": {"loss": v + 0.1, "acc": 0.8 - v / 2}}
+              for e, v in _epochs()]
+    report = diagnose(_write_lines(tmp_path / "nested.jsonl", nested))
+    assert {"train_loss", "val_loss", "train_acc", "val_acc"} <= set(report.source["metrics"])
+    long = []  # mmcv-style: one record per split, the split in a field, the same metric names
+    for e, v in _epochs():
+        long += [{"mode": "train", "epoch": e, "loss": v}, {"mode": "val", "epoch": e, "loss": 1.4, "accuracy/top1": 25.0}]
+    report = diagnose(_write_lines(tmp_path / "long.jsonl", long))
+    assert report.measured["val_flat"]["val_progress"] == 0  # validation not mixed into training
+    assert report.source["points"] == 12 and report.kind == "val_flat"
+
+
+def test_json_documents_of_metrics_are_read(tmp_path):
+    history = {"loss": [v for _, v in _epochs()], "val_loss": [v + 0.1 for _, v in _epochs()],
+               "accuracy": [0.3 + e / 20 for e, _ in _epochs()]}
+    (tmp_path / "history.json").write_text(json.dumps(history))  # Keras' json.dump(history.history)
+    report = diagnose(tmp_path)  # found in the folder by its name
+    assert report.kind == "healthy" and report.source["points"] == 12 and report.source["format"] == "json"
+    rows = [{"epoch": e, "train_loss": v} for e, v in _epochs()]
+    (tmp_path / "records.json").write_text(json.dumps(rows, indent=2))  # no newline at the end
+    report = diagnose(tmp_path / "records.json")
+    assert report.source["points"] == 12 and not any("half-written" in n for n in report.source["notes"])
+
+
+def test_percent_accuracy_and_perplexity_are_converted(tmp_path):
+    path = tmp_path / "log.csv"  # not learning: loss at ln 4, accuracy 25-26 % (percent)
+    path.write_text("epoch,train_loss,val_loss,val_acc\n"
+                    + "".join(f"{e},{1.386 + 0.002 * (e % 2)},{1.387},{25 + e % 2}\n" for e in range(12)))
+    report = diagnose(path, classes=4)
+    assert report.kind == "no_learning" and any("in percent" in n for n in report.source["notes"])
+    path.write_text("epoch,train_ppl,val_ppl\n" + "".join(f"{e},{math.exp(v)},{math.exp(v + 0.1)}\n" for e, v in _epochs()))
+    report = diagnose(path)
+    assert report.kind == "healthy" and report.source["points"] == 12
+    assert any("ln(train_ppl)" in n for n in report.source["notes"])
+
+
+@pytest.mark.parametrize("key, metric", [
+    ("val_MulticlassAccuracy", "val_acc"), ("train_BinaryAccuracy", "train_acc"), ("valLoss", "val_loss"),
+    ("train/grad_norm", "grad_norm"), ("grad_2.0_norm/enc.weight", "grad_norm/enc.weight"),
+    ("val_ppl", "val_ppl"), ("val_MulticlassF1Score", None), ("val_BalancedAccuracy", None),
+    ("lr-SGD", "lr/SGD"), ("lr-SGD-momentum", None), ("lr-AdamW-weight_decay", None),
+])
+def test_metric_names_of_other_tools(key, metric):
+    from seqrep.diagnosis.curves import canonical_key
+
+    assert canonical_key(key) == metric
+
+
+def test_lightning_validation_logged_per_step_and_per_epoch():
+    """self.log(..., on_step=True, on_epoch=True) in validation_step: the _step column counts
+    validation batches, not training steps; the _epoch column is the evaluation."""
+    report = diagnose(VARIANTS / "lightning_val_step")
+    assert report.kind == "healthy", str(report)
+    from seqrep.diagnosis.readers import read_curves
+
+    assert read_curves(VARIANTS / "lightning_val_step")[0].series["val_loss"].key.endswith("_epoch")
+
+
+def test_add_scalars_subfolders_are_one_run():
+    """SummaryWriter.add_scalars writes loss_train/, loss_val/, ... each with the tag 'loss'."""
+    report = diagnose(VARIANTS / "add_scalars")
+    assert report.source["path"].endswith("add_scalars") and report.kind == "healthy"
+    assert {"train_loss", "val_loss", "train_acc", "val_acc"} <= set(report.source["metrics"])
+    assert report.source["points"] == 15
+
+
+def test_numbered_checkpoints_pick_the_newest_by_number(tmp_path):
+    source = (VARIANTS / "hf_gradacc" / "trainer_state.json").read_text()
+    for step in (30, 90, 120):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(source)
+    os.utime(tmp_path / "checkpoint-30" / "trainer_state.json", (time.time() + 60,) * 2)  # a copy's mtimes
+    report = diagnose(tmp_path)
+    assert "checkpoint-120" in report.source["path"]
+
+
+def test_hf_gradient_accumulation_loss_scale_is_undone():
+    """transformers logs the loss summed over gradient_accumulation_steps=4 for this model:
+    it starts at 4 ln(4) while the first evaluation is at ln(4)."""
+    report = diagnose(VARIANTS / "hf_gradacc")
+    assert report.kind == "healthy", str(report)
+    assert any("gradient-accumulation" in n for n in report.source["notes"])
+
+
+def test_a_learning_rate_far_too_high_is_not_a_bad_initialisation():
+    hf = diagnose(VARIANTS / "hf_lr_high")  # lr 3 without clipping: 2.8 -> 17 after the first log
+    assert hf.kind == "diverge" and hf.measured["init_far"]["undone_by_training"] is False
+    lightning = diagnose(VARIANTS / "lightning_lr_high")  # Adam lr 5: 7500 at step 4, then stuck at ln C
+    assert lightning.kind == "no_learning"
+    assert any("blew up" in line for line in lightning.findings[0].evidence)
+    assert "lower the learning rate" in lightning.next_check
+    assert diagnose(_log("init_far", "lightning")).kind == "init_far"  # a bad init training undoes
+
+
+def test_validation_that_had_learned_before_the_log_is_not_flat(tmp_path):
+    """A trained model trained further (a resume into a new logger): validation stays at its
+    low level while training falls; that is convergence, not a validation that never learns."""
+    rows = [{"epoch": e, "train_loss": 0.3 - 0.02 * e, "val_loss": 0.25 + 0.001 * (e % 3), "val_acc": 0.92}
+            for e in range(10)]
+    report = diagnose(_write_lines(tmp_path / "log.jsonl", rows), classes=4)
+    assert report.kind != "val_flat"
+    rows = [{**r, "val_loss": 1.40 + 0.001 * (r["epoch"] % 3), "val_acc": 0.25} for r in rows]
+    assert diagnose(_write_lines(tmp_path / "log.jsonl", rows), classes=4).kind == "val_flat"
+
+
+def test_a_step_counted_within_the_epoch_is_not_a_glued_log(tmp_path):
+    """mmcv's epoch-based 'iter' and hand-written loops' batch index restart every epoch."""
+    rows = [{"epoch": e, "iter": i, "loss": 1.39 * 0.97 ** (16 * e + i)} for e in range(6) for i in range(0, 16, 3)]
+    report = diagnose(_write_lines(tmp_path / "log.jsonl", rows))
+    assert report.kind == "healthy" and report.measured["glued"]["steps_back"] == 0
+    assert any("restarts at every epoch" in n for n in report.source["notes"])
+    glued = rows + [{**r, "epoch": r["epoch"]} for r in rows]  # a re-run: the epoch goes back too
+    assert diagnose(_write_lines(tmp_path / "log.jsonl", glued)).kind == "glued"
+
+
+def test_numbers_written_through_their_repr_are_read(tmp_path):
+    path = tmp_path / "log.csv"  # csv.writer([epoch, loss]) with loss a tensor, val_acc numpy 2
+    path.write_text("epoch,loss,val_loss,val_acc\n" + "".join(
+        f'{e},"tensor({v:.4f}, grad_fn=<NllLossBackward0>)",tensor({v + 0.1:.4f}),np.float64({0.3 + e / 20})\n'
+        for e, v in _epochs()))
+    report = diagnose(path)
+    assert report.kind == "healthy" and report.source["points"] == 12
+    path.write_text("epoch,loss,val_loss\n0,abc,1.0\n1,abc,0.9\n2,abc,0.8\n")
+    report = diagnose(path)  # a column it cannot read says so
+    assert report.kind == "too_early" and any("'loss' (read as train_loss) holds no number" in n
+                                               for n in report.source["notes"])
+
+
+@pytest.mark.parametrize("name, text", [
+    ("one_column.csv", "loss\n1.39\n1.2\n1.0\n0.8\n0.6\n"),  # pd.Series(losses, name="loss").to_csv(index=False)
+    ("semicolon.csv", "epoch;loss;val_loss\n0;1,39;1,4\n1;1,2;1,3\n2;1,0;1,1\n3;0,8;1,0\n4;0,6;0,9\n"),  # decimal=","
+    ("spaces.txt", "epoch loss val_loss\n0 1.39 1.4\n1 1.2 1.3\n2 1.0 1.1\n3 0.8 1.0\n4 0.6 0.9\n"),  # np.savetxt
+])
+def test_plain_text_logs_of_other_shapes_are_read(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    report = diagnose(path)
+    assert report.kind == "healthy" and report.source["points"] == 5
+
+
+def test_logs_that_cannot_be_read_say_what_to_do(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("0,1.39,1.4\n1,1.2,1.3\n2,1.0,1.1\n")  # no header line
+    with pytest.raises(seqrep.SeqrepError, match="is numbers, not a header: add a first line"):
+        diagnose(path)
+    (tmp_path / "mlruns" / "0" / "abc" / "metrics").mkdir(parents=True)
+    (tmp_path / "mlruns" / "0" / "abc" / "metrics" / "loss").write_text("1700000000 0.5 1\n")
+    path.unlink()
+    with pytest.raises(seqrep.SeqrepError, match="MLflow's store: export"):
+        diagnose(tmp_path)
+
+
+def test_hf_trainer_to_tensorboard_finds_its_classes_and_total_grad_norm():
+    """report_to="tensorboard": output_dir/runs/<date>/events, config.json in output_dir."""
+    report = diagnose(VARIANTS / "hf_tensorboard" / "runs")
+    assert report.source["classes"] == 4 and report.kind == "healthy"
+    assert "grad_norm" in report.source["metrics"] and "grad_norm/grad_norm" not in report.source["metrics"]
+
+
+def test_a_log_inside_its_first_epoch_is_not_called_not_learning(tmp_path):
+    """A run stopped (or followed) inside its first epoch, its loss falling from ln C: too
+    early to compare with ln C. A flat loss there is still no learning."""
+    falling = [{"step": s, "epoch": 0, "loss": 1.386 - 0.012 * s + 0.01 * (s % 2)} for s in range(16)]
+    report = diagnose(_write_lines(tmp_path / "log.jsonl", falling), classes=4)
+    assert report.kind == "healthy"
+    flat = [{**r, "loss": 1.386 + 0.01 * (r["step"] % 3)} for r in falling]
+    assert diagnose(_write_lines(tmp_path / "log.jsonl", flat), classes=4).kind == "no_learning"
+
+
+def test_no_learning_names_the_learning_rate_it_ran_at(tmp_path):
+    rows = [{"step": s, "epoch": s // 10, "loss": 1.386 + 0.003 * (s % 3), "lr": 1e-7} for s in range(60)]
+    report = diagnose(_write_lines(tmp_path / "log.jsonl", rows), classes=4)
+    assert report.kind == "no_learning"
+    assert any("learning rate: peak 1e-07" in line for line in report.findings[0].evidence)
+
+
+def test_a_binary_classifiers_config_gives_two_classes(tmp_path):
+    """transformers saves no id2label for its default of 2 labels (num_labels is not saved
+    either): the config of a binary classifier only says problem_type / architectures."""
+    shutil.copy(VARIANTS / "hf_gradacc" / "trainer_state.json", tmp_path / "trainer_state.json")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "problem_type": "single_label_classification"}))
+    assert diagnose(tmp_path).source["classes"] == 2
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    assert diagnose(tmp_path).source["classes"] is None

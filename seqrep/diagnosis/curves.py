@@ -5,6 +5,10 @@ Readers turn their format into flat records (dicts: metric name -> number, plus 
 `eval_loss`, `val_acc`, `learning_rate`, `lr-AdamW`, `grad_norm/encoder`, ...) or takes them
 from a column map, and builds one `Series` per metric, points kept in the order the log holds
 them (a log glued from two runs goes backwards; `last_run` cuts each series to its last run).
+Conventions of other tools read here: nested records and a split field ({"mode": "val", ...})
+name their metrics (`_flatten`); a step counted within the epoch becomes a running count
+(`_running_steps`); numbers written through their repr (str(tensor)) are read (`_number`);
+accuracies in percent and perplexities are converted, with a note (`_convert`).
 """
 
 from __future__ import annotations
@@ -37,23 +41,31 @@ _SKIP = {"test", "balanced", "bal", "macro", "micro", "weighted", "f1", "top5", 
          "samples", "flos", "second", "seconds", "time", "std", "ema", "smooth", "smoothed", "aux"}
 _LOSS = {"loss", "xent", "nll", "ce", "crossentropy"}
 _ACC = {"acc", "accuracy", "top1"}
+_PPL = {"ppl", "perplexity"}  # exp(loss): read as ln(perplexity) when no loss is logged
+_SPLIT_FIELDS = ("mode", "split", "phase", "stage", "subset")  # long logs: one record per split
+_SPLITS = _VAL | {"train", "training", "test"}
 
 
 def canonical_key(key: str) -> str | None:
     """The metric a log column holds, or None: 'eval_loss' -> 'val_loss', 'loss' ->
     'train_loss', 'lr-AdamW/pg1' -> 'lr/pg1', 'grad_2.0_norm/enc.weight' -> 'grad_norm/enc.weight',
     'train_runtime' -> None."""
-    low = key.strip().lower()
+    # camelCase words apart first (torchmetrics' val_MulticlassAccuracy, trainLoss)
+    low = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key.strip()).lower()
     flat = re.sub(r"[^a-z0-9]+", "_", low).strip("_")
     if flat in _STEP:
         return "step"
     if flat in ("epoch", "epochs"):
         return "epoch"
+    if re.search(r"momentum|weight_decay|beta", flat):
+        return None  # LearningRateMonitor(log_momentum=True, log_weight_decay=True): lr-SGD-momentum
     if flat.startswith("lr") or "learning_rate" in flat:
         group = re.sub(r"^(lr|learning_rate)[-_/ ]*", "", key.strip(), flags=re.I)
         return "lr" + (f"/{group}" if group else "")
     if "grad" in flat and "norm" in flat:
-        part = key.split("/", 1)[1] if "/" in key else ""
+        head, _, part = key.partition("/")
+        if not ("grad" in head.lower() and "norm" in head.lower()):
+            part = ""  # 'train/grad_norm' (HF to TensorBoard): the split, then the total norm
         return "grad_norm" + (f"/{part}" if part and "total" not in flat else "")
     words = set(flat.split("_"))
     if words & _SKIP:
@@ -63,6 +75,8 @@ def canonical_key(key: str) -> str | None:
         return f"{split}_loss"
     if words & _ACC:
         return f"{split}_acc"
+    if words & _PPL:
+        return f"{split}_ppl"
     return None
 
 
@@ -121,30 +135,55 @@ class Curves:
         return {k: s for k, s in self.series.items() if (k == prefix or k.startswith(prefix + "/")) and len(s)}
 
 
+# A number written through its repr: str(tensor) ('tensor(0.6931, grad_fn=<...>)'), numpy 2
+# scalars ('np.float32(0.69)'), a one-element list or array ('[0.69]').
+_WRAPPED = re.compile(r"^(?:(?:tensor|(?:np\.|numpy\.)?(?:float|int)\d*|array)\(\[?|\[)\s*"
+                      r"([-+]?(?:nan|inf|(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?))\s*\]?\s*"
+                      r"(?:\)|,\s*(?:grad_fn|device|dtype|requires_grad)|$)", re.I)
+
+
 def _number(value) -> float | None:
-    """A log cell as a float (numbers, 'nan', 'inf', '1e-3'), or None when it is not one."""
+    """A log cell as a float (numbers, 'nan', 'inf', '1e-3', and numbers written through their
+    repr: `_WRAPPED`), or None when it is not one."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         return float(value)
+    if isinstance(value, list) and len(value) == 1:
+        return _number(value[0])
     if isinstance(value, str):
         try:
             return float(value.strip())
         except ValueError:
-            return None
+            found = _WRAPPED.match(value.strip())
+            return float(found.group(1)) if found else None
     return None
 
 
-def _flatten(record: dict) -> dict:
-    """Nested dicts one level deep become 'outer/inner' (seqrep's grad_norm per component and
-    lr per optimizer group)."""
+def _flatten(record: dict, depth: int = 3) -> dict:
+    """Nested dicts become 'outer/inner' (seqrep's grad_norm per component and lr per optimizer
+    group; {"train": {"loss": ..}, "val": {..}} of hand-written JSON logs), `depth` levels deep.
+    A record of a long log, whose split is a field ({"mode": "val", "loss": ..}: mmcv,
+    hand-written loops), gets its metrics named after that split ('val/loss')."""
     out = {}
     for k, v in record.items():
-        if isinstance(v, dict) and k in ("grad_norm", "lr"):
-            out.update({f"{k}/{inner}": value for inner, value in v.items()})
+        if isinstance(v, dict) and depth > 1:
+            out.update({f"{k}/{inner}": value for inner, value in _flatten(v, depth - 1).items()})
         else:
             out[k] = v
-    return out
+    field_name = next((f for f in _SPLIT_FIELDS if isinstance(out.get(f), str)
+                       and out[f].strip().lower() in _SPLITS), None)
+    if field_name is None:
+        return out
+    split = out.pop(field_name).strip().lower()
+    return {(f"{split}/{k}" if _per_split(k) else k): v for k, v in out.items()}
+
+
+def _per_split(key: str) -> bool:
+    """Whether a key names a metric measured on one split (a loss, an accuracy), not the
+    position (step, epoch) or the optimizer's state (lr, gradient norm)."""
+    name = canonical_key(key)
+    return name is not None and name not in ("step", "epoch") and not name.startswith(("lr", "grad_norm"))
 
 
 def _resolver(keys: Iterable[str], mapping: dict[str, str] | None):
@@ -213,6 +252,32 @@ def _collect(records: list[dict], names: dict[str, str | None], unit: str):
     return points, pairs, no_grad
 
 
+def _running_steps(records: list[dict], names: dict[str, str | None], notes: list[str]) -> list[dict]:
+    """Records whose step counts batches within the epoch (mmcv's 'iter' of an epoch-based
+    run, hand-written loops' batch index), with the step made a running count: it restarts
+    only where the epoch goes up. A step that goes back within an epoch, or with the epoch,
+    is another run (glued), left as it is."""
+    step_keys = [k for k, n in names.items() if n == "step"]
+    epoch_keys = [k for k, n in names.items() if n == "epoch"]
+    if not step_keys or not epoch_keys:
+        return records
+    out, offset, top, prev, restarts = [], 0.0, -math.inf, None, 0
+    for record in records:
+        step, epoch = _first_number(record, step_keys), _first_number(record, epoch_keys)
+        if step is not None and epoch is not None and prev is not None and step < prev[0]:
+            if epoch <= prev[1]:
+                return records  # back within an epoch, or to an earlier epoch: not a restart
+            offset, restarts = top, restarts + 1
+        if step is not None and epoch is not None:
+            prev, top = (step, epoch), max(top, step + offset)
+            record = {**record, **{k: step + offset for k in step_keys if k in record}}
+        out.append(record)
+    if restarts:
+        notes.append(f"the step restarts at every epoch ({restarts} times: counted within the epoch); "
+                     "read as a running count")
+    return out if restarts else records
+
+
 def _fill_epochs(epoch: np.ndarray, x: np.ndarray, pairs: list[tuple[float, float]]) -> np.ndarray:
     """Epochs of points logged without one, from the (step, epoch) pairs of other records."""
     if not pairs or not np.isnan(epoch).any():
@@ -222,14 +287,56 @@ def _fill_epochs(epoch: np.ndarray, x: np.ndarray, pairs: list[tuple[float, floa
     return np.where(np.isnan(epoch), epochs[at], epoch)
 
 
+def _unread(records: list[dict], names: dict[str, str | None], points: dict, notes: list[str]) -> None:
+    """A note for each column read as a metric that holds no number at all (say what it holds)."""
+    for k, name in names.items():
+        if name in (None, "step", "epoch") or k in points:
+            continue
+        sample = next((r[k] for r in records if r.get(k) not in (None, "")), None)
+        if sample is not None:
+            notes.append(f"column {k!r} (read as {name}) holds no number (e.g. {str(sample)[:40]!r}); "
+                         "log numbers, e.g. loss.item()")
+
+
+def _by_metric(points: dict, names: dict) -> dict[str, list[str]]:
+    """metric -> its log keys, the preferred first. Validation: a key ending in 'epoch' first
+    (Lightning's val_loss_epoch, one value per evaluation, over val_loss_step, one per
+    validation batch, logged against a counter of validation batches, not the training step).
+    Then the most distinct x values (train_loss_step over train_loss_epoch), then the fewest
+    points (one value per x over several)."""
+    by_metric: dict[str, list[str]] = {}
+    rank = {k: (not (str(names[k]).startswith("val") and re.search(r"epoch$", k, re.I)),
+                -len({p[0] for p in points[k]}), len(points[k])) for k in points}
+    for k in sorted(points, key=lambda k: rank[k]):  # stable: log order among equals
+        by_metric.setdefault(names[k], []).append(k)
+    return by_metric
+
+
+def _convert(series: dict[str, Series], notes: list[str]) -> None:
+    """Put series in the units the rules read: accuracies logged in percent (0-100) as
+    fractions, and a perplexity as its loss (ln) when no loss of that split is logged."""
+    for name, s in list(series.items()):
+        finite = s.y[np.isfinite(s.y)]
+        if name.endswith("_acc") and len(finite) and 1.0 < float(np.max(finite)) <= 100.0 and np.min(finite) >= 0:
+            series[name] = Series(s.x, s.y / 100.0, s.epoch, s.key)
+            notes.append(f"{s.key} is in percent (up to {float(np.max(finite)):.4g}); read as a fraction")
+        if name.endswith("_ppl"):
+            del series[name]
+            loss = name.replace("_ppl", "_loss")
+            if loss not in series and len(finite) and np.min(finite) > 0:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    series[loss] = Series(s.x, np.log(s.y), s.epoch, s.key)
+                notes.append(f"no {loss.replace('_', ' ')} logged: read as ln({s.key}) (the loss a perplexity is exp of)")
+
+
 def from_records(records: Iterable[dict], mapping: dict[str, str] | None = None, *,
                  fmt: str = "records", where: str = "the log") -> Curves:
     """Curves from flat records (dicts of metric -> number, with 'step' and/or 'epoch').
 
     mapping: {metric: column} for names `canonical_key` does not recognise, e.g.
     {"val_acc": "top1_dev", "train_loss": "xent"} (metrics: `METRICS`). When several columns
-    hold one metric (Lightning's train_loss_step and train_loss_epoch), the one with the
-    most points is used; learning-rate groups beyond the first stay as 'lr/<group>'.
+    hold one metric, `_by_metric` chooses; learning-rate groups beyond the first stay as
+    'lr/<group>'. Accuracies in percent and perplexities are converted (`_convert`, noted).
     """
     records = [_flatten(r) for r in records if isinstance(r, dict)]
     keys = list(dict.fromkeys(k for r in records for k in r))
@@ -238,10 +345,11 @@ def from_records(records: Iterable[dict], mapping: dict[str, str] | None = None,
     names = {k: resolve(k) for k in keys}
     present = set(names.values())
     unit = "step" if "step" in present else "epoch" if "epoch" in present else "record"
+    notes: list[str] = []
+    records = _running_steps(records, names, notes)
     points, pairs, no_grad = _collect(records, names, unit)
-    by_metric: dict[str, list[str]] = {}
-    for k in sorted(points, key=lambda k: -len(points[k])):  # most points first (stable)
-        by_metric.setdefault(names[k], []).append(k)
+    _unread(records, names, points, notes)
+    by_metric = _by_metric(points, names)
     lr_keys = sorted((k for n, ks in by_metric.items() if n.startswith("lr") for k in ks),
                      key=lambda k: -len(points[k]))
     series = {}
@@ -255,4 +363,5 @@ def from_records(records: Iterable[dict], mapping: dict[str, str] | None = None,
         series["lr" if i == 0 else names[k] if names[k] != "lr" else f"lr/{k}"] = Series(
             x, y, _fill_epochs(ep, x, pairs), k)
     grads = {names[k] for k in no_grad if names[k] in series and series[names[k]].key == k}
-    return Curves(unit, series, fmt=fmt, no_gradient=grads)
+    _convert(series, notes)
+    return Curves(unit, series, fmt=fmt, no_gradient=grads, notes=notes)

@@ -2,8 +2,12 @@
 
 Formats: seqrep's run.jsonl; Hugging Face Trainer's trainer_state.json (its log_history);
 Lightning's CSVLogger metrics.csv; TensorBoard event files (TensorBoard's own loader,
-`tensorboard.backend.event_processing.event_file_loader`); any CSV or JSON Lines file of
-per-step or per-epoch metrics (a column map names unusual columns).
+`tensorboard.backend.event_processing.event_file_loader`), a run's split subfolders (Keras'
+train/ and validation/, SummaryWriter.add_scalars' loss_train/ ...) read as one run; any CSV
+(comma, semicolon, tab or space separated) or JSON Lines file of per-step or per-epoch
+metrics, or one JSON document of them (a list of records, Keras' history of lists); a column
+map names unusual columns. In a folder, logs of one kind that differ only in numbers
+(checkpoint-N, version_N) are told apart by number, the highest read.
 
 Big line-based logs (CSV, JSON Lines, run.jsonl) above `BIG` bytes are read at their head and
 tail only (`EDGE` bytes each), so a 1 GB log is answered in about a second; the middle is
@@ -28,7 +32,7 @@ import numpy as np
 
 from ..errors import SeqrepError
 from ..runlog import LOG_NAME
-from .curves import Curves, from_records
+from .curves import Curves, canonical_key, from_records
 
 __all__ = ["BIG", "EDGE", "MAX_DOCUMENT", "find_log", "read_curves"]
 
@@ -36,9 +40,10 @@ BIG = 64 << 20  # line logs larger than this are read at head and tail
 EDGE = 2 << 20  # bytes read at each end of a big line log (tens of thousands of points each)
 MAX_DOCUMENT = 512 << 20  # a JSON document (trainer_state.json) is read whole up to this
 _EVENTS = "events.out.tfevents"
+_SPLIT_WORDS = {"train", "training", "val", "valid", "validation", "eval", "dev", "test"}
 _FORMATS = ("seqrep run.jsonl", "Hugging Face trainer_state.json", "Lightning metrics.csv",
-            "TensorBoard events.out.tfevents.*", "CSV or JSON Lines of metrics (with --map for "
-            "unusual column names)")
+            "TensorBoard events.out.tfevents.*", "CSV, JSON Lines or a JSON list / history of "
+            "metrics (with --map for unusual column names)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -59,6 +64,8 @@ def _rank(path: Path) -> int | None:
         return 3
     if path.suffix in (".jsonl", ".csv", ".tsv"):
         return 4
+    if path.suffix == ".json" and re.search(r"history|metric|log", path.stem, re.I):
+        return 5  # a JSON document of metrics (Keras' history, a list of records)
     return None
 
 
@@ -78,10 +85,73 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+def _split_named(folder: Path) -> bool:
+    """'train', 'validation', 'loss_val': a folder name that ends in a split's name."""
+    return re.split(r"[^a-z0-9]+", folder.name.lower())[-1] in _SPLIT_WORDS
+
+
+def _split_folder(folder: Path) -> bool:
+    """A folder of event files named after a split beside another such folder ('train' and
+    'validation': Keras; 'loss_train' and 'loss_val': torch's SummaryWriter.add_scalars): one
+    curve set of the run above them."""
+    if not _split_named(folder):
+        return False
+    try:
+        return any(d != folder and d.is_dir() and _split_named(d) and any(d.glob(_EVENTS + "*"))
+                   for d in folder.parent.iterdir())
+    except OSError:
+        return False
+
+
+def _event_run(folder: Path) -> Path:
+    return folder.parent if _split_folder(folder) else folder
+
+
+def _numbered(paths: list[Path]) -> list[tuple[int, ...]] | None:
+    """The numbers that tell paths apart when they differ in numbers only (checkpoint-30 and
+    checkpoint-90, version_0 and version_1: the tools number them in the order written)."""
+    shapes = {re.sub(r"\d+", "#", str(p)) for p in paths}
+    if len(paths) < 2 or len(shapes) != 1:
+        return None
+    return [tuple(int(n) for n in re.findall(r"\d+", str(p))) for p in paths]
+
+
+def _newest(logs: list[Path]) -> Path:
+    """The newest of logs of one kind: by their number when they differ in numbers only
+    (mtimes do not survive every copy), else the most recently written."""
+    numbers = _numbered(logs)
+    if numbers is not None:
+        return logs[max(range(len(logs)), key=lambda i: numbers[i])]
+    return max(logs, key=_mtime)
+
+
+# Stores of other trackers, which seqrep does not read: how to export a run from each.
+_STORES = {
+    "mlruns": "MLflow's store: export a run's metrics to CSV (MlflowClient().get_metric_history(run_id, key) "
+              "per metric, or mlflow.search_runs) and pass that",
+    "mlflow.db": "MLflow's database: export a run's metrics to CSV (MlflowClient().get_metric_history(run_id, "
+                 "key) per metric) and pass that",
+    "wandb": "Weights & Biases' local run files: export the run's history to CSV "
+             "(wandb.Api().run(PATH).history().to_csv('log.csv')) and pass that",
+}
+
+
+def _foreign_hint(folder: Path) -> str | None:
+    """What to do when the folder holds another tracker's store instead of a log."""
+    for root, dirs, files in os.walk(folder):
+        for name in list(dirs) + files:
+            if name in _STORES:
+                return f"{Path(root) / name} is {_STORES[name]}."
+        if len(Path(root).relative_to(folder).parts) >= 2:
+            dirs[:] = []
+    return None
+
+
 def find_log(path: str | os.PathLike) -> tuple[Path, list[Path]]:
     """(the log to read, other logs found beside it) for a file or a folder. In a folder: the
     best-known kind first (run.jsonl, trainer_state.json, metrics.csv, event files, other
-    .jsonl/.csv), the most recently written of that kind; event files stand for their folder."""
+    .jsonl/.csv, .json documents), the newest of that kind (`_newest`); event files stand for
+    their folder, or for the run above it when the folder is named after a split."""
     path = Path(path)
     if not path.exists():
         raise SeqrepError(f"{path}: no such file or folder; pass a training log or the folder that holds it.")
@@ -91,10 +161,11 @@ def find_log(path: str | os.PathLike) -> tuple[Path, list[Path]]:
     if not found:
         raise SeqrepError(
             f"{path}: no training log in this folder or the 4 levels below it (looked for "
-            f"{'; '.join(_FORMATS)}). Pass the log file itself."
+            f"{'; '.join(_FORMATS)}). {_foreign_hint(path) or 'Pass the log file itself.'}"
         )
-    logs = {(f.parent if f.name.startswith(_EVENTS) else f) for f in found}
-    best = min(logs, key=lambda p: (_rank(p) if p.is_file() else 3, -_mtime(p)))
+    logs = {(_event_run(f.parent) if f.name.startswith(_EVENTS) else f) for f in found}
+    top = min(_rank(p) if p.is_file() else 3 for p in logs)
+    best = _newest(sorted(p for p in logs if (_rank(p) if p.is_file() else 3) == top))
     return best, sorted(p for p in logs if p != best)
 
 
@@ -177,22 +248,52 @@ def _json_records(lines: list[str], notes: list[str]) -> tuple[list[dict], list[
     return records, damaged
 
 
-def _csv_records(lines: list[str], path: Path, notes: list[str]) -> list[dict]:
-    """Rows of a CSV / TSV text with a header line, as dicts of the non-empty cells."""
-    text = "\n".join(lines)
+def _dialect(lines: list[str]):
+    """The CSV dialect of a log by its header line: comma, semicolon or tab, else columns
+    separated by spaces (np.savetxt, aligned text: the lines are then re-joined with commas)."""
+    first = lines[1].split() if len(lines) > 1 else []
+    if (not any(c in lines[0] for c in ",;\t") and len(lines[0].split()) == len(first) >= 2
+            and all(_is_number(c) for c in first)):
+        return csv.excel, [",".join(line.split()) for line in lines]
     try:
-        dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t")
+        return csv.Sniffer().sniff(lines[0], delimiters=",;\t"), lines
     except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    header = next(reader, None)
-    if not header or len(header) < 2:
+        return csv.excel, lines
+
+
+def _header(header: list[str] | None, path: Path) -> list[str]:
+    """The header, or an error that says what is wrong with it."""
+    cells = [c for c in header or [] if c.strip()]
+    if cells and all(_is_number(c) for c in cells):
+        raise _unknown(path, f"its first line ({', '.join(cells[:4])}) is numbers, not a header: add a first "
+                       "line naming the columns, e.g. epoch,train_loss,val_loss")
+    if not header or (len(header) < 2 and canonical_key(header[0]) is None):
         raise _unknown(path, "its first line is not a header of two or more columns")
+    return header
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_records(lines: list[str], path: Path, notes: list[str]) -> list[dict]:
+    """Rows of a CSV / TSV text with a header line, as dicts of the non-empty cells (one column
+    is enough when its name is a metric's; decimal commas of semicolon CSVs are read)."""
+    dialect, lines = _dialect(lines)
+    reader = csv.reader(io.StringIO("\n".join(lines)), dialect)
+    header = _header(next(reader, None), path)
+    comma = getattr(dialect, "delimiter", ",") == ";"  # pandas to_csv(sep=";", decimal=",")
     rows, ragged = [], 0
     for row in reader:
         if len(row) != len(header):
             ragged += 1
             continue
+        if comma:
+            row = [re.sub(r"^([-+]?\d+),(\d+(?:[eE][-+]?\d+)?)$", r"\1.\2", v.strip()) for v in row]
         rows.append({k: v for k, v in zip(header, row) if v.strip() != ""})
     if ragged:
         notes.append(f"{ragged} row(s) with a different number of cells than the header were skipped")
@@ -248,13 +349,53 @@ def _mark_gap(curves: Curves) -> None:
         curves.context["gap"] = (float(s.x[i]), float(s.x[i + 1]))
 
 
+def _document_records(doc) -> list[dict] | None:
+    """The records of a JSON document of metrics, or None: a list of records; an object holding
+    one ({"history": [...]}); or columns, one list of values per metric (Keras'
+    `json.dump(history.history)`), whose position is the epoch when no step or epoch is listed."""
+    if isinstance(doc, list):
+        return [r for r in doc if isinstance(r, dict)] or None
+    if not isinstance(doc, dict):
+        return None
+    lists = {k: v for k, v in doc.items() if isinstance(v, list) and v}
+    for value in lists.values():
+        if all(isinstance(r, dict) for r in value):
+            return value
+    columns = {k: v for k, v in lists.items() if all(x is None or isinstance(x, (int, float, str)) for x in v)}
+    if not columns:
+        return None
+    rows = [{k: v[i] for k, v in columns.items() if i < len(v)} for i in range(max(map(len, columns.values())))]
+    if not any(from_records([{k: 1}]).unit != "record" for k in columns):
+        rows = [{"epoch": i, **row} for i, row in enumerate(rows)]
+    return rows
+
+
+def _json_document(path: Path, notes: list[str]) -> list[dict] | None:
+    """The records of the file as one JSON document (a list, or an object over many lines),
+    read whole (up to `MAX_DOCUMENT`), or None when it is not one."""
+    try:
+        if path.stat().st_size > MAX_DOCUMENT:
+            return None
+        return _document_records(json.loads(_decode(path.read_bytes(), path, notes)))
+    except (OSError, ValueError):
+        return None
+
+
 def read_jsonl(path: Path, mapping=None) -> Curves:
+    """JSON Lines (seqrep's run.jsonl, hand-written logs), or one JSON document of metrics
+    (`_document_records`: a list of records, Keras' history of lists)."""
     notes: list[str] = []
-    records, damaged = _json_records(_lines(path, notes), notes)
+    lines = _lines(path, notes)
+    records, damaged = _json_records(lines, [])
+    fmt = "jsonl"
+    if len(records) <= 1 and (document := _json_document(path, doc_notes := [])) is not None:
+        records, damaged, notes, fmt = document, [], doc_notes, "json"
+    else:
+        records, damaged = _json_records(lines, notes)
     if not records:
         raise _unknown(path, "no line is a JSON record" if damaged else "it holds no records")
     seqrep = any(r.get("event") == "start" and "config" in r for r in records[:5]) or path.name == "run.jsonl"
-    curves = from_records([r for r in records if "event" not in r], mapping, fmt="seqrep" if seqrep else "jsonl",
+    curves = from_records([r for r in records if "event" not in r], mapping, fmt="seqrep" if seqrep else fmt,
                           where=str(path))
     if seqrep:
         _seqrep_context(records, curves)
@@ -349,8 +490,28 @@ def read_trainer_state(path: Path, mapping=None) -> Curves:
     elif state.get("max_steps") and state.get("global_step") == state.get("max_steps"):
         curves.ended = f"reached max_steps {state['max_steps']}"
     curves.context["max_steps"] = state.get("max_steps")
+    _accumulation_scale(curves)
     curves.notes += notes
     return curves
+
+
+def _accumulation_scale(curves: Curves) -> None:
+    """Undo the Trainer's logged training loss summed over gradient-accumulation steps (some
+    transformers versions, for models whose forward takes **kwargs but averages the loss
+    itself: the loss logged is k x the real one). Seen where the model is still untrained: the
+    first evaluation at ln C (within 10 %) while the first training loss is a whole multiple
+    k >= 2 of it (within 5 %). The training loss is divided by k, with a note."""
+    loss, val = curves.get("train_loss"), curves.get("val_loss")
+    if loss is None or val is None or not curves.classes:
+        return
+    ln_c = float(np.log(curves.classes))
+    k = round(float(loss.y[0]) / ln_c)
+    if k < 2 or abs(float(val.y[0]) / ln_c - 1) > 0.1 or abs(float(loss.y[0]) / ln_c - k) > 0.05 * k:
+        return
+    curves.series["train_loss"] = type(loss)(loss.x, loss.y / k, loss.epoch, loss.key)
+    curves.notes.append(f"the logged training loss starts at {k} x ln({curves.classes}) while the first evaluation "
+                        f"is at ln({curves.classes}): the Trainer summed it over {k} gradient-accumulation steps "
+                        f"(a known Trainer logging bug); read divided by {k}")
 
 
 def _config_classes(config: Path) -> int | None:
@@ -361,7 +522,13 @@ def _config_classes(config: Path) -> int | None:
     if isinstance(data.get("id2label"), dict) and len(data["id2label"]) > 1:
         return len(data["id2label"])
     n = data.get("num_labels")
-    return n if isinstance(n, int) and n > 1 else None
+    if isinstance(n, int):
+        return n if n > 1 else None
+    # transformers does not save id2label for its default of 2 labels: a classifier's config
+    # without one (its problem_type or architecture says classifier) has 2 classes
+    classifier = data.get("problem_type") in ("single_label_classification", "multi_label_classification") or any(
+        str(a).endswith("Classification") for a in data.get("architectures") or [])
+    return 2 if classifier and "id2label" not in data else None
 
 
 def _scalar(value) -> float | None:
@@ -384,10 +551,10 @@ def _scalar(value) -> float | None:
     return None
 
 
-def _event_records(file: Path) -> list[dict]:
+def _event_records(file: Path, prefix: str = "") -> list[dict]:
     """{"step": s, tag: value} per event of one file, read with TensorBoard's raw record
     loader and its Event message (its data-compat migration, which rebuilds every scalar as a
-    tensor, is skipped: it took two thirds of the time)."""
+    tensor, is skipped: it took two thirds of the time); tags get `prefix` (a split folder)."""
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboard.compat.proto import event_pb2
 
@@ -395,15 +562,28 @@ def _event_records(file: Path) -> list[dict]:
     for raw in RawEventFileLoader(str(file)).Load():
         event = event_pb2.Event.FromString(raw)
         if event.HasField("summary"):
-            record = {v.tag: x for v in event.summary.value if (x := _scalar(v)) is not None}
+            record = {prefix + v.tag: x for v in event.summary.value if (x := _scalar(v)) is not None}
             if record:
                 records.append({"step": event.step, **record})
     return records
 
 
+def _event_files(folder: Path) -> list[tuple[str, Path]]:
+    """(tag prefix, file) of a run's event files in the order written: the folder's own, then
+    those of its subfolders named after a split, whose tags get the folder's name ('train/',
+    'loss_val/'): Keras writes train/ and validation/, SummaryWriter.add_scalars one folder
+    per curve, each with the same tag."""
+    if not folder.is_dir():
+        return [("", folder)]
+    files = [("", f) for f in sorted(folder.glob(_EVENTS + "*"))]
+    for sub in sorted(d for d in folder.iterdir() if d.is_dir() and _split_folder(d)):
+        files += [(sub.name + "/", f) for f in sorted(sub.glob(_EVENTS + "*"))]
+    return files
+
+
 def read_events(folder: Path, mapping=None) -> Curves:
-    """TensorBoard event files of one folder (one run to TensorBoard), in name order — the
-    order they were written — through TensorBoard's own record loader."""
+    """TensorBoard event files of one run (a folder, with its split subfolders: `_event_files`),
+    in name order — the order they were written — through TensorBoard's own record loader."""
     try:
         import tensorboard  # noqa: F401
     except ImportError:
@@ -411,20 +591,26 @@ def read_events(folder: Path, mapping=None) -> Curves:
             f"{folder}: reading TensorBoard event files needs the tensorboard package; "
             "pip install tensorboard (or seqrep[diagnose])."
         ) from None
-    files = sorted(folder.glob(_EVENTS + "*")) if folder.is_dir() else [folder]
+    files = _event_files(folder)
     records, notes = [], []
-    for file in files:
+    for prefix, file in files:
         try:
-            records += _event_records(file)
+            records += _event_records(file, prefix)
         except Exception as err:  # the loader's and protobuf's errors on damaged files vary
             raise SeqrepError(f"{file}: TensorBoard could not read it ({type(err).__name__}: {err}); "
                               "is it a complete event file?") from None
     if not records:
         raise SeqrepError(f"{folder}: the event file(s) hold no scalars yet; nothing was logged.")
     if len(files) > 1:
-        notes.append(f"{len(files)} event files in one folder, read in the order written")
+        split = sorted({prefix.rstrip("/") for prefix, _ in files if prefix})
+        notes.append(f"{len(files)} event files read in the order written"
+                     + (f", with the curves of the subfolders {', '.join(split)}" if split else " (one folder)"))
     curves = from_records(records, mapping, fmt="tensorboard", where=str(folder))
-    curves.classes = _hparams_classes(folder if folder.is_dir() else folder.parent)
+    run = folder if folder.is_dir() else folder.parent
+    # Lightning's hparams.yaml beside the events; HF's config.json in output_dir, two folders
+    # above its runs/<date>/ events (report_to="tensorboard")
+    curves.classes = _hparams_classes(run) or next(
+        (c for up in (run, run.parent, run.parent.parent) if (c := _config_classes(up / "config.json"))), None)
     curves.notes += notes
     return curves
 
@@ -448,8 +634,8 @@ def _sniff(path: Path) -> str:
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if b'"log_history"' in head:
         return "hf"
-    if text.startswith(b"{"):
-        return "jsonl"
+    if text.startswith((b"{", b"[")):
+        return "jsonl"  # JSON Lines, or one JSON document of metrics
     return "csv"
 
 

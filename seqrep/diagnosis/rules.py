@@ -325,29 +325,56 @@ def no_learning(run: Run) -> tuple[dict, Finding | None]:
              "thresholds": [NL_PROGRESS, NL_ACC]}
     if start < 0.05 or train_p >= NL_PROGRESS or (val_p is not None and val_p >= NL_PROGRESS):
         return stats, None
-    if ref and loss.y[0] >= INIT_HIGH * ref:
-        return stats, None  # it started far above ln C: init_far; progress from there is not judged
+    blew_up = bool(ref and loss.y[0] >= INIT_HIGH * ref)
+    if blew_up and (init_far(run)[1] is not None or diverge(run)[1] is not None):
+        return stats, None  # it started far above ln C and came down (init_far) or climbed (diverge)
     if best_acc is not None and run.chance() and best_acc >= NL_ACC * run.chance():
         return stats, None
     if ref and train_p >= NL_PRIOR and not run.curves.no_gradient and stuck_accuracy(run)[1] is not None:
         return stats, None  # it learned the class frequencies: stuck_accuracy says so
     if val_better(run)[1] is not None:
         return stats, None  # the training loss is measured under dropout / augmentation
+    if _falling_in_first_epoch(loss):
+        return stats, None  # too early to compare with ln C: it has not seen the data once
     evidence = [f"training loss {_fmt(loss.y[0])} at {run.where(loss.x[0])}, lowest {_fmt(float(np.min(_smooth(loss)[1])))}, "
                 f"{_fmt(loss.y[-1])} at {run.where(loss.x[-1])}: {train_p:.0%} below "
                 + (f"ln({run.classes}) = {ref:.3g}, what guessing evenly scores" if ref else "where it started")]
+    rate = run.get("lr")
+    if rate is not None and not blew_up:
+        evidence.append(f"learning rate: peak {_fmt(float(np.max(rate.y)))}, {_fmt(float(rate.y[-1]))} at the end "
+                        "(a rate too low to move the weights leaves the loss flat too)")
+    if blew_up:
+        lr = run.lr_at(float(loss.x[0]))
+        evidence.append(f"the first logged loss is {float(loss.y[0]) / ref:.3g}x ln({run.classes}) and it never came "
+                        "below ln C: the first steps blew up (a learning rate far too high"
+                        + (f": {_fmt(lr)} then" if lr is not None else "") + "), then the model stopped learning")
     if val is not None:
         evidence.append(f"validation loss {_fmt(val.y[0])} -> {_fmt(val.y[-1])} ({run.where(val.x[0], 'val_loss')} -> "
                         f"{run.where(val.x[-1], 'val_loss')})")
     if best_acc is not None:
         evidence.append(f"validation accuracy at most {best_acc:.3g}" + (f" (chance 1/{run.classes} = {run.chance():.3g})" if run.chance() else ""))
     evidence += _gradient_evidence(run)
+    next_check = ("seqrep.check_training(model, (x, y), optimizer=opt) on one batch names what stops it "
+                  "before a step is wasted: a cut graph (no_grad, .detach(), numpy), a frozen or eval-mode "
+                  "part, parameters missing from the optimizer, a loss fed probabilities (notebooks 03, 06).")
+    if blew_up:
+        next_check = ("lower the learning rate (x0.1, or more) and clip gradients, then log from the first "
+                      "step: the loss must start near ln C and fall. If it still starts far above, " + next_check)
     return stats, Finding(
         "no_learning", "the model is not learning at all: the loss sits where it started", evidence,
-        "seqrep.check_training(model, (x, y), optimizer=opt) on one batch names what stops it "
-        "before a step is wasted: a cut graph (no_grad, .detach(), numpy), a frozen or eval-mode "
-        "part, parameters missing from the optimizer, a loss fed probabilities (notebooks 03, 06).",
-        stats)
+        next_check, stats)
+
+
+def _falling_in_first_epoch(loss: Series) -> bool:
+    """A log that ends inside its first epoch (epoch < 1 at every point) with a loss that
+    visibly falls: the change from its first to its last fifth at least NOISY_SNR x the
+    point-to-point scatter (the noisy rule's measure of a trend)."""
+    epochs = loss.epoch[np.isfinite(loss.epoch)]
+    if len(loss) < 5 or not len(epochs) or float(np.max(epochs)) >= 1:
+        return False
+    fifth = max(len(loss) // 5, 1)
+    fall = float(np.median(loss.y[:fifth]) - np.median(loss.y[-fifth:]))
+    return fall >= NOISY_SNR * float(np.median(np.abs(np.diff(loss.y)))) / 0.954
 
 
 def _round(v: float | None, digits: int = 3) -> float | None:
@@ -505,6 +532,9 @@ def val_flat(run: Run) -> tuple[dict, Finding | None]:
     train_p = _progress(loss, None)
     val_p = max(0.0, 1.0 - float(np.min(val.y)) / float(val.y[0])) if val.y[0] > 0 else 0.0
     stats = {"train_progress": _round(train_p), "val_progress": round(val_p, 3), "thresholds": [VF_TRAIN, VF_VAL]}
+    if run.ln_c and float(val.y[0]) < (1 - NL_PROGRESS) * run.ln_c:
+        return stats, None  # validation had learned before its first evaluation (a resumed or
+        # fine-tuned model): no better from there is convergence, not a validation that never learns
     acc = run.get("val_acc")
     acc_gain = float(np.max(acc.y) - acc.y[0]) if acc is not None and len(acc) > 1 else None
     stats["val_acc_gain"] = _round(acc_gain)
@@ -676,14 +706,19 @@ INIT_HIGH = 1.9  # the first logged training loss above this multiple of ln C
 @rule("init_far")
 def init_far(run: Run) -> tuple[dict, Finding | None]:
     """The first logged training loss far above ln C, what an untrained model that spreads
-    its guesses evenly scores (needs the number of classes). A loss far below ln C at the
-    start is not flagged: a pretrained or data-fitted start (seqrep's default) does that."""
+    its guesses evenly scores (needs the number of classes), and training then undid it: the
+    loss later came below ln C and never climbed back above its start. (A loss that climbs
+    above its first logged value, or never comes below ln C, blew up in the steps before the
+    first log: a learning rate far too high, which diverge and no_learning name.) A loss far
+    below ln C at the start is not flagged: a pretrained or data-fitted start does that."""
     loss, ln_c = run.loss, run.ln_c
     if loss is None or not ln_c:
         return {}, None
     ratio = float(loss.y[0]) / ln_c
-    stats = {"first_over_ln_c": round(ratio, 3), "threshold": INIT_HIGH}
-    if ratio < INIT_HIGH:
+    _, smooth = _smooth(loss)
+    undone = float(np.min(smooth)) < ln_c and float(np.max(smooth[1:], initial=-np.inf)) <= float(loss.y[0])
+    stats = {"first_over_ln_c": round(ratio, 3), "threshold": INIT_HIGH, "undone_by_training": undone}
+    if ratio < INIT_HIGH or not undone:
         return stats, None
     return stats, Finding(
         "init_far", f"the loss starts {ratio:.1f}x above ln({run.classes}): a bad initialisation",
