@@ -259,6 +259,12 @@ NOISY_REL = 0.066  # ... with a scatter above this fraction of the loss level (a
 # loss is no learning, not noise): too noisy
 
 
+def _scatter(y: np.ndarray) -> float:
+    """The scatter of one point of `y`: median absolute successive difference / 0.954 (the
+    standard deviation, for Gaussian noise)."""
+    return float(np.median(np.abs(np.diff(y)))) / 0.954
+
+
 @rule("noisy")
 def noisy(run: Run) -> tuple[dict, Finding | None]:
     """Per-step losses whose scatter hides any trend: neither the change from the first to the
@@ -269,7 +275,7 @@ def noisy(run: Run) -> tuple[dict, Finding | None]:
     if loss is None or len(loss) < 30 or run.curves.unit != "step":
         return {}, None
     y, fifth = loss.y, max(len(loss) // 5, 1)
-    scatter = float(np.median(np.abs(np.diff(y)))) / 0.954
+    scatter = _scatter(y)
     smooth = _smooth(loss)[1]
     trend = max(abs(float(np.median(y[:fifth]) - np.median(y[-fifth:]))), float(np.ptp(smooth)))
     level = float(np.median(y))
@@ -374,7 +380,7 @@ def _falling_in_first_epoch(loss: Series) -> bool:
         return False
     fifth = max(len(loss) // 5, 1)
     fall = float(np.median(loss.y[:fifth]) - np.median(loss.y[-fifth:]))
-    return fall >= NOISY_SNR * float(np.median(np.abs(np.diff(loss.y)))) / 0.954
+    return fall >= NOISY_SNR * _scatter(loss.y)
 
 
 def _round(v: float | None, digits: int = 3) -> float | None:
