@@ -385,13 +385,13 @@ def read_jsonl(path: Path, mapping=None) -> Curves:
     """JSON Lines (seqrep's run.jsonl, hand-written logs), or one JSON document of metrics
     (`_document_records`: a list of records, Keras' history of lists)."""
     notes: list[str] = []
-    lines = _lines(path, notes)
-    records, damaged = _json_records(lines, [])
+    line_notes: list[str] = []
+    records, damaged = _json_records(_lines(path, notes), line_notes)  # parsed once: a big log's edges are MBs
     fmt = "jsonl"
     if len(records) <= 1 and (document := _json_document(path, doc_notes := [])) is not None:
         records, damaged, notes, fmt = document, [], doc_notes, "json"
     else:
-        records, damaged = _json_records(lines, notes)
+        notes += line_notes
     if not records:
         raise _unknown(path, "no line is a JSON record" if damaged else "it holds no records")
     seqrep = any(r.get("event") == "start" and "config" in r for r in records[:5]) or path.name == "run.jsonl"
